@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Builds etcd and kube-apiserver from their Go modules into a cache outside the
+# repository, once per pinned version. Prints the directory holding them.
+#
+# k8s.io/kubernetes cannot be `go install`ed: its go.mod replaces every
+# k8s.io/<staging> module with ./staging/src/... . A wrapper module requires
+# k8s.io/kubernetes and replaces each staging module with its published v0.N.P
+# tag, derived from the release's own go.mod.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=versions.env
+source "$here/versions.env"
+
+cache=${REGCRED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/regcred}
+out="$cache/envtest/k8s-$K8S_VERSION-etcd-$ETCD_VERSION"
+if [[ -x "$out/kube-apiserver" && -x "$out/etcd" ]]; then
+  echo "$out"
+  exit 0
+fi
+command -v go >/dev/null || { echo "error: Go is required to build etcd and kube-apiserver (https://go.dev/dl/)" >&2; exit 1; }
+mkdir -p "$out"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+log() { echo "build-envtest: $*" >&2; }
+
+# etcd: a two-line main around etcdmain.Main needs no replace directives.
+if [[ ! -x "$out/etcd" ]]; then
+  log "building etcd $ETCD_VERSION"
+  mkdir -p "$work/etcd" && cd "$work/etcd"
+  go mod init regcred.dev/envtest-etcd >/dev/null 2>&1
+  cat > main.go <<'GO'
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+GO
+  go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >&2
+  go mod tidy >&2
+  CGO_ENABLED=0 go build -trimpath -o "$out/etcd.tmp" . >&2
+  mv "$out/etcd.tmp" "$out/etcd"
+fi
+
+if [[ ! -x "$out/kube-apiserver" ]]; then
+  log "building kube-apiserver $K8S_VERSION (several minutes on 2 cores)"
+  mkdir -p "$work/kas" && cd "$work/kas"
+  go mod init regcred.dev/envtest-kube-apiserver >/dev/null 2>&1
+  modfile=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+  staging_tag="v0.${K8S_VERSION#v1.}"
+  replaces=$(grep -E '^\s*k8s\.io/[^ ]+ => \./staging/src/' "$modfile" | awk '{print $1}' | sort -u)
+  [[ -n "$replaces" ]] || { log "no staging replaces found in $modfile"; exit 1; }
+  n=0
+  for m in $replaces; do
+    go mod edit -replace "$m=$m@$staging_tag"
+    n=$((n + 1))
+  done
+  log "$n staging modules replaced with $staging_tag"
+  go mod edit -require "k8s.io/kubernetes@$K8S_VERSION"
+  go get -tool "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" >&2
+  ver="$K8S_VERSION"
+  ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$ver -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$(echo "$ver" | cut -d. -f2) -X k8s.io/component-base/version.gitTreeState=clean"
+  CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver >&2
+  mv "$out/kube-apiserver.tmp" "$out/kube-apiserver"
+fi
+echo "$out"

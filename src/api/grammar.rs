@@ -1,0 +1,124 @@
+//! The grammars the API server enforces on spec fields, as CEL rules with a
+//! message a user can act on. Every string a rule inspects carries a
+//! `maxLength` in its schema so the API server can bound the rule's cost.
+
+use kube::core::Rule;
+
+/// DNS-1123 subdomain: names of Secrets, ServiceAccounts and namespaces.
+const DNS1123_SUBDOMAIN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/// A registry host as it appears in `.dockerconfigjson`: lowercase DNS name or
+/// IPv4 address, optional port.
+const HOST: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*(:[0-9]{1,5})?$";
+/// Go's `time.ParseDuration` grammar (what `metav1.Duration` accepts).
+const DURATION: &str = r"^([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
+const UUID: &str = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+const SECRET_KEY: &str = r"^[-._a-zA-Z0-9]+$";
+
+fn matches(pattern: &str) -> String {
+    format!("self.matches('{pattern}')")
+}
+
+pub(super) fn secret_name() -> Rule {
+    Rule::new(matches(DNS1123_SUBDOMAIN))
+        .message("must be a DNS-1123 subdomain (lowercase letters, digits, '-' and '.'), e.g. regcred-ecr")
+}
+
+pub(super) fn secret_key() -> Rule {
+    Rule::new(matches(SECRET_KEY))
+        .message("must be a Secret data key (letters, digits, '-', '_' and '.'), e.g. password")
+}
+
+pub(super) fn namespace_names() -> Rule {
+    Rule::new(
+        "self.all(n, n.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'))",
+    )
+    .message("each entry must be a namespace name (DNS-1123 label), e.g. staging")
+}
+
+pub(super) fn service_account_names() -> Rule {
+    Rule::new(format!("self.all(n, n == '*' || n.matches('{DNS1123_SUBDOMAIN}'))"))
+        .message("each entry must be a ServiceAccount name (DNS-1123 subdomain) or \"*\"")
+}
+
+pub(super) fn wildcard_alone() -> Rule {
+    Rule::new("!('*' in self) || self.size() == 1")
+        .message("\"*\" selects every ServiceAccount and must be the only entry")
+}
+
+pub(super) fn host() -> Rule {
+    Rule::new(matches(HOST))
+        .message("must be a lowercase registry host name with an optional port, e.g. myregistry.azurecr.io or us-docker.pkg.dev")
+}
+
+pub(super) fn hosts() -> Rule {
+    Rule::new(format!("self.all(h, h.matches('{HOST}'))"))
+        .message("each entry must be a lowercase registry host name with an optional port, e.g. us-docker.pkg.dev")
+}
+
+pub(super) fn aws_region() -> Rule {
+    Rule::new(matches(r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$"))
+        .message("must be an AWS region code, e.g. us-east-1")
+}
+
+pub(super) fn aws_account_ids() -> Rule {
+    Rule::new("self.all(id, id.matches('^[0-9]{12}$'))")
+        .message("each entry must be a 12-digit AWS account id, e.g. 123456789012")
+}
+
+pub(super) fn aws_role_arn() -> Rule {
+    Rule::new(matches(r"^arn:aws(-[a-z]+)*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$"))
+        .message("must be an IAM role ARN, e.g. arn:aws:iam::210987654321:role/ecr-pull")
+}
+
+pub(super) fn aws_external_id() -> Rule {
+    Rule::new(matches(r"^[A-Za-z0-9+=,.@:/_-]{2,1224}$"))
+        .message("must be 2 to 1224 characters of letters, digits and +=,.@:/-_")
+}
+
+pub(super) fn https_or_http_url() -> Rule {
+    Rule::new("isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''")
+        .message("must be an absolute http(s) URL, e.g. https://api.ecr.us-east-1.amazonaws.com")
+}
+
+pub(super) fn https_url() -> Rule {
+    Rule::new("isURL(self) && url(self).getScheme() == 'https' && url(self).getHostname() != ''")
+        .message("must be an absolute https URL, e.g. https://login.microsoftonline.com/")
+}
+
+pub(super) fn uuid() -> Rule {
+    Rule::new(matches(UUID)).message("must be a UUID, e.g. 00000000-0000-0000-0000-000000000000")
+}
+
+pub(super) fn positive_duration() -> Rule {
+    Rule::new(format!("self.matches('{DURATION}') && duration(self) > duration('0s')"))
+        .message("must be a positive duration such as 30s, 10m or 1h")
+}
+
+pub(super) fn renew_before() -> Rule {
+    Rule::new(format!("self.matches('{DURATION}') && duration(self) >= duration('1m')"))
+        .message("must be a duration of at least 1m, such as 30m or 2h")
+}
+
+pub(super) fn image_reference() -> Rule {
+    Rule::new(matches(
+        r"^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[a-f0-9]{64})?$",
+    ))
+    .message("must be a repository path with an optional tag or digest and without the registry host, e.g. team/app:1.2.3")
+}
+
+pub(super) fn reserved_labels() -> Rule {
+    Rule::new("!('app.kubernetes.io/managed-by' in self) && !('regcred.dev/credential' in self)")
+        .message("must not set app.kubernetes.io/managed-by or regcred.dev/credential; regcred owns those labels")
+}
+
+pub(super) fn exactly_one_provider() -> Rule {
+    Rule::new("[has(self.ecr), has(self.gcr), has(self.acr), has(self.static)].filter(x, x).size() == 1")
+        .message("exactly one of ecr, gcr, acr or static must be set")
+}
+
+pub(super) fn exactly_one_acr_auth() -> Rule {
+    Rule::new(
+        "[has(self.workloadIdentity), has(self.managedIdentity), has(self.servicePrincipal)].filter(x, x).size() == 1",
+    )
+    .message("exactly one of workloadIdentity, managedIdentity or servicePrincipal must be set (omit auth for workload identity)")
+}

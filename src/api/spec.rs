@@ -1,0 +1,464 @@
+//! `RegistryCredential.spec`: what the admin declares.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::{CustomResource, KubeSchema, core::Duration};
+use serde::{Deserialize, Serialize};
+
+use super::grammar;
+use super::status::RegistryCredentialStatus;
+
+/// A RegistryCredential mints image-pull credentials for one registry provider
+/// and keeps a `kubernetes.io/dockerconfigjson` Secret with them in every
+/// targeted namespace, referenced from the selected ServiceAccounts, renewing
+/// it before it expires.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "regcred.dev",
+    version = "v1alpha1",
+    kind = "RegistryCredential",
+    plural = "registrycredentials",
+    shortname = "regcred",
+    category = "regcred",
+    status = "RegistryCredentialStatus",
+    derive = "PartialEq",
+    doc = "RegistryCredential keeps image-pull credentials for one registry provider fresh in every targeted namespace.",
+    printcolumn(name = "Provider", type_ = "string", json_path = ".status.provider"),
+    printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
+    printcolumn(name = "Synced", type_ = "string", json_path = ".status.summary"),
+    printcolumn(name = "Expires", type_ = "string", json_path = ".status.notAfter"),
+    printcolumn(name = "Pull-Auth", type_ = "string", json_path = ".status.pullAuth.result"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(name = "Renewal", type_ = "string", json_path = ".status.renewalTime", priority = "1"),
+    printcolumn(name = "Reason", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].reason"#, priority = "1")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryCredentialSpec {
+    /// Where the credential comes from. Exactly one of ecr, gcr, acr or static.
+    pub provider: Provider,
+
+    /// Which namespaces receive the Secret and which ServiceAccounts reference it.
+    #[serde(default)]
+    pub target: Target,
+
+    /// How long before the credential expires a new one is minted, e.g. `1h`.
+    /// At least `1m`. Default: a third of the credential's actual lifetime
+    /// (4h for a 12h ECR token). Ignored by the static provider, whose
+    /// credentials do not expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = grammar::renew_before())]
+    pub renew_before: Option<Duration>,
+
+    /// How regcred proves that the registry accepts the credential.
+    #[serde(default)]
+    pub health_check: HealthCheck,
+}
+
+/// The source of the credential. Exactly one field is set.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = grammar::exactly_one_provider())]
+#[serde(rename_all = "camelCase")]
+pub struct Provider {
+    /// Amazon Elastic Container Registry: a 12 h token from `ecr:GetAuthorizationToken`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ecr: Option<EcrProvider>,
+    /// Google Container Registry and Artifact Registry: an OAuth2 access token (about 1 h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gcr: Option<GcrProvider>,
+    /// Azure Container Registry: an ACR refresh token exchanged for an Entra ID token (about 3 h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<AcrProvider>,
+    /// Long-lived credentials copied from a Secret, e.g. a Docker Hub access token.
+    #[serde(default, rename = "static", skip_serializing_if = "Option::is_none")]
+    pub static_: Option<StaticProvider>,
+}
+
+/// A provider, borrowed from the spec, once validation has made sure exactly one is set.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ProviderSpec<'a> {
+    Ecr(&'a EcrProvider),
+    Gcr(&'a GcrProvider),
+    Acr(&'a AcrProvider),
+    Static(&'a StaticProvider),
+}
+
+impl Provider {
+    /// The one configured provider, or `None` when zero or several are set
+    /// (the API server rejects both; this guards objects written before the
+    /// CRD's validation existed).
+    pub fn selected(&self) -> Option<ProviderSpec<'_>> {
+        match (&self.ecr, &self.gcr, &self.acr, &self.static_) {
+            (Some(p), None, None, None) => Some(ProviderSpec::Ecr(p)),
+            (None, Some(p), None, None) => Some(ProviderSpec::Gcr(p)),
+            (None, None, Some(p), None) => Some(ProviderSpec::Acr(p)),
+            (None, None, None, Some(p)) => Some(ProviderSpec::Static(p)),
+            _ => None,
+        }
+    }
+}
+
+/// Amazon ECR.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct EcrProvider {
+    /// AWS region of the registry, e.g. `us-east-1`.
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = grammar::aws_region())]
+    pub region: String,
+
+    /// 12-digit account ids whose registries the token is for.
+    /// Default: the registry of the account the credentials belong to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20), inner(length(max = 12)))]
+    #[x_kube(validation = grammar::aws_account_ids())]
+    pub registry_ids: Vec<String>,
+
+    /// Static AWS keys. Omit to use the AWS SDK default chain: IRSA web identity,
+    /// EKS Pod Identity, environment variables or the instance profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<EcrAuth>,
+
+    /// Assume this IAM role (e.g. in another account) before calling ECR.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assume_role: Option<AssumeRole>,
+
+    /// Override the ECR (and STS) endpoint, e.g. a VPC or FIPS endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = grammar::https_or_http_url())]
+    pub endpoint_url: Option<String>,
+}
+
+/// AWS credentials read from a Secret in the operator's credentials namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EcrAuth {
+    /// The Secret holding the access key.
+    pub secret_ref: AwsSecretRef,
+}
+
+/// A Secret with AWS access keys, in the operator's credentials namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsSecretRef {
+    /// Name of the Secret in the credentials namespace.
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = grammar::secret_name())]
+    pub name: String,
+    /// Key holding the access key id.
+    #[serde(default = "default_access_key_id_key")]
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = grammar::secret_key())]
+    pub access_key_id_key: String,
+    /// Key holding the secret access key.
+    #[serde(default = "default_secret_access_key_key")]
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = grammar::secret_key())]
+    pub secret_access_key_key: String,
+    /// Key holding a session token, for temporary credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = grammar::secret_key())]
+    pub session_token_key: Option<String>,
+}
+
+fn default_access_key_id_key() -> String {
+    "AWS_ACCESS_KEY_ID".into()
+}
+
+fn default_secret_access_key_key() -> String {
+    "AWS_SECRET_ACCESS_KEY".into()
+}
+
+/// An IAM role to assume before calling ECR.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AssumeRole {
+    /// ARN of the role, e.g. `arn:aws:iam::210987654321:role/ecr-pull`.
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = grammar::aws_role_arn())]
+    pub role_arn: String,
+    /// External id the role's trust policy requires, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1224))]
+    #[x_kube(validation = grammar::aws_external_id())]
+    pub external_id: Option<String>,
+}
+
+/// Google Container Registry / Artifact Registry.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct GcrProvider {
+    /// Registry hosts the access token is written for, e.g. `us-docker.pkg.dev`, `gcr.io`.
+    #[schemars(length(min = 1, max = 32), inner(length(max = 253)))]
+    #[x_kube(validation = grammar::hosts())]
+    pub registries: Vec<String>,
+
+    /// A service-account key. Omit to use the metadata server (GKE Workload Identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<GcrAuth>,
+}
+
+/// How regcred authenticates to Google.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GcrAuth {
+    /// A JSON service-account key.
+    pub service_account_key: ServiceAccountKey,
+}
+
+/// A JSON service-account key stored in a Secret.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceAccountKey {
+    /// The Secret and key holding the key file.
+    pub secret_ref: SecretKeyRef,
+}
+
+/// One key of a Secret in the operator's credentials namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Name of the Secret in the credentials namespace.
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = grammar::secret_name())]
+    pub name: String,
+    /// Key within the Secret.
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = grammar::secret_key())]
+    pub key: String,
+}
+
+/// Azure Container Registry.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AcrProvider {
+    /// Registry host, e.g. `myregistry.azurecr.io`.
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = grammar::host())]
+    pub registry: String,
+
+    /// Microsoft Entra tenant id (UUID).
+    #[schemars(length(max = 36))]
+    #[x_kube(validation = grammar::uuid())]
+    pub tenant_id: String,
+
+    /// How regcred obtains its Entra ID token. Exactly one mode;
+    /// omit for workload identity with the client id from the pod's environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AcrAuth>,
+
+    /// Entra ID authority, for sovereign clouds. Default `https://login.microsoftonline.com/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = grammar::https_url())]
+    pub authority_host: Option<String>,
+}
+
+/// Entra ID authentication modes. Exactly one is set.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = grammar::exactly_one_acr_auth())]
+#[serde(rename_all = "camelCase")]
+pub struct AcrAuth {
+    /// Azure Workload Identity (federated ServiceAccount token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_identity: Option<AzureIdentity>,
+    /// The managed identity of the node or pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_identity: Option<AzureIdentity>,
+    /// An app registration with a client secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_principal: Option<ServicePrincipal>,
+}
+
+/// An Azure identity, optionally selected by client id.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AzureIdentity {
+    /// Client id (UUID). Default: `AZURE_CLIENT_ID` of the operator's pod
+    /// (workload identity) or the system-assigned identity (managed identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 36))]
+    #[x_kube(validation = grammar::uuid())]
+    pub client_id: Option<String>,
+}
+
+/// A service principal with a client secret.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServicePrincipal {
+    /// Application (client) id (UUID).
+    #[schemars(length(max = 36))]
+    #[x_kube(validation = grammar::uuid())]
+    pub client_id: String,
+    /// The Secret and key holding the client secret.
+    pub secret_ref: SecretKeyRef,
+}
+
+/// Long-lived credentials for any registry, e.g. a Docker Hub access token.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StaticProvider {
+    /// Registry host, e.g. `docker.io` (written as `https://index.docker.io/v1/`) or `ghcr.io`.
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = grammar::host())]
+    pub registry: String,
+    /// The Secret holding the credentials.
+    pub secret_ref: StaticSecretRef,
+}
+
+/// A Secret in the credentials namespace holding registry credentials: either
+/// a `kubernetes.io/dockerconfigjson` Secret (its entry for `registry` is used)
+/// or a Secret with a username and a password key.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StaticSecretRef {
+    /// Name of the Secret in the credentials namespace.
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = grammar::secret_name())]
+    pub name: String,
+    /// Key holding the username (ignored for dockerconfigjson Secrets).
+    #[serde(default = "default_username_key")]
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = grammar::secret_key())]
+    pub username_key: String,
+    /// Key holding the password or access token (ignored for dockerconfigjson Secrets).
+    #[serde(default = "default_password_key")]
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = grammar::secret_key())]
+    pub password_key: String,
+}
+
+fn default_username_key() -> String {
+    "username".into()
+}
+
+fn default_password_key() -> String {
+    "password".into()
+}
+
+/// Where the Secret is written and who references it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Target {
+    /// Name of the managed Secret in every namespace. Default: the RegistryCredential's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = grammar::secret_name())]
+    pub secret_name: Option<String>,
+
+    /// Which namespaces receive the Secret. Default: every namespace.
+    #[serde(default)]
+    pub namespaces: NamespaceSelection,
+
+    /// Which ServiceAccounts in those namespaces reference the Secret. Default: `default`.
+    #[serde(default)]
+    pub service_accounts: ServiceAccountSelection,
+
+    /// What to do when a Secret of the same name exists that regcred did not create:
+    /// `Fail` leaves it untouched and reports the namespace; `Adopt` takes it over.
+    #[serde(default)]
+    pub existing_secret_policy: ExistingSecretPolicy,
+
+    /// Labels copied onto every managed Secret.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = grammar::reserved_labels())]
+    pub secret_labels: BTreeMap<String, String>,
+
+    /// Annotations copied onto every managed Secret, e.g.
+    /// `argocd.argoproj.io/compare-options: IgnoreExtraneous`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_annotations: BTreeMap<String, String>,
+}
+
+/// Namespaces to write into: those matching `selector` or listed in `names`,
+/// minus `exclude`. With neither `selector` nor `names`, every namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceSelection {
+    /// Namespaces whose labels match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+    /// Namespaces by name (ORed with `selector`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000), inner(length(max = 63)))]
+    #[x_kube(validation = grammar::namespace_names())]
+    pub names: Vec<String>,
+    /// Namespaces never written into, whatever else matches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000), inner(length(max = 63)))]
+    #[x_kube(validation = grammar::namespace_names())]
+    pub exclude: Vec<String>,
+}
+
+/// ServiceAccounts whose `imagePullSecrets` get the managed Secret.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceAccountSelection {
+    /// ServiceAccounts by name; `["*"]` means every ServiceAccount in the namespace.
+    #[serde(default = "default_service_account_names")]
+    #[schemars(length(max = 100), inner(length(max = 253)))]
+    #[x_kube(validation = grammar::service_account_names())]
+    #[x_kube(validation = grammar::wildcard_alone())]
+    pub names: Vec<String>,
+    /// ServiceAccounts whose labels match (ORed with `names`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+}
+
+impl Default for ServiceAccountSelection {
+    fn default() -> Self {
+        Self {
+            names: default_service_account_names(),
+            selector: None,
+        }
+    }
+}
+
+fn default_service_account_names() -> Vec<String> {
+    vec!["default".into()]
+}
+
+/// What to do with a same-named Secret that regcred did not create.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
+pub enum ExistingSecretPolicy {
+    /// Leave it untouched and report the namespace as failed (`SecretExists`).
+    #[default]
+    Fail,
+    /// Take it over (recreating it if its type is not dockerconfigjson).
+    Adopt,
+}
+
+/// Registry pull-authentication checks.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheck {
+    /// `Registry` proves the credential against the registry's `/v2/` endpoint
+    /// after every mint and every `interval`; `Disabled` turns checks off.
+    #[serde(default)]
+    pub mode: HealthCheckMode,
+    /// Also prove pull access to this repository, e.g. `team/app:1.2.3`
+    /// (without the registry host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    #[x_kube(validation = grammar::image_reference())]
+    pub image: Option<String>,
+    /// Time between checks, e.g. `10m` (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = grammar::positive_duration())]
+    pub interval: Option<Duration>,
+}
+
+/// Whether pull-auth checks run.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
+pub enum HealthCheckMode {
+    /// Check against the registry.
+    #[default]
+    Registry,
+    /// Do not check; `status.pullAuth.result` is `Disabled`.
+    Disabled,
+}

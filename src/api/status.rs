@@ -1,0 +1,160 @@
+//! `RegistryCredential.status`: what regcred observed, for users and for itself
+//! (renewal time and failure count survive an operator restart).
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::KubeSchema;
+use kube::core::ListMerge;
+use serde::{Deserialize, Serialize};
+
+/// Observed state of a RegistryCredential.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryCredentialStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Provider kind: ECR, GCR, ACR or Static.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<ProviderKind>,
+
+    /// Registry hosts the credential is written for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub registries: Vec<String>,
+
+    /// Expiry of the credential now in the Secrets (absent for Static).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<Time>,
+
+    /// When regcred will mint the next credential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_time: Option<Time>,
+
+    /// When the credential now in the Secrets was minted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_issued_time: Option<Time>,
+
+    /// Consecutive failed mints; drives the retry backoff.
+    #[serde(default)]
+    pub failed_attempts: u32,
+
+    /// When the last mint failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure_time: Option<Time>,
+
+    /// How many namespaces are targeted and how many hold the current Secret.
+    #[serde(default)]
+    pub namespaces: NamespaceCounts,
+
+    /// Namespaces that could not be synced (at most 20 are listed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["namespace".into()]))]
+    pub failed_namespaces: Vec<FailedNamespace>,
+
+    /// How many ServiceAccounts reference the Secret and how many could not be patched.
+    #[serde(default)]
+    pub service_accounts: ServiceAccountCounts,
+
+    /// `synced/targeted` namespaces, e.g. `12/12`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+
+    /// Result of the last pull-authentication check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_auth: Option<PullAuth>,
+
+    /// `Issued`, `Synced`, `PullAuthHealthy` and `Ready`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// The kind of provider, as shown in the PROVIDER column.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum ProviderKind {
+    #[serde(rename = "ECR")]
+    Ecr,
+    #[serde(rename = "GCR")]
+    Gcr,
+    #[serde(rename = "ACR")]
+    Acr,
+    Static,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ecr => "ECR",
+            Self::Gcr => "GCR",
+            Self::Acr => "ACR",
+            Self::Static => "Static",
+        }
+    }
+}
+
+/// Namespace counts.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
+pub struct NamespaceCounts {
+    /// Namespaces selected by `spec.target.namespaces`.
+    #[serde(default)]
+    pub targeted: u32,
+    /// Of those, namespaces holding the current Secret with every selected ServiceAccount patched.
+    #[serde(default)]
+    pub synced: u32,
+}
+
+/// A namespace regcred could not sync, and why.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub struct FailedNamespace {
+    /// The namespace.
+    pub namespace: String,
+    /// CamelCase reason, e.g. `SecretExists`.
+    pub reason: String,
+    /// What went wrong and what to do.
+    pub message: String,
+}
+
+/// ServiceAccount counts.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
+pub struct ServiceAccountCounts {
+    /// ServiceAccounts that reference the Secret.
+    #[serde(default)]
+    pub patched: u32,
+    /// ServiceAccounts that could not be patched.
+    #[serde(default)]
+    pub failed: u32,
+}
+
+/// Outcome of the last pull-authentication check.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PullAuth {
+    /// Healthy, Unauthorized, ImageNotFound, Unreachable, Disabled or Unknown.
+    pub result: PullAuthResult,
+    /// The registry the result is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<String>,
+    /// When the check ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_time: Option<Time>,
+    /// What the registry answered, in words.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+/// Result of a pull-authentication check.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum PullAuthResult {
+    /// The registry accepted the credential.
+    Healthy,
+    /// The registry rejected the credential.
+    Unauthorized,
+    /// The credential works but `healthCheck.image` does not exist.
+    ImageNotFound,
+    /// The registry could not be reached.
+    Unreachable,
+    /// Checks are disabled.
+    Disabled,
+    /// No check has run yet.
+    Unknown,
+}

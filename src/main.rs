@@ -1,0 +1,3 @@
+fn main() {
+    print!("{}", regcred::api::crd_yaml());
+}

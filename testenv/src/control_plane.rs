@@ -1,0 +1,273 @@
+//! etcd + kube-apiserver on loopback.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::wait::{await_condition, conditions};
+use tokio::sync::OnceCell;
+
+use crate::pki::{CertKey, TestCa, key_pair_pem};
+use crate::process::Process;
+use crate::{free_port, init_crypto};
+
+const VERSIONS: &str = include_str!("../../hack/versions.env");
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn pinned(name: &str) -> &'static str {
+    VERSIONS
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("{name} is not pinned in hack/versions.env"))
+}
+
+/// Where `hack/build-envtest.sh` puts etcd and kube-apiserver for the pinned
+/// versions (`REGCRED_ENVTEST_DIR` overrides).
+pub fn envtest_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("REGCRED_ENVTEST_DIR") {
+        return dir.into();
+    }
+    let cache = std::env::var_os("REGCRED_CACHE").map(PathBuf::from).unwrap_or_else(|| {
+        std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache"))
+            .join("regcred")
+    });
+    cache
+        .join("envtest")
+        .join(format!("k8s-{}-etcd-{}", pinned("K8S_VERSION"), pinned("ETCD_VERSION")))
+}
+
+fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    let path = envtest_dir().join(name);
+    if !path.is_file() {
+        bail!(
+            "{name} not found at {}: run `make envtest` (hack/build-envtest.sh) to build etcd and kube-apiserver from their Go modules",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// A running etcd + kube-apiserver pair with an admin identity.
+/// Dropping it stops both and removes their data.
+pub struct ControlPlane {
+    // Field order is drop order: the apiserver goes before its etcd.
+    apiserver: Process,
+    etcd: Process,
+    ca: TestCa,
+    url: String,
+    kubeconfig: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl ControlPlane {
+    /// Start a control plane of this test's own.
+    pub async fn start() -> anyhow::Result<Self> {
+        init_crypto();
+        let started = Instant::now();
+        let dir = tempfile::Builder::new().prefix("regcred-envtest-").tempdir()?;
+        let etcd_bin = binary("etcd")?;
+        let apiserver_bin = binary("kube-apiserver")?;
+
+        let etcd_port = free_port();
+        let peer_port = free_port();
+        let mut cmd = Command::new(etcd_bin);
+        cmd.arg(format!("--data-dir={}", dir.path().join("etcd").display()))
+            .arg("--name=default")
+            .arg(format!("--listen-client-urls=http://127.0.0.1:{etcd_port}"))
+            .arg(format!("--advertise-client-urls=http://127.0.0.1:{etcd_port}"))
+            .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"))
+            .arg(format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"))
+            .arg(format!("--initial-cluster=default=http://127.0.0.1:{peer_port}"))
+            .arg("--unsafe-no-fsync")
+            .arg("--log-level=warn");
+        let mut etcd = Process::spawn("etcd", cmd, &dir.path().join("etcd.log"))?;
+        wait_for_port(&mut etcd, etcd_port).await?;
+
+        let ca = TestCa::new("regcred-envtest-ca");
+        let serving = ca.server(&[]);
+        let admin = ca.client("regcred-envtest-admin", &["system:masters"]);
+        let (sa_key, sa_pub) = key_pair_pem();
+        let certs = dir.path().join("pki");
+        std::fs::create_dir_all(&certs)?;
+        let write = |name: &str, text: &str| -> anyhow::Result<PathBuf> {
+            let p = certs.join(name);
+            std::fs::write(&p, text)?;
+            Ok(p)
+        };
+        let ca_file = write("ca.crt", ca.cert_pem())?;
+        let tls_cert = write("apiserver.crt", &serving.cert_pem)?;
+        let tls_key = write("apiserver.key", &serving.key_pem)?;
+        let sa_key_file = write("sa.key", &sa_key)?;
+        let sa_pub_file = write("sa.pub", &sa_pub)?;
+
+        let port = free_port();
+        let url = format!("https://127.0.0.1:{port}");
+        let mut cmd = Command::new(apiserver_bin);
+        cmd.arg(format!("--etcd-servers=http://127.0.0.1:{etcd_port}"))
+            .arg(format!("--secure-port={port}"))
+            .arg("--bind-address=127.0.0.1")
+            .arg("--advertise-address=127.0.0.1")
+            .arg(format!("--cert-dir={}", certs.display()))
+            .arg(format!("--tls-cert-file={}", tls_cert.display()))
+            .arg(format!("--tls-private-key-file={}", tls_key.display()))
+            .arg(format!("--client-ca-file={}", ca_file.display()))
+            .arg("--authorization-mode=RBAC")
+            .arg("--service-cluster-ip-range=10.0.0.0/24")
+            .arg(format!("--service-account-issuer={url}"))
+            .arg(format!("--service-account-key-file={}", sa_pub_file.display()))
+            .arg(format!("--service-account-signing-key-file={}", sa_key_file.display()))
+            .arg("--disable-admission-plugins=ServiceAccount")
+            .arg("--allow-privileged=true")
+            .arg("--enable-priority-and-fairness=false")
+            .arg("--profiling=false")
+            .arg("--endpoint-reconciler-type=none");
+        let apiserver = Process::spawn("kube-apiserver", cmd, &dir.path().join("kube-apiserver.log"))?;
+
+        let kubeconfig = dir.path().join("kubeconfig");
+        std::fs::write(&kubeconfig, kubeconfig_yaml(&url, ca.cert_pem(), &admin))?;
+        let mut cp = Self {
+            apiserver,
+            etcd,
+            ca,
+            url,
+            kubeconfig,
+            dir,
+        };
+        cp.wait_ready().await?;
+        tracing::info!(url = %cp.url, elapsed = ?started.elapsed(), "control plane ready");
+        Ok(cp)
+    }
+
+    /// One control plane shared by every test of this test binary. It lives
+    /// until the process exits (its processes die with it). Tests sharing it
+    /// must use their own uniquely named objects.
+    pub async fn shared() -> &'static ControlPlane {
+        static SHARED: OnceCell<ControlPlane> = OnceCell::const_new();
+        SHARED
+            .get_or_try_init(Self::start)
+            .await
+            .unwrap_or_else(|e| panic!("starting the shared test control plane: {e:#}"))
+    }
+
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            if let Some(status) = self.apiserver.exited() {
+                bail!(
+                    "kube-apiserver exited with {status}; last output:\n{}",
+                    self.apiserver.log_tail(30)
+                );
+            }
+            match self.client().await {
+                Ok(client) => {
+                    let req = http::Request::get("/readyz").body(Vec::new())?;
+                    match client.request_text(req).await {
+                        Ok(body) if body.trim() == "ok" => return Ok(()),
+                        Ok(body) => last = body,
+                        Err(e) => last = e.to_string(),
+                    }
+                }
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        bail!(
+            "kube-apiserver at {} not ready after {START_TIMEOUT:?} ({last}); last output:\n{}",
+            self.url,
+            self.apiserver.log_tail(30)
+        )
+    }
+
+    /// A new admin client bound to the calling test's runtime.
+    pub async fn client(&self) -> anyhow::Result<kube::Client> {
+        self.client_from(&self.kubeconfig).await
+    }
+
+    /// A client for any kubeconfig file of this control plane.
+    pub async fn client_from(&self, kubeconfig: &Path) -> anyhow::Result<kube::Client> {
+        init_crypto();
+        let kc = Kubeconfig::read_from(kubeconfig)?;
+        let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+        Ok(kube::Client::try_from(config)?)
+    }
+
+    /// The admin kubeconfig (system:masters), for kubectl or an operator process.
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// A kubeconfig authenticating as `user` in `groups` with a client
+    /// certificate, for tests that check what RBAC allows.
+    pub fn kubeconfig_for(&self, user: &str, groups: &[&str]) -> anyhow::Result<PathBuf> {
+        let cert = self.ca.client(user, groups);
+        let path = self.dir.path().join(format!("kubeconfig-{user}").replace([':', '/'], "_"));
+        std::fs::write(&path, kubeconfig_yaml(&self.url, self.ca.cert_pem(), &cert))?;
+        Ok(path)
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The CA that signed the apiserver's serving certificate and every client certificate.
+    pub fn ca(&self) -> &TestCa {
+        &self.ca
+    }
+
+    /// PIDs of etcd and kube-apiserver, e.g. to check they are gone.
+    pub fn pids(&self) -> [u32; 2] {
+        [self.etcd.pid(), self.apiserver.pid()]
+    }
+
+    /// Create or update a CRD from YAML and wait until it is established.
+    pub async fn install_crd(&self, yaml: &str) -> anyhow::Result<()> {
+        let crd: CustomResourceDefinition = serde_yaml::from_str(yaml).context("parsing the CRD YAML")?;
+        let name = crd.metadata.name.clone().context("CRD without a name")?;
+        let api: Api<CustomResourceDefinition> = Api::all(self.client().await?);
+        api.patch(&name, &PatchParams::apply("regcred-testenv").force(), &Patch::Apply(&crd))
+            .await
+            .with_context(|| format!("applying CRD {name}"))?;
+        tokio::time::timeout(Duration::from_secs(30), await_condition(api, &name, conditions::is_crd_established()))
+            .await
+            .with_context(|| format!("CRD {name} not established within 30s"))??;
+        Ok(())
+    }
+}
+
+async fn wait_for_port(process: &mut Process, port: u16) -> anyhow::Result<()> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    while Instant::now() < deadline {
+        if let Some(status) = process.exited() {
+            bail!("{} exited with {status}; last output:\n{}", process.name(), process.log_tail(30));
+        }
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("{} did not listen on 127.0.0.1:{port}; last output:\n{}", process.name(), process.log_tail(30))
+}
+
+fn kubeconfig_yaml(url: &str, ca_pem: &str, user: &CertKey) -> String {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let kc = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "envtest", "cluster": {"server": url, "certificate-authority-data": b64(ca_pem)}}],
+        "users": [{"name": "envtest-user", "user": {
+            "client-certificate-data": b64(&user.cert_pem),
+            "client-key-data": b64(&user.key_pem),
+        }}],
+        "contexts": [{"name": "envtest", "context": {"cluster": "envtest", "user": "envtest-user", "namespace": "default"}}],
+        "current-context": "envtest",
+    });
+    serde_yaml::to_string(&kc).expect("kubeconfig serializes")
+}

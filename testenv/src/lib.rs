@@ -1,0 +1,24 @@
+//! Real components for regcred's tests: etcd and kube-apiserver built from
+//! their Go modules (see `hack/build-envtest.sh`), started on free loopback
+//! ports with certificates generated here, and stopped when dropped, also
+//! when a test panics, and when the test process dies.
+
+mod control_plane;
+pub mod pki;
+pub mod process;
+
+pub use control_plane::{ControlPlane, envtest_dir};
+
+/// A free TCP port on 127.0.0.1 (bound once, then released for a server to take).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding an ephemeral port on 127.0.0.1")
+}
+
+/// Install the process-wide rustls crypto provider (kube, reqwest and the
+/// cloud SDKs share it). Idempotent.
+pub fn init_crypto() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
