@@ -1,3 +1,24 @@
 //! regcred: a Kubernetes operator that keeps image-pull credentials fresh.
+//!
+//! Where things live:
+//! - [`api`]: the `RegistryCredential` types, CRD and condition names;
+//! - [`reconcile`]: the pipeline (resolve → validate → build → apply → status);
+//! - [`providers`]: credential minting behind one trait, one module per provider;
+//! - [`renewal`]: when to mint next (expiry, jitter, backoff);
+//! - [`dockerconfig`]: the `.dockerconfigjson` codec;
+//! - [`targets`]: namespace and ServiceAccount selection;
+//! - [`controller`]: watches and caches; [`operator`]: `regcred run`;
+//! - [`telemetry`]: logs; [`redact`]: secret material that never prints.
 
 pub mod api;
+pub mod cli;
+pub mod controller;
+pub mod dockerconfig;
+pub mod error;
+pub mod operator;
+pub mod providers;
+pub mod reconcile;
+pub mod redact;
+pub mod renewal;
+pub mod targets;
+pub mod telemetry;

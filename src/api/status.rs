@@ -3,7 +3,6 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::KubeSchema;
-use kube::core::ListMerge;
 use serde::{Deserialize, Serialize};
 
 /// Observed state of a RegistryCredential.

@@ -1,0 +1,35 @@
+# regcred — one set-up, two commands: `make test` and `make demo`.
+SHELL := /bin/bash
+include hack/versions.env
+
+CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/regcred
+export REGCRED_CACHE := $(CACHE)
+export REGCRED_ENVTEST_DIR := $(CACHE)/envtest/k8s-$(K8S_VERSION)-etcd-$(ETCD_VERSION)
+VENV := $(CURDIR)/.venv
+export REGCRED_MOTO_SERVER := $(VENV)/bin/moto_server
+CARGO ?= cargo
+
+.PHONY: test envtest tools crds check-crds lint unit integration build
+
+## test: install what is missing, then run every check and test
+test: tools lint
+	$(CARGO) test --workspace --all-targets
+
+## envtest: build etcd and kube-apiserver from Go modules into the cache (once per version)
+envtest:
+	@hack/build-envtest.sh >/dev/null
+
+## tools: everything the tests need besides Rust crates
+tools: envtest
+	@hack/install-tools.sh
+
+## crds: regenerate crds/ from the Rust types
+crds:
+	$(CARGO) run --quiet -- crd > crds/regcred.dev_registrycredentials.yaml
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+build:
+	$(CARGO) build --release

@@ -1,0 +1,53 @@
+//! Command-line interface.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// regcred keeps image-pull credentials fresh in every namespace.
+#[derive(Parser, Debug)]
+#[command(name = "regcred", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the operator.
+    Run(RunArgs),
+    /// Print the RegistryCredential CRD as YAML.
+    Crd,
+    /// Print the version.
+    Version,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Namespace whose Secrets hold source credentials (cloud keys, static
+    /// passwords). Default: the namespace the operator runs in.
+    #[arg(long, env = "REGCRED_CREDENTIALS_NAMESPACE")]
+    pub credentials_namespace: Option<String>,
+
+    /// kubeconfig file; default: in-cluster config, then $KUBECONFIG / ~/.kube/config.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// RegistryCredentials reconciled at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "REGCRED_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    /// How long to wait for the RegistryCredential CRD to be installed before giving up (e.g. 5m; 0s = forever).
+    #[arg(long, default_value = "0s")]
+    pub crd_wait_timeout: humantime::Duration,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}

@@ -1,0 +1,182 @@
+//! Credential providers behind one small trait: mint → credential with expiry.
+
+mod static_creds;
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+
+use crate::api::{ProviderKind, ProviderSpec};
+use crate::dockerconfig::RegistryAuth;
+
+/// Longest username or password regcred accepts from a provider or a source
+/// Secret. Real registry tokens are a few KiB; anything larger is a broken or
+/// hostile answer and must not reach every namespace.
+pub const MAX_SECRET_LEN: usize = 32 * 1024;
+
+/// A freshly minted credential: one username/password per registry host.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Credential {
+    pub auths: Vec<RegistryAuth>,
+    /// When the registry stops accepting it; `None` for long-lived credentials.
+    pub not_after: Option<Timestamp>,
+}
+
+impl Credential {
+    pub fn registries(&self) -> Vec<String> {
+        self.auths.iter().map(|a| a.registry.clone()).collect()
+    }
+}
+
+/// Why a mint failed. Variant names double as condition reasons and metric labels.
+#[derive(Debug, thiserror::Error)]
+pub enum MintError {
+    #[error("source Secret {namespace}/{name} does not exist; create it in the credentials namespace")]
+    SourceSecretMissing { namespace: String, name: String },
+    #[error("source Secret {namespace}/{name} {problem}")]
+    SourceSecretInvalid {
+        namespace: String,
+        name: String,
+        problem: String,
+    },
+    #[error("{0}")]
+    MintFailed(String),
+    #[error("the provider throttled the request; retrying later")]
+    Throttled { retry_after: Option<Duration> },
+    #[error("the provider's answer was rejected: {0}")]
+    InvalidProviderResponse(String),
+}
+
+impl MintError {
+    /// The CamelCase reason for the `Issued` condition and metrics.
+    pub fn reason(&self) -> &'static str {
+        use crate::api::conditions::reason;
+        match self {
+            Self::SourceSecretMissing { .. } => reason::SOURCE_SECRET_MISSING,
+            Self::SourceSecretInvalid { .. } => reason::SOURCE_SECRET_INVALID,
+            Self::MintFailed(_) => reason::MINT_FAILED,
+            Self::Throttled { .. } => reason::THROTTLED,
+            Self::InvalidProviderResponse(_) => reason::INVALID_PROVIDER_RESPONSE,
+        }
+    }
+
+    /// A server's hint of when to try again.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Throttled { retry_after } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// What a provider may use while minting, besides its own spec.
+pub struct MintInput<'a> {
+    /// The spec's source Secret, read from the credentials namespace (`None` if absent).
+    pub source: Option<&'a Secret>,
+    pub credentials_namespace: &'a str,
+}
+
+impl MintInput<'_> {
+    /// The source Secret named `name`, or the error users should see.
+    fn require_source(&self, name: &str) -> Result<&Secret, MintError> {
+        self.source.ok_or_else(|| MintError::SourceSecretMissing {
+            namespace: self.credentials_namespace.to_string(),
+            name: name.to_string(),
+        })
+    }
+
+    /// The UTF-8 value of `key` in the source Secret `name`.
+    fn source_value(&self, name: &str, key: &str) -> Result<String, MintError> {
+        let secret = self.require_source(name)?;
+        let invalid = |problem: String| MintError::SourceSecretInvalid {
+            namespace: self.credentials_namespace.to_string(),
+            name: name.to_string(),
+            problem,
+        };
+        let bytes = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .ok_or_else(|| invalid(format!("has no key {key:?}")))?;
+        let value = String::from_utf8(bytes.0.clone()).map_err(|_| invalid(format!("key {key:?} is not UTF-8 text")))?;
+        let value = value.trim().to_string();
+        if value.is_empty() {
+            return Err(invalid(format!("key {key:?} is empty")));
+        }
+        if value.len() > MAX_SECRET_LEN {
+            return Err(invalid(format!("key {key:?} is longer than {MAX_SECRET_LEN} bytes")));
+        }
+        Ok(value)
+    }
+}
+
+/// A source of registry credentials.
+pub trait Provider {
+    fn kind(&self) -> ProviderKind;
+    /// The Secret in the credentials namespace this provider reads, if any.
+    fn source_secret(&self) -> Option<&str>;
+    /// Obtain a credential. One call per renewal, however many namespaces are targeted.
+    fn mint(&self, input: &MintInput<'_>) -> impl Future<Output = Result<Credential, MintError>> + Send;
+}
+
+impl ProviderSpec<'_> {
+    pub fn kind(&self) -> ProviderKind {
+        match self {
+            Self::Ecr(_) => ProviderKind::Ecr,
+            Self::Gcr(_) => ProviderKind::Gcr,
+            Self::Acr(_) => ProviderKind::Acr,
+            Self::Static(p) => p.kind(),
+        }
+    }
+
+    pub fn source_secret(&self) -> Option<&str> {
+        match self {
+            Self::Ecr(p) => p.auth.as_ref().map(|a| a.secret_ref.name.as_str()),
+            Self::Gcr(p) => p.auth.as_ref().map(|a| a.service_account_key.secret_ref.name.as_str()),
+            Self::Acr(p) => p
+                .auth
+                .as_ref()
+                .and_then(|a| a.service_principal.as_ref())
+                .map(|sp| sp.secret_ref.name.as_str()),
+            Self::Static(p) => p.source_secret(),
+        }
+    }
+
+    pub async fn mint(&self, input: &MintInput<'_>) -> Result<Credential, MintError> {
+        let credential = match self {
+            Self::Static(p) => p.mint(input).await?,
+            Self::Ecr(_) | Self::Gcr(_) | Self::Acr(_) => {
+                return Err(MintError::MintFailed(format!(
+                    "the {} provider is not available in this build of regcred",
+                    self.kind().as_str()
+                )));
+            }
+        };
+        check(&credential)?;
+        Ok(credential)
+    }
+}
+
+/// Reject answers that must not be fanned out: no entries, empty or oversized values.
+fn check(credential: &Credential) -> Result<(), MintError> {
+    if credential.auths.is_empty() {
+        return Err(MintError::InvalidProviderResponse("it contained no registry credentials".into()));
+    }
+    for a in &credential.auths {
+        let password = a.password.expose();
+        if a.username.is_empty() || password.is_empty() {
+            return Err(MintError::InvalidProviderResponse(format!(
+                "the credential for {} has an empty username or password",
+                a.registry
+            )));
+        }
+        if a.username.len() > MAX_SECRET_LEN || password.len() > MAX_SECRET_LEN {
+            return Err(MintError::InvalidProviderResponse(format!(
+                "the credential for {} is longer than {MAX_SECRET_LEN} bytes",
+                a.registry
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,301 @@
+//! The *build* step: the objects regcred wants, computed from the spec, the
+//! credential and what the caches hold. Pure: no client, no clock.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{LocalObjectReference, Secret, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::{Resource, ResourceExt};
+
+use crate::api::RegistryCredential;
+use crate::dockerconfig;
+
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY_VALUE: &str = "regcred";
+pub const CREDENTIAL_LABEL: &str = "regcred.dev/credential";
+pub const NOT_AFTER_ANNOTATION: &str = "regcred.dev/not-after";
+/// On a ServiceAccount: the `imagePullSecrets` entries regcred added, comma-separated.
+pub const PULL_SECRETS_ANNOTATION: &str = "regcred.dev/pull-secrets";
+pub const FINALIZER: &str = "regcred.dev/cleanup";
+/// Label selector for every Secret regcred manages.
+pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=regcred";
+
+/// The Secret name in every target namespace.
+pub fn secret_name(rc: &RegistryCredential) -> String {
+    rc.spec.target.secret_name.clone().unwrap_or_else(|| rc.name_any())
+}
+
+/// Whether `secret` was written by regcred for `rc`.
+pub fn is_managed_by(secret: &Secret, rc_name: &str) -> bool {
+    let labels = secret.labels();
+    labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
+        && labels.get(CREDENTIAL_LABEL).map(String::as_str) == Some(rc_name)
+}
+
+/// The managed Secret for one namespace.
+pub fn desired_secret(rc: &RegistryCredential, namespace: &str, config_json: &[u8], not_after: Option<&str>) -> Secret {
+    let target = &rc.spec.target;
+    let mut labels = target.secret_labels.clone();
+    labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
+    labels.insert(CREDENTIAL_LABEL.into(), rc.name_any());
+    let mut annotations = target.secret_annotations.clone();
+    if let Some(t) = not_after {
+        annotations.insert(NOT_AFTER_ANNOTATION.into(), t.into());
+    }
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(secret_name(rc)),
+            namespace: Some(namespace.into()),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            owner_references: Some(vec![owner_reference(rc)]),
+            ..Default::default()
+        },
+        type_: Some(dockerconfig::SECRET_TYPE.into()),
+        data: Some(BTreeMap::from([(dockerconfig::DATA_KEY.to_string(), ByteString(config_json.to_vec()))])),
+        ..Default::default()
+    }
+}
+
+fn owner_reference(rc: &RegistryCredential) -> OwnerReference {
+    rc.controller_owner_ref(&()).unwrap_or_else(|| OwnerReference {
+        api_version: RegistryCredential::api_version(&()).into(),
+        kind: RegistryCredential::kind(&()).into(),
+        name: rc.name_any(),
+        uid: rc.uid().unwrap_or_default(),
+        controller: Some(true),
+        ..Default::default()
+    })
+}
+
+/// Whether `existing` already carries everything of `desired`: type, data,
+/// our labels and annotations, the owner reference. Others' extra labels,
+/// annotations and data keys are left alone and do not count.
+pub fn secret_up_to_date(existing: &Secret, desired: &Secret) -> bool {
+    let contains = |have: Option<&BTreeMap<String, String>>, want: Option<&BTreeMap<String, String>>| {
+        want.into_iter().flatten().all(|(k, v)| have.and_then(|h| h.get(k)) == Some(v))
+    };
+    let data_ok = desired.data.iter().flatten().all(|(k, v)| existing.data.as_ref().and_then(|d| d.get(k)) == Some(v));
+    let owner_ok = desired
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .all(|o| existing.owner_references().iter().any(|e| e.uid == o.uid));
+    existing.type_ == desired.type_
+        && data_ok
+        && owner_ok
+        && contains(existing.metadata.labels.as_ref(), desired.metadata.labels.as_ref())
+        && contains(existing.metadata.annotations.as_ref(), desired.metadata.annotations.as_ref())
+}
+
+/// `existing` updated to carry `desired`, keeping what others added.
+pub fn merged_secret(existing: &Secret, desired: &Secret) -> Secret {
+    let mut out = existing.clone();
+    out.metadata.managed_fields = None;
+    out.type_ = desired.type_.clone();
+    out.data.get_or_insert_default().extend(desired.data.clone().unwrap_or_default());
+    out.metadata
+        .labels
+        .get_or_insert_default()
+        .extend(desired.metadata.labels.clone().unwrap_or_default());
+    out.metadata
+        .annotations
+        .get_or_insert_default()
+        .extend(desired.metadata.annotations.clone().unwrap_or_default());
+    let owners = out.metadata.owner_references.get_or_insert_default();
+    for o in desired.metadata.owner_references.iter().flatten() {
+        if !owners.iter().any(|e| e.uid == o.uid) {
+            owners.push(o.clone());
+        }
+    }
+    out
+}
+
+/// The names regcred recorded as added to this ServiceAccount.
+pub fn recorded_entries(sa: &ServiceAccount) -> Vec<String> {
+    sa.annotations()
+        .get(PULL_SECRETS_ANNOTATION)
+        .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
+        .unwrap_or_default()
+}
+
+fn set_recorded(sa: &mut ServiceAccount, entries: &[String]) {
+    let annotations = sa.annotations_mut();
+    if entries.is_empty() {
+        annotations.remove(PULL_SECRETS_ANNOTATION);
+    } else {
+        annotations.insert(PULL_SECRETS_ANNOTATION.into(), entries.join(","));
+    }
+}
+
+fn references(sa: &ServiceAccount, secret: &str) -> bool {
+    sa.image_pull_secrets.iter().flatten().any(|r| r.name == secret)
+}
+
+/// What a ServiceAccount needs for one managed Secret name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SaChange {
+    /// Append the reference and record it.
+    Add,
+    /// Remove the reference regcred added (and only if regcred added it).
+    Remove,
+}
+
+/// The change `sa` needs given whether it is `selected` to reference `secret`.
+pub fn sa_change(sa: &ServiceAccount, secret: &str, selected: bool) -> Option<SaChange> {
+    let recorded = recorded_entries(sa).iter().any(|e| e == secret);
+    match (selected, references(sa, secret), recorded) {
+        (true, false, _) => Some(SaChange::Add),
+        (false, true, true) => Some(SaChange::Remove),
+        // Recorded but already gone (someone removed it): forget the record.
+        (false, false, true) => Some(SaChange::Remove),
+        _ => None,
+    }
+}
+
+/// `sa` with `change` applied to its atomic `imagePullSecrets` list. Entries
+/// of others stay in place and in order.
+pub fn apply_sa_change(sa: &ServiceAccount, secret: &str, change: SaChange) -> ServiceAccount {
+    let mut out = sa.clone();
+    out.metadata.managed_fields = None;
+    let mut recorded = recorded_entries(sa);
+    match change {
+        SaChange::Add => {
+            if !references(sa, secret) {
+                out.image_pull_secrets.get_or_insert_default().push(LocalObjectReference { name: secret.into() });
+                if !recorded.iter().any(|e| e == secret) {
+                    recorded.push(secret.into());
+                }
+            }
+        }
+        SaChange::Remove => {
+            if recorded.iter().any(|e| e == secret)
+                && let Some(list) = out.image_pull_secrets.as_mut()
+            {
+                list.retain(|r| r.name != secret);
+            }
+            recorded.retain(|e| e != secret);
+        }
+    }
+    set_recorded(&mut out, &recorded);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Provider, RegistryCredentialSpec, StaticProvider, StaticSecretRef};
+
+    fn rc() -> RegistryCredential {
+        let mut rc = RegistryCredential::new(
+            "hub",
+            RegistryCredentialSpec {
+                provider: Provider {
+                    static_: Some(StaticProvider {
+                        registry: "docker.io".into(),
+                        secret_ref: StaticSecretRef {
+                            name: "hub".into(),
+                            username_key: "username".into(),
+                            password_key: "password".into(),
+                        },
+                    }),
+                    ..Default::default()
+                },
+                target: Default::default(),
+                renew_before: None,
+                health_check: Default::default(),
+            },
+        );
+        rc.metadata.uid = Some("uid-1".into());
+        rc.spec.target.secret_labels.insert("team".into(), "a".into());
+        rc
+    }
+
+    fn sa(pull: &[&str], recorded: Option<&str>) -> ServiceAccount {
+        let mut sa = ServiceAccount {
+            metadata: ObjectMeta {
+                name: Some("default".into()),
+                ..Default::default()
+            },
+            image_pull_secrets: Some(pull.iter().map(|n| LocalObjectReference { name: n.to_string() }).collect()),
+            ..Default::default()
+        };
+        if let Some(r) = recorded {
+            sa.annotations_mut().insert(PULL_SECRETS_ANNOTATION.into(), r.into());
+        }
+        sa
+    }
+
+    fn names(sa: &ServiceAccount) -> Vec<&str> {
+        sa.image_pull_secrets.iter().flatten().map(|r| r.name.as_str()).collect()
+    }
+
+    #[test]
+    fn desired_secret_carries_type_labels_annotations_and_owner() {
+        let s = desired_secret(&rc(), "ci", b"{}", Some("2026-11-22T10:00:00Z"));
+        assert_eq!(s.type_.as_deref(), Some("kubernetes.io/dockerconfigjson"));
+        assert_eq!(s.metadata.name.as_deref(), Some("hub"));
+        assert_eq!(s.labels()["app.kubernetes.io/managed-by"], "regcred");
+        assert_eq!(s.labels()["regcred.dev/credential"], "hub");
+        assert_eq!(s.labels()["team"], "a");
+        assert_eq!(s.annotations()["regcred.dev/not-after"], "2026-11-22T10:00:00Z");
+        let owner = &s.owner_references()[0];
+        assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("RegistryCredential", "uid-1"));
+        assert!(is_managed_by(&s, "hub"));
+        assert!(!is_managed_by(&s, "other"));
+    }
+
+    #[test]
+    fn up_to_date_ignores_what_others_added_but_not_our_fields() {
+        let desired = desired_secret(&rc(), "ci", b"{\"auths\":{}}", None);
+        let mut existing = desired.clone();
+        existing.labels_mut().insert("extra".into(), "x".into());
+        existing.data.as_mut().unwrap().insert("other".into(), ByteString(b"x".to_vec()));
+        assert!(secret_up_to_date(&existing, &desired));
+
+        let mut edited = existing.clone();
+        edited.data.as_mut().unwrap().insert(".dockerconfigjson".into(), ByteString(b"{}".to_vec()));
+        assert!(!secret_up_to_date(&edited, &desired));
+        let merged = merged_secret(&edited, &desired);
+        assert!(secret_up_to_date(&merged, &desired));
+        assert_eq!(merged.labels()["extra"], "x");
+
+        let mut opaque = existing.clone();
+        opaque.type_ = Some("Opaque".into());
+        assert!(!secret_up_to_date(&opaque, &desired));
+    }
+
+    #[test]
+    fn adds_once_and_keeps_foreign_entries_in_order() {
+        let before = sa(&["a", "b", "c"], None);
+        assert_eq!(sa_change(&before, "hub", true), Some(SaChange::Add));
+        let after = apply_sa_change(&before, "hub", SaChange::Add);
+        assert_eq!(names(&after), ["a", "b", "c", "hub"]);
+        assert_eq!(recorded_entries(&after), ["hub"]);
+        assert_eq!(sa_change(&after, "hub", true), None);
+    }
+
+    #[test]
+    fn removes_only_what_it_added() {
+        let ours = sa(&["a", "hub", "c"], Some("hub"));
+        assert_eq!(sa_change(&ours, "hub", false), Some(SaChange::Remove));
+        let after = apply_sa_change(&ours, "hub", SaChange::Remove);
+        assert_eq!(names(&after), ["a", "c"]);
+        assert!(!after.annotations().contains_key(PULL_SECRETS_ANNOTATION));
+
+        // Someone else put a same-named entry there: never ours to remove.
+        let theirs = sa(&["hub"], None);
+        assert_eq!(sa_change(&theirs, "hub", false), None);
+        assert_eq!(sa_change(&theirs, "hub", true), None);
+    }
+
+    #[test]
+    fn keeps_records_of_other_credentials() {
+        let both = sa(&["x", "hub", "ecr"], Some("hub,ecr"));
+        let after = apply_sa_change(&both, "hub", SaChange::Remove);
+        assert_eq!(names(&after), ["x", "ecr"]);
+        assert_eq!(recorded_entries(&after), ["ecr"]);
+    }
+}

@@ -1,0 +1,223 @@
+//! The *status* step: conditions and counts computed from what happened,
+//! and a write only when something other than a timestamp changed.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::api::conditions::{self, reason};
+use crate::api::{FailedNamespace, PullAuthResult, RegistryCredentialStatus};
+
+/// At most this many failed namespaces are listed in status.
+pub const MAX_FAILED_LISTED: usize = 20;
+
+/// One condition before timestamps: status `True`/`False`/`Unknown`, reason, message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cond {
+    pub status: &'static str,
+    pub reason: String,
+    pub message: String,
+}
+
+impl Cond {
+    pub fn new(status: &'static str, reason: &str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+    pub fn is_true(&self) -> bool {
+        self.status == "True"
+    }
+    pub fn is_false(&self) -> bool {
+        self.status == "False"
+    }
+}
+
+/// The `Synced` condition from the fan-out's outcome.
+pub fn synced_condition(targeted: u32, synced: u32, failed: &[FailedNamespace], sa_failed: u32) -> Cond {
+    if let Some(first) = failed.first() {
+        let more = match failed.len() {
+            1 => String::new(),
+            n => format!(" (and {} more namespaces, see status.failedNamespaces)", n - 1),
+        };
+        return Cond::new(
+            "False",
+            &first.reason,
+            format!("{synced}/{targeted} namespaces synced; {}: {}{more}", first.namespace, first.message),
+        );
+    }
+    if sa_failed > 0 {
+        return Cond::new(
+            "False",
+            reason::SERVICE_ACCOUNT_PATCH_FAILED,
+            format!("{sa_failed} ServiceAccounts could not be patched"),
+        );
+    }
+    if targeted == 0 {
+        return Cond::new("True", reason::NO_NAMESPACES, "No namespace matches spec.target.namespaces.");
+    }
+    Cond::new(
+        "True",
+        reason::SYNCED,
+        format!("All {targeted} targeted namespaces hold the current Secret."),
+    )
+}
+
+/// The `PullAuthHealthy` condition from the last check's result.
+pub fn pull_auth_condition(result: Option<PullAuthResult>, message: &str) -> Cond {
+    let detail = |default: &str| if message.is_empty() { default.to_string() } else { message.to_string() };
+    match result {
+        Some(PullAuthResult::Healthy) => Cond::new("True", reason::HEALTHY, detail("The registry accepted the credential.")),
+        Some(PullAuthResult::Unauthorized) => Cond::new("False", reason::UNAUTHORIZED, detail("The registry rejected the credential.")),
+        Some(PullAuthResult::ImageNotFound) => Cond::new("False", reason::IMAGE_NOT_FOUND, detail("The image to check does not exist.")),
+        Some(PullAuthResult::Unreachable) => Cond::new("False", reason::UNREACHABLE, detail("The registry could not be reached.")),
+        Some(PullAuthResult::Disabled) => Cond::new("Unknown", reason::CHECK_DISABLED, "Pull-auth checks are disabled (spec.healthCheck.mode)."),
+        Some(PullAuthResult::Unknown) | None => Cond::new("Unknown", reason::NOT_CHECKED, "No pull-auth check has run yet."),
+    }
+}
+
+/// `Ready`: Issued and Synced are True and PullAuthHealthy is not False.
+pub fn ready_condition(issued: &Cond, synced: &Cond, pull_auth: &Cond) -> Cond {
+    if let Some(failing) = [issued, synced, pull_auth].into_iter().find(|c| c.is_false()) {
+        return Cond::new("False", &failing.reason, failing.message.clone());
+    }
+    if let Some(unknown) = [issued, synced].into_iter().find(|c| !c.is_true()) {
+        return Cond::new("Unknown", &unknown.reason, unknown.message.clone());
+    }
+    Cond::new("True", reason::READY, "Pulls from the registry authenticate in every targeted namespace.")
+}
+
+/// The four conditions in order, keeping `lastTransitionTime` of those whose
+/// status did not flip.
+pub fn conditions(previous: &[Condition], generation: Option<i64>, now: &Time, conds: [(&str, &Cond); 4]) -> Vec<Condition> {
+    conds
+        .into_iter()
+        .map(|(type_, c)| {
+            let before = previous.iter().find(|p| p.type_ == type_);
+            let last_transition_time = match before {
+                Some(p) if p.status == c.status => p.last_transition_time.clone(),
+                _ => now.clone(),
+            };
+            Condition {
+                type_: type_.into(),
+                status: c.status.into(),
+                reason: c.reason.clone(),
+                message: c.message.clone(),
+                observed_generation: generation,
+                last_transition_time,
+            }
+        })
+        .collect()
+}
+
+/// The condition types, in the order [`conditions`] takes them.
+pub const ORDER: [&str; 4] = conditions::ALL;
+
+/// Whether `new` differs from `old` in more than timestamps that only say
+/// "checked again" (condition transition times, the pull-auth check time).
+pub fn needs_write(old: Option<&RegistryCredentialStatus>, new: &RegistryCredentialStatus) -> bool {
+    let Some(old) = old else { return true };
+    let strip = |s: &RegistryCredentialStatus| {
+        let mut s = s.clone();
+        for c in &mut s.conditions {
+            c.last_transition_time = Time(jiff::Timestamp::UNIX_EPOCH);
+        }
+        if let Some(p) = s.pull_auth.as_mut() {
+            p.checked_time = None;
+        }
+        s
+    };
+    strip(old) != strip(new)
+}
+
+/// Keep the list bounded, sorted by namespace for stable output.
+pub fn bounded_failures(mut failed: Vec<FailedNamespace>) -> Vec<FailedNamespace> {
+    failed.sort_by(|a, b| a.namespace.cmp(&b.namespace));
+    failed.truncate(MAX_FAILED_LISTED);
+    failed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn time(s: &str) -> Time {
+        Time(s.parse().unwrap())
+    }
+
+    fn failed(ns: &str) -> FailedNamespace {
+        FailedNamespace {
+            namespace: ns.into(),
+            reason: "SecretExists".into(),
+            message: "a Secret named hub exists".into(),
+        }
+    }
+
+    #[test]
+    fn ready_follows_the_failing_condition() {
+        let issued = Cond::new("True", "Issued", "ok");
+        let synced = synced_condition(3, 2, &[failed("ci")], 0);
+        assert!(synced.is_false());
+        assert_eq!(synced.reason, "SecretExists");
+        let pull = pull_auth_condition(None, "");
+        let ready = ready_condition(&issued, &synced, &pull);
+        assert_eq!((ready.status, ready.reason.as_str()), ("False", "SecretExists"));
+
+        let synced = synced_condition(3, 3, &[], 0);
+        let ready = ready_condition(&issued, &synced, &pull);
+        assert_eq!(ready.status, "True", "PullAuthHealthy Unknown must not block Ready");
+
+        let unauthorized = pull_auth_condition(Some(PullAuthResult::Unauthorized), "401");
+        assert_eq!(ready_condition(&issued, &synced, &unauthorized).reason, "Unauthorized");
+
+        let minting = Cond::new("Unknown", "Pending", "not yet");
+        assert_eq!(ready_condition(&minting, &synced, &pull).status, "Unknown");
+    }
+
+    #[test]
+    fn transition_time_moves_only_when_status_flips() {
+        let t0 = time("2026-11-22T00:00:00Z");
+        let t1 = time("2026-11-22T01:00:00Z");
+        let c = Cond::new("True", "Issued", "ok");
+        let first = conditions(&[], Some(1), &t0, [("Issued", &c), ("Synced", &c), ("PullAuthHealthy", &c), ("Ready", &c)]);
+        let changed_msg = Cond::new("True", "Issued", "renewed");
+        let flipped = Cond::new("False", "MintFailed", "boom");
+        let second = conditions(
+            &first,
+            Some(2),
+            &t1,
+            [("Issued", &changed_msg), ("Synced", &flipped), ("PullAuthHealthy", &c), ("Ready", &c)],
+        );
+        assert_eq!(second[0].last_transition_time, t0);
+        assert_eq!(second[0].observed_generation, Some(2));
+        assert_eq!(second[1].last_transition_time, t1);
+    }
+
+    #[test]
+    fn timestamp_only_changes_are_not_written() {
+        let t0 = time("2026-11-22T00:00:00Z");
+        let c = Cond::new("True", "Synced", "ok");
+        let mut old = RegistryCredentialStatus {
+            conditions: conditions(&[], Some(1), &t0, [("Issued", &c), ("Synced", &c), ("PullAuthHealthy", &c), ("Ready", &c)]),
+            ..Default::default()
+        };
+        let mut new = old.clone();
+        new.conditions[0].last_transition_time = time("2026-11-22T05:00:00Z");
+        assert!(!needs_write(Some(&old), &new));
+        new.namespaces.synced = 4;
+        assert!(needs_write(Some(&old), &new));
+        old.namespaces.synced = 4;
+        assert!(!needs_write(Some(&old), &new));
+        assert!(needs_write(None, &new));
+    }
+
+    #[test]
+    fn failed_namespaces_are_bounded_and_sorted() {
+        let many: Vec<_> = (0..30).rev().map(|i| failed(&format!("ns-{i:02}"))).collect();
+        let listed = bounded_failures(many);
+        assert_eq!(listed.len(), 20);
+        assert_eq!(listed[0].namespace, "ns-00");
+        let c = synced_condition(30, 0, &listed, 0);
+        assert!(c.message.contains("and 19 more"), "{}", c.message);
+    }
+}

@@ -1,0 +1,153 @@
+//! Target selection: which namespaces get the Secret and which
+//! ServiceAccounts reference it. Pure functions over the objects' metadata.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::ResourceExt;
+use kube::core::{Selector, SelectorExt};
+
+use crate::api::{NamespaceSelection, ServiceAccountSelection};
+
+/// Whether a label selector from the spec matches `labels`. A selector the
+/// API server accepted but that cannot be evaluated matches nothing.
+fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    Selector::try_from(selector.clone()).is_ok_and(|s| s.matches(labels))
+}
+
+/// A namespace that is being deleted: nothing new can be created in it.
+pub fn is_terminating(ns: &Namespace) -> bool {
+    ns.metadata.deletion_timestamp.is_some()
+        || ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating")
+}
+
+/// Whether `ns` is selected by `sel` (ignoring whether it is terminating).
+pub fn namespace_selected(sel: &NamespaceSelection, ns: &Namespace) -> bool {
+    let name = ns.name_any();
+    if sel.exclude.iter().any(|n| *n == name) {
+        return false;
+    }
+    if sel.selector.is_none() && sel.names.is_empty() {
+        return true;
+    }
+    sel.names.iter().any(|n| *n == name) || sel.selector.as_ref().is_some_and(|s| selector_matches(s, ns.labels()))
+}
+
+/// Whether `sa` should reference the managed Secret.
+pub fn service_account_selected(sel: &ServiceAccountSelection, sa: &ServiceAccount) -> bool {
+    let name = sa.name_any();
+    sel.names.iter().any(|n| n == "*" || *n == name) || sel.selector.as_ref().is_some_and(|s| selector_matches(s, sa.labels()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::NamespaceStatus;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelectorRequirement, ObjectMeta};
+
+    fn ns(name: &str, labels: &[(&str, &str)]) -> Namespace {
+        Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn sa(name: &str, labels: &[(&str, &str)]) -> ServiceAccount {
+        ServiceAccount {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> LabelSelector {
+        LabelSelector {
+            match_labels: Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn every_namespace_by_default() {
+        assert!(namespace_selected(&NamespaceSelection::default(), &ns("anything", &[])));
+    }
+
+    #[test]
+    fn selector_and_names_are_ored_and_exclude_wins() {
+        let sel = NamespaceSelection {
+            selector: Some(labels(&[("team", "payments")])),
+            names: vec!["ci".into(), "kube-system".into()],
+            exclude: vec!["kube-system".into()],
+        };
+        assert!(namespace_selected(&sel, &ns("pay", &[("team", "payments")])));
+        assert!(namespace_selected(&sel, &ns("ci", &[])));
+        assert!(!namespace_selected(&sel, &ns("kube-system", &[("team", "payments")])));
+        assert!(!namespace_selected(&sel, &ns("other", &[("team", "search")])));
+    }
+
+    #[test]
+    fn exclude_alone_means_everything_else() {
+        let sel = NamespaceSelection {
+            exclude: vec!["kube-system".into()],
+            ..Default::default()
+        };
+        assert!(namespace_selected(&sel, &ns("default", &[])));
+        assert!(!namespace_selected(&sel, &ns("kube-system", &[])));
+    }
+
+    #[test]
+    fn match_expressions_work() {
+        let sel = NamespaceSelection {
+            selector: Some(LabelSelector {
+                match_expressions: Some(vec![LabelSelectorRequirement {
+                    key: "env".into(),
+                    operator: "In".into(),
+                    values: Some(vec!["prod".into(), "staging".into()]),
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(namespace_selected(&sel, &ns("a", &[("env", "prod")])));
+        assert!(!namespace_selected(&sel, &ns("b", &[("env", "dev")])));
+    }
+
+    #[test]
+    fn terminating_namespaces_are_recognized() {
+        let mut n = ns("gone", &[]);
+        assert!(!is_terminating(&n));
+        n.status = Some(NamespaceStatus {
+            phase: Some("Terminating".into()),
+            ..Default::default()
+        });
+        assert!(is_terminating(&n));
+    }
+
+    #[test]
+    fn service_accounts_by_name_wildcard_and_selector() {
+        let default = ServiceAccountSelection::default();
+        assert!(service_account_selected(&default, &sa("default", &[])));
+        assert!(!service_account_selected(&default, &sa("builder", &[])));
+
+        let all = ServiceAccountSelection {
+            names: vec!["*".into()],
+            selector: None,
+        };
+        assert!(service_account_selected(&all, &sa("builder", &[])));
+
+        let by_label = ServiceAccountSelection {
+            names: vec![],
+            selector: Some(labels(&[("pulls", "private")])),
+        };
+        assert!(service_account_selected(&by_label, &sa("app", &[("pulls", "private")])));
+        assert!(!service_account_selected(&by_label, &sa("default", &[])));
+    }
+}
