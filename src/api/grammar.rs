@@ -2,13 +2,17 @@
 //! message a user can act on. Every string a rule inspects carries a
 //! `maxLength` in its schema so the API server can bound the rule's cost.
 
-use kube::core::Rule;
+use kube::core::{Message, Rule};
 
-/// DNS-1123 subdomain: names of Secrets, ServiceAccounts and namespaces.
-const DNS1123_SUBDOMAIN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/// DNS-1123 label: namespace names.
+const DNS1123_LABEL: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+/// DNS-1123 subdomain: names of Secrets and ServiceAccounts.
+const DNS1123_SUBDOMAIN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 /// A registry host as it appears in `.dockerconfigjson`: lowercase DNS name or
 /// IPv4 address, optional port.
-const HOST: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*(:[0-9]{1,5})?$";
+const HOST: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*(:[0-9]{1,5})?$";
 /// Go's `time.ParseDuration` grammar (what `metav1.Duration` accepts).
 const DURATION: &str = r"^([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
 const UUID: &str = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
@@ -19,8 +23,9 @@ fn matches(pattern: &str) -> String {
 }
 
 pub(super) fn secret_name() -> Rule {
-    Rule::new(matches(DNS1123_SUBDOMAIN))
-        .message("must be a DNS-1123 subdomain (lowercase letters, digits, '-' and '.'), e.g. regcred-ecr")
+    Rule::new(matches(DNS1123_SUBDOMAIN)).message(
+        "must be a DNS-1123 subdomain (lowercase letters, digits, '-' and '.'), e.g. regcred-ecr",
+    )
 }
 
 pub(super) fn secret_key() -> Rule {
@@ -28,16 +33,27 @@ pub(super) fn secret_key() -> Rule {
         .message("must be a Secret data key (letters, digits, '-', '_' and '.'), e.g. password")
 }
 
+/// Every entry of a list matches `pattern`; the message quotes the first
+/// entry that does not, so the user sees which one to fix.
+fn each(pattern: &str, problem: &str) -> Rule {
+    Rule::new(format!("self.all(x, x.matches('{pattern}'))")).message(Message::Expression(format!(
+        r#"'"' + self.filter(x, !x.matches('{pattern}'))[0] + '" {problem}'"#
+    )))
+}
+
 pub(super) fn namespace_names() -> Rule {
-    Rule::new(
-        "self.all(n, n.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'))",
+    each(
+        DNS1123_LABEL,
+        "is not a namespace name: use lowercase letters, digits and -, e.g. staging",
     )
-    .message("each entry must be a namespace name (DNS-1123 label), e.g. staging")
 }
 
 pub(super) fn service_account_names() -> Rule {
-    Rule::new(format!("self.all(n, n == '*' || n.matches('{DNS1123_SUBDOMAIN}'))"))
-        .message("each entry must be a ServiceAccount name (DNS-1123 subdomain) or \"*\"")
+    Rule::new(format!("self.all(x, x == '*' || x.matches('{DNS1123_SUBDOMAIN}'))")).message(Message::Expression(
+        format!(
+            r#"'"' + self.filter(x, x != '*' && !x.matches('{DNS1123_SUBDOMAIN}'))[0] + '" is not a ServiceAccount name: use lowercase letters, digits, - and ., or "*" alone for every ServiceAccount'"#
+        ),
+    ))
 }
 
 pub(super) fn wildcard_alone() -> Rule {
@@ -46,13 +62,16 @@ pub(super) fn wildcard_alone() -> Rule {
 }
 
 pub(super) fn host() -> Rule {
-    Rule::new(matches(HOST))
-        .message("must be a lowercase registry host name with an optional port, e.g. myregistry.azurecr.io or us-docker.pkg.dev")
+    Rule::new(matches(HOST)).message(
+        "must be a registry host without scheme or path: lowercase, with an optional port, e.g. docker.io, myregistry.azurecr.io or 127.0.0.1:5000",
+    )
 }
 
 pub(super) fn hosts() -> Rule {
-    Rule::new(format!("self.all(h, h.matches('{HOST}'))"))
-        .message("each entry must be a lowercase registry host name with an optional port, e.g. us-docker.pkg.dev")
+    each(
+        HOST,
+        "is not a registry host: use the lowercase host without scheme or path, with an optional port, e.g. us-docker.pkg.dev",
+    )
 }
 
 pub(super) fn aws_region() -> Rule {
@@ -61,17 +80,22 @@ pub(super) fn aws_region() -> Rule {
 }
 
 pub(super) fn aws_account_ids() -> Rule {
-    Rule::new("self.all(id, id.matches('^[0-9]{12}$'))")
-        .message("each entry must be a 12-digit AWS account id, e.g. 123456789012")
+    each(
+        "^[0-9]{12}$",
+        "is not a 12-digit AWS account id, e.g. 123456789012",
+    )
 }
 
 pub(super) fn aws_role_arn() -> Rule {
-    Rule::new(matches(r"^arn:aws(-[a-z]+)*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$"))
-        .message("must be an IAM role ARN, e.g. arn:aws:iam::210987654321:role/ecr-pull")
+    Rule::new(matches(
+        r"^arn:aws(-[a-z]+)*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$",
+    ))
+    .message("must be an IAM role ARN, e.g. arn:aws:iam::210987654321:role/ecr-pull")
 }
 
 pub(super) fn aws_external_id() -> Rule {
-    Rule::new(matches(r"^[A-Za-z0-9+=,.@:/_-]{2,1224}$"))
+    // RE2 caps repetition counts at 1000, so the length is checked outside the regex.
+    Rule::new(r"self.size() >= 2 && self.matches('^[A-Za-z0-9+=,.@:/_-]+$')")
         .message("must be 2 to 1224 characters of letters, digits and +=,.@:/-_")
 }
 
@@ -91,12 +115,12 @@ pub(super) fn uuid() -> Rule {
 
 pub(super) fn positive_duration() -> Rule {
     Rule::new(format!("self.matches('{DURATION}') && duration(self) > duration('0s')"))
-        .message("must be a positive duration such as 30s, 10m or 1h")
+        .message("must be a positive duration written with h, m and s (days are not supported), e.g. 30s, 10m or 1h30m")
 }
 
 pub(super) fn renew_before() -> Rule {
     Rule::new(format!("self.matches('{DURATION}') && duration(self) >= duration('1m')"))
-        .message("must be a duration of at least 1m, such as 30m or 2h")
+        .message("must be a duration of at least 1m written with h, m and s (days are not supported), e.g. 30m, 2h or 1h30m")
 }
 
 pub(super) fn image_reference() -> Rule {
@@ -112,8 +136,10 @@ pub(super) fn reserved_labels() -> Rule {
 }
 
 pub(super) fn exactly_one_provider() -> Rule {
-    Rule::new("[has(self.ecr), has(self.gcr), has(self.acr), has(self.static)].filter(x, x).size() == 1")
-        .message("exactly one of ecr, gcr, acr or static must be set")
+    Rule::new(
+        "[has(self.ecr), has(self.gcr), has(self.acr), has(self.static)].filter(x, x).size() == 1",
+    )
+    .message("exactly one of ecr, gcr, acr or static must be set")
 }
 
 pub(super) fn exactly_one_acr_auth() -> Rule {

@@ -15,11 +15,3 @@ pub fn crd_yaml() -> String {
     let crd = RegistryCredential::crd();
     serde_yaml::to_string(&crd).expect("a CustomResourceDefinition always serializes")
 }
-
-#[cfg(test)]
-mod tmp_dump {
-    #[test]
-    fn dump() {
-        std::fs::write("/tmp/regcred-crd.yaml", super::crd_yaml()).unwrap();
-    }
-}

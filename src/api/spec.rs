@@ -25,13 +25,35 @@ use super::status::RegistryCredentialStatus;
     derive = "PartialEq",
     doc = "RegistryCredential keeps image-pull credentials for one registry provider fresh in every targeted namespace.",
     printcolumn(name = "Provider", type_ = "string", json_path = ".status.provider"),
-    printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#
+    ),
     printcolumn(name = "Synced", type_ = "string", json_path = ".status.summary"),
     printcolumn(name = "Expires", type_ = "string", json_path = ".status.notAfter"),
-    printcolumn(name = "Pull-Auth", type_ = "string", json_path = ".status.pullAuth.result"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    printcolumn(name = "Renewal", type_ = "string", json_path = ".status.renewalTime", priority = "1"),
-    printcolumn(name = "Reason", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].reason"#, priority = "1")
+    printcolumn(
+        name = "Pull-Auth",
+        type_ = "string",
+        json_path = ".status.pullAuth.result"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    printcolumn(
+        name = "Renewal",
+        type_ = "string",
+        json_path = ".status.renewalTime",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].reason"#,
+        priority = "1"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RegistryCredentialSpec {
@@ -364,7 +386,6 @@ pub struct Target {
 
     /// Labels copied onto every managed Secret.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(length(max = 64))]
     #[x_kube(validation = grammar::reserved_labels())]
     pub secret_labels: BTreeMap<String, String>,
 
@@ -423,7 +444,9 @@ fn default_service_account_names() -> Vec<String> {
 }
 
 /// What to do with a same-named Secret that regcred did not create.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
 pub enum ExistingSecretPolicy {
     /// Leave it untouched and report the namespace as failed (`SecretExists`).
     #[default]
@@ -454,7 +477,9 @@ pub struct HealthCheck {
 }
 
 /// Whether pull-auth checks run.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
 pub enum HealthCheckMode {
     /// Check against the registry.
     #[default]

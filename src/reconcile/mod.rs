@@ -189,12 +189,23 @@ async fn apply_credential(rc: &RegistryCredential, ctx: &Context) -> Result<Acti
             };
             match provider.mint(&input).await {
                 Ok(credential) => {
+                    let config_json = dockerconfig::encode(&credential.auths);
+                    // After a restart the same credential may already be in the
+                    // Secrets: keep its issue time so status does not change.
+                    let already_written = previous.last_issued_time.clone().filter(|_| {
+                        ctx.managed_secrets.state().iter().any(|s| {
+                            build::is_managed_by(s, &name)
+                                && s.data.as_ref().and_then(|d| d.get(dockerconfig::DATA_KEY)).map(|b| &b.0) == Some(&config_json)
+                        })
+                    });
+                    let issued_at = already_written.as_ref().map_or(now, |t| t.0);
                     let schedule = credential
                         .not_after
                         .is_some()
-                        .then(|| renewal::schedule(now, credential.not_after, rc.spec.renew_before.map(Into::into), jitter(&uid)));
-                    let config_json = dockerconfig::encode(&credential.auths);
-                    info!(provider = provider.kind().as_str(), registries = ?credential.registries(), "credential issued");
+                        .then(|| renewal::schedule(issued_at, credential.not_after, rc.spec.renew_before.map(Into::into), jitter(&uid)));
+                    if already_written.is_none() {
+                        info!(provider = provider.kind().as_str(), registries = ?credential.registries(), "credential issued");
+                    }
                     failed_attempts = 0;
                     ctx.held.lock().expect("held lock").insert(
                         uid.clone(),
@@ -202,14 +213,14 @@ async fn apply_credential(rc: &RegistryCredential, ctx: &Context) -> Result<Acti
                             credential,
                             config_json,
                             fingerprint: fp,
-                            issued: now,
+                            issued: issued_at,
                             schedule,
                             failed_fingerprint: None,
                         },
                     );
                     CredentialOutcome::Held {
                         issued: Cond::new("True", reason::ISSUED, issued_message(schedule.as_ref())),
-                        minted_now: true,
+                        minted_now: issued_at == now,
                     }
                 }
                 Err(err) => {
@@ -348,6 +359,7 @@ async fn apply_credential(rc: &RegistryCredential, ctx: &Context) -> Result<Acti
     if writes > 0 {
         info!(writes, targeted = targeted_count, synced, "fan-out wrote changes");
     }
+    debug!(writes, targeted = targeted_count, synced, stale = stale.len(), "reconciled");
     write_status(rc, ctx, new_status).await?;
     if !cleanup_errors.is_empty() {
         return Err(Error::Cleanup(cleanup_errors.join("; ")));

@@ -4,10 +4,12 @@
 //! when a test panics, and when the test process dies.
 
 mod control_plane;
+mod operator;
 pub mod pki;
 pub mod process;
 
 pub use control_plane::{ControlPlane, envtest_dir};
+pub use operator::{Operator, eventually};
 
 /// A free TCP port on 127.0.0.1 (bound once, then released for a server to take).
 pub fn free_port() -> u16 {

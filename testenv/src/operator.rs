@@ -1,0 +1,89 @@
+//! The regcred binary as a process under test, with its logs captured.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::ControlPlane;
+use crate::process::Process;
+
+/// A running `regcred run` against a test control plane.
+pub struct Operator {
+    process: Process,
+    log: PathBuf,
+}
+
+impl Operator {
+    /// Start `binary run --kubeconfig <cp> --credentials-namespace <ns> <extra>`.
+    /// Logs go to a file in `log_dir` readable with [`Operator::logs`].
+    pub fn start(binary: &Path, cp: &ControlPlane, credentials_namespace: &str, extra: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::start_with_kubeconfig(binary, cp.kubeconfig(), credentials_namespace, extra, env)
+    }
+
+    pub fn start_with_kubeconfig(
+        binary: &Path,
+        kubeconfig: &Path,
+        credentials_namespace: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        let dir = kubeconfig.parent().unwrap_or(Path::new("/tmp"));
+        let log = dir.join(format!("operator-{}.log", crate::free_port()));
+        let mut cmd = Command::new(binary);
+        cmd.arg("run")
+            .arg(format!("--kubeconfig={}", kubeconfig.display()))
+            .arg(format!("--credentials-namespace={credentials_namespace}"))
+            .args(extra)
+            .env("RUST_LOG", "info,regcred=debug")
+            .env_remove("KUBECONFIG");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let process = Process::spawn("regcred", cmd, &log)?;
+        Ok(Self { process, log })
+    }
+
+    /// Everything the operator logged so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// Whether the process has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.process.exited()
+    }
+
+    /// SIGTERM and wait (SIGKILL after 10 s).
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        self.process.stop(Duration::from_secs(10))
+    }
+
+    /// SIGKILL at once, as a crash or a lost node would.
+    pub fn kill(&mut self) {
+        self.process.signal(libc::SIGKILL);
+        let _ = self.process.stop(Duration::from_secs(5));
+    }
+}
+
+/// Poll `check` every 20 ms until it returns `Some`, or panic after `timeout`
+/// saying what was awaited.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,247 @@
+//! Fixtures shared by the operator integration tests: a control plane of the
+//! test's own with the CRD installed and regcred running against it.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{LocalObjectReference, Namespace, Secret, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use regcred::api::RegistryCredential;
+use regcred_testenv::{ControlPlane, Operator, eventually};
+
+pub const CREDS_NS: &str = "regcred-system";
+pub const WAIT: Duration = Duration::from_secs(30);
+
+pub struct Harness {
+    pub client: Client,
+    pub operator: Operator,
+    pub cp: ControlPlane,
+}
+
+impl Harness {
+    /// A control plane with the CRD and the credentials namespace, and regcred running.
+    pub async fn start() -> Self {
+        let cp = Self::control_plane().await;
+        let operator = start_operator(&cp);
+        let client = cp.client().await.unwrap();
+        Self { client, operator, cp }
+    }
+
+    /// The control plane alone (CRD installed, credentials namespace created).
+    pub async fn control_plane() -> ControlPlane {
+        let cp = ControlPlane::start().await.expect("test control plane");
+        cp.install_crd(&regcred::api::crd_yaml()).await.expect("CRD installs");
+        let client = cp.client().await.unwrap();
+        create_namespace(&client, CREDS_NS, &[]).await;
+        cp
+    }
+
+    pub fn rcs(&self) -> Api<RegistryCredential> {
+        Api::all(self.client.clone())
+    }
+
+    pub fn secrets(&self, ns: &str) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    pub fn sas(&self, ns: &str) -> Api<ServiceAccount> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    /// Wait for `rc`'s status to satisfy `pred`, returning it.
+    pub async fn wait_status(
+        &self,
+        rc: &str,
+        what: &str,
+        pred: impl Fn(&regcred::api::RegistryCredentialStatus) -> bool,
+    ) -> regcred::api::RegistryCredentialStatus {
+        let api = self.rcs();
+        eventually(WAIT, what, || {
+            let api = api.clone();
+            let pred = &pred;
+            async move { api.get(rc).await.ok()?.status.filter(|s| pred(s)) }
+        })
+        .await
+    }
+
+    /// Wait until the Secret `ns/name` satisfies `pred`.
+    pub async fn wait_secret(&self, ns: &str, name: &str, what: &str, pred: impl Fn(&Secret) -> bool) -> Secret {
+        let api = self.secrets(ns);
+        eventually(WAIT, what, || {
+            let api = api.clone();
+            let pred = &pred;
+            async move { api.get_opt(name).await.ok().flatten().filter(|s| pred(s)) }
+        })
+        .await
+    }
+
+    /// Wait until `ns/name` is gone.
+    pub async fn wait_secret_gone(&self, ns: &str, name: &str) {
+        let api = self.secrets(ns);
+        eventually(WAIT, &format!("Secret {ns}/{name} to be deleted"), || {
+            let api = api.clone();
+            async move { api.get_opt(name).await.ok().and_then(|s| s.is_none().then_some(())) }
+        })
+        .await
+    }
+
+    /// Wait until SA `ns/name` lists exactly `want` as imagePullSecrets.
+    pub async fn wait_pull_secrets(&self, ns: &str, name: &str, want: &[&str]) -> ServiceAccount {
+        let api = self.sas(ns);
+        eventually(WAIT, &format!("ServiceAccount {ns}/{name} imagePullSecrets == {want:?}"), || {
+            let api = api.clone();
+            async move {
+                let sa = api.get(name).await.ok()?;
+                (pull_secret_names(&sa) == want).then_some(sa)
+            }
+        })
+        .await
+    }
+}
+
+pub fn start_operator(cp: &ControlPlane) -> Operator {
+    Operator::start(std::path::Path::new(env!("CARGO_BIN_EXE_regcred")), cp, CREDS_NS, &[], &[]).expect("operator starts")
+}
+
+pub fn pull_secret_names(sa: &ServiceAccount) -> Vec<String> {
+    sa.image_pull_secrets.iter().flatten().map(|r| r.name.clone()).collect()
+}
+
+pub async fn create_namespace(client: &Client, name: &str, labels: &[(&str, &str)]) -> Namespace {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    api.create(&PostParams::default(), &ns).await.expect("namespace created")
+}
+
+/// Set a namespace's labels (server-side apply by the test's own field manager).
+pub async fn label_namespace(client: &Client, name: &str, labels: &[(&str, &str)]) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let labels: BTreeMap<_, _> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let patch = serde_json::json!({"metadata": {"labels": labels}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("namespace labelled");
+}
+
+pub async fn create_service_account(client: &Client, ns: &str, name: &str, pull: &[&str]) -> ServiceAccount {
+    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let sa = ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        image_pull_secrets: (!pull.is_empty()).then(|| pull.iter().map(|n| LocalObjectReference { name: n.to_string() }).collect()),
+        ..Default::default()
+    };
+    api.create(&PostParams::default(), &sa).await.expect("service account created")
+}
+
+/// A namespace with its `default` ServiceAccount, as the controller-manager would make it.
+pub async fn namespace_with_default_sa(client: &Client, name: &str, labels: &[(&str, &str)]) {
+    create_namespace(client, name, labels).await;
+    create_service_account(client, name, "default", &[]).await;
+}
+
+/// A source Secret with username/password keys in the credentials namespace.
+pub async fn put_source_secret(client: &Client, name: &str, username: &str, password: &str) {
+    let api: Api<Secret> = Api::namespaced(client.clone(), CREDS_NS);
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([
+            ("username".to_string(), ByteString(username.as_bytes().to_vec())),
+            ("password".to_string(), ByteString(password.as_bytes().to_vec())),
+        ])),
+        ..Default::default()
+    };
+    api.patch(name, &PatchParams::apply("test").force(), &Patch::Apply(&secret))
+        .await
+        .expect("source secret written");
+}
+
+/// A static RegistryCredential for `registry` reading source Secret `source`, with `target` as JSON.
+pub fn static_rc(name: &str, registry: &str, source: &str, target: serde_json::Value) -> RegistryCredential {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "regcred.dev/v1alpha1",
+        "kind": "RegistryCredential",
+        "metadata": {"name": name},
+        "spec": {
+            "provider": {"static": {"registry": registry, "secretRef": {"name": source}}},
+            "target": target,
+        }
+    }))
+    .expect("valid RegistryCredential")
+}
+
+pub async fn create_rc(client: &Client, rc: &RegistryCredential) {
+    Api::<RegistryCredential>::all(client.clone())
+        .create(&PostParams::default(), rc)
+        .await
+        .expect("RegistryCredential created");
+}
+
+pub async fn delete_rc(client: &Client, name: &str) {
+    Api::<RegistryCredential>::all(client.clone())
+        .delete(name, &DeleteParams::default())
+        .await
+        .expect("RegistryCredential deleted");
+}
+
+/// The `.dockerconfigjson` of a Secret, parsed.
+pub fn docker_config(secret: &Secret) -> serde_json::Value {
+    let bytes = &secret.data.as_ref().expect("data")[".dockerconfigjson"].0;
+    serde_json::from_slice(bytes).expect("valid JSON")
+}
+
+/// The password stored for `host` in a managed Secret.
+pub fn password_for(secret: &Secret, host: &str) -> Option<String> {
+    docker_config(secret)["auths"][host]["password"].as_str().map(String::from)
+}
+
+pub fn is_condition(status: &regcred::api::RegistryCredentialStatus, type_: &str, value: &str) -> bool {
+    status.conditions.iter().any(|c| c.type_ == type_ && c.status == value)
+}
+
+pub fn condition<'a>(
+    status: &'a regcred::api::RegistryCredentialStatus,
+    type_: &str,
+) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("condition {type_} missing in {status:?}"))
+}
+
+/// resourceVersions of every Secret and ServiceAccount in `namespaces`, plus the RC.
+pub async fn resource_versions(h: &Harness, namespaces: &[String], rc: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for ns in namespaces {
+        for s in h.secrets(ns).list(&Default::default()).await.unwrap() {
+            out.insert(format!("secret/{ns}/{}", s.name_any()), s.resource_version().unwrap());
+        }
+        for sa in h.sas(ns).list(&Default::default()).await.unwrap() {
+            out.insert(format!("sa/{ns}/{}", sa.name_any()), sa.resource_version().unwrap());
+        }
+    }
+    let rc = h.rcs().get(rc).await.unwrap();
+    out.insert(format!("rc/{}", rc.name_any()), rc.resource_version().unwrap());
+    out
+}
+
+/// A password nobody would write by accident, to grep for.
+pub fn canary(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("canary-{tag}-{nanos:09}-do-not-log")
+}
