@@ -41,6 +41,11 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "REGCRED_LOG_FORMAT")]
     pub log_format: LogFormat,
 
+    /// PEM file of extra CA certificates trusted (besides the system roots) for
+    /// HTTPS to Entra ID, ACR and registries: corporate proxies, private registries.
+    #[arg(long, env = "REGCRED_CA_BUNDLE")]
+    pub ca_bundle: Option<PathBuf>,
+
     /// How long to wait for the RegistryCredential CRD to be installed before giving up (e.g. 5m; 0s = forever).
     #[arg(long, default_value = "0s")]
     pub crd_wait_timeout: humantime::Duration,

@@ -23,6 +23,7 @@ use crate::reconcile::{self, Caches, Context, build};
 pub struct ControllerConfig {
     pub credentials_namespace: String,
     pub concurrency: u16,
+    pub http: reqwest::Client,
 }
 
 /// A cache of `api` filtered by `wc`, and the stream of changes that feeds it.
@@ -92,26 +93,30 @@ pub async fn run(client: Client, config: ControllerConfig, shutdown: impl Future
             source_secrets,
         },
         Recorder::new(client.clone(), reporter),
+        config.http,
     ));
 
     info!(credentials_namespace = %config.credentials_namespace, "controller starting");
-    Controller::new(Api::<RegistryCredential>::all(client), watcher::Config::default().any_semantic())
-        .with_config(
-            controller::Config::default()
-                .concurrency(config.concurrency)
-                .debounce(Duration::from_millis(50)),
-        )
-        .reconcile_all_on(changes)
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile::reconcile, reconcile::error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                match e {
-                    controller::Error::ReconcilerFailed(..) => {} // logged by error_policy
-                    other => warn!(error = %other, "controller"),
-                }
+    Controller::new(
+        Api::<RegistryCredential>::all(client),
+        watcher::Config::default().any_semantic(),
+    )
+    .with_config(
+        controller::Config::default()
+            .concurrency(config.concurrency)
+            .debounce(Duration::from_millis(50)),
+    )
+    .reconcile_all_on(changes)
+    .graceful_shutdown_on(shutdown)
+    .run(reconcile::reconcile, reconcile::error_policy, ctx)
+    .for_each(|result| async move {
+        if let Err(e) = result {
+            match e {
+                controller::Error::ReconcilerFailed(..) => {} // logged by error_policy
+                other => warn!(error = %other, "controller"),
             }
-        })
-        .await;
+        }
+    })
+    .await;
     info!("controller stopped");
 }

@@ -106,7 +106,9 @@ pub fn decode_entry(json: &[u8], registry: &str) -> Result<RegistryAuth, DecodeE
     let (username, password) = match (entry.username, entry.password, entry.auth) {
         (Some(u), Some(p), _) if !u.is_empty() && !p.is_empty() => (u, p),
         (_, _, Some(auth)) => {
-            let raw = STANDARD.decode(auth.trim()).map_err(|_| DecodeError::Incomplete(registry.into()))?;
+            let raw = STANDARD
+                .decode(auth.trim())
+                .map_err(|_| DecodeError::Incomplete(registry.into()))?;
             let text = String::from_utf8(raw).map_err(|_| DecodeError::Incomplete(registry.into()))?;
             match text.split_once(':') {
                 Some((u, p)) if !u.is_empty() && !p.is_empty() => (u.to_string(), p.to_string()),
@@ -129,7 +131,11 @@ pub fn decode_all(json: &[u8]) -> Result<Vec<RegistryAuth>, DecodeError> {
         .auths
         .keys()
         .map(|k| {
-            let host = if k == DOCKER_HUB_KEY { "docker.io".to_string() } else { k.clone() };
+            let host = if k == DOCKER_HUB_KEY {
+                "docker.io".to_string()
+            } else {
+                k.clone()
+            };
             decode_entry(json, &host)
         })
         .collect()
@@ -172,7 +178,10 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let auths = vec![auth("docker.io", "me", "p:with:colons"), auth("127.0.0.1:5000", "u", "pw")];
+        let auths = vec![
+            auth("docker.io", "me", "p:with:colons"),
+            auth("127.0.0.1:5000", "u", "pw"),
+        ];
         let mut back = decode_all(&encode(&auths)).unwrap();
         back.sort_by(|a, b| b.registry.cmp(&a.registry));
         assert_eq!(back, auths);
@@ -185,7 +194,10 @@ mod tests {
             STANDARD.encode("me:secret")
         );
         let hub = decode_entry(json.as_bytes(), "docker.io").unwrap();
-        assert_eq!((hub.username.as_str(), hub.password.expose().as_str()), ("me", "secret"));
+        assert_eq!(
+            (hub.username.as_str(), hub.password.expose().as_str()),
+            ("me", "secret")
+        );
         let ghcr = decode_entry(json.as_bytes(), "ghcr.io").unwrap();
         assert_eq!(ghcr.username, "x");
     }

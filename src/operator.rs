@@ -42,12 +42,15 @@ pub fn main(args: RunArgs) -> ExitCode {
 async fn client(args: &RunArgs) -> Result<Client> {
     let config = match &args.kubeconfig {
         Some(path) => {
-            let kc = Kubeconfig::read_from(path).map_err(|e| Error::Config(format!("reading kubeconfig {}: {e}", path.display())))?;
+            let kc = Kubeconfig::read_from(path)
+                .map_err(|e| Error::Config(format!("reading kubeconfig {}: {e}", path.display())))?;
             kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
                 .await
                 .map_err(|e| Error::Config(format!("kubeconfig {}: {e}", path.display())))?
         }
-        None => kube::Config::infer().await.map_err(|e| Error::Config(format!("no in-cluster config or kubeconfig: {e}")))?,
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| Error::Config(format!("no in-cluster config or kubeconfig: {e}")))?,
     };
     Client::try_from(config).map_err(|e| Error::Config(format!("building the Kubernetes client: {e}")))
 }
@@ -67,17 +70,38 @@ fn credentials_namespace(args: &RunArgs) -> Result<String> {
 async fn run(args: RunArgs) -> Result<()> {
     let credentials_namespace = credentials_namespace(&args)?;
     let client = client(&args).await?;
+    let http = http_client(args.ca_bundle.as_deref())?;
     wait_for_crd(&client, args.crd_wait_timeout.into()).await?;
     controller::run(
         client,
         ControllerConfig {
             credentials_namespace,
             concurrency: args.concurrency,
+            http,
         },
         shutdown_signal(),
     )
     .await;
     Ok(())
+}
+
+/// The HTTP client for provider calls and registry checks: bounded timeouts,
+/// system roots plus the optional CA bundle.
+pub fn http_client(ca_bundle: Option<&std::path::Path>) -> Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(30))
+        .user_agent(concat!("regcred/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = ca_bundle {
+        let pem =
+            std::fs::read(path).map_err(|e| Error::Config(format!("reading --ca-bundle {}: {e}", path.display())))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| Error::Config(format!("--ca-bundle {} is not a PEM bundle: {e}", path.display())))?;
+        builder = builder.tls_certs_merge(certs);
+    }
+    builder
+        .build()
+        .map_err(|e| Error::Config(format!("building the HTTP client: {e}")))
 }
 
 /// Wait until the RegistryCredential CRD is established, saying what to do meanwhile.
@@ -107,7 +131,10 @@ async fn wait_for_crd(client: &Client, timeout: Duration) -> Result<()> {
             )));
         }
         if !warned {
-            warn!(crd = name, "the RegistryCredential CRD is not installed yet; install it with `kubectl apply -f crds/` or the Helm chart. Waiting");
+            warn!(
+                crd = name,
+                "the RegistryCredential CRD is not installed yet; install it with `kubectl apply -f crds/` or the Helm chart. Waiting"
+            );
             warned = true;
         }
         tokio::time::sleep(Duration::from_secs(2)).await;

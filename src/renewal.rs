@@ -31,7 +31,12 @@ pub struct Schedule {
 /// Plan the renewal of a credential issued at `issued` that the provider says
 /// expires at `reported`. `renew_before` defaults to a third of the lifetime;
 /// `jitter` in `[0, 1)` moves the renewal earlier by up to 5 % of the wait.
-pub fn schedule(issued: Timestamp, reported: Option<Timestamp>, renew_before: Option<Duration>, jitter: f64) -> Schedule {
+pub fn schedule(
+    issued: Timestamp,
+    reported: Option<Timestamp>,
+    renew_before: Option<Duration>,
+    jitter: f64,
+) -> Schedule {
     let plausible = |t: &Timestamp| {
         let lifetime = t.duration_since(issued);
         lifetime > SignedDuration::try_from(MIN_RENEWAL_DELAY).unwrap_or_default()
@@ -47,7 +52,9 @@ pub fn schedule(issued: Timestamp, reported: Option<Timestamp>, renew_before: Op
     // keep at least a tenth of the lifetime (and a minute) between mints.
     let earliest = (lifetime / 10).max(MIN_RENEWAL_DELAY);
     let wait = lifetime.saturating_sub(before).max(earliest);
-    let jittered = wait.saturating_sub(wait.mul_f64(JITTER_SHARE * jitter.clamp(0.0, 1.0))).max(earliest);
+    let jittered = wait
+        .saturating_sub(wait.mul_f64(JITTER_SHARE * jitter.clamp(0.0, 1.0)))
+        .max(earliest);
     Schedule {
         not_after: truncate(not_after),
         renew_at: truncate(add(issued, jittered)),
@@ -99,9 +106,18 @@ mod tests {
 
     #[test]
     fn jitter_moves_earlier_by_at_most_five_percent_in_whole_seconds() {
-        let s = schedule(t("2026-11-22T00:00:00.123Z"), Some(t("2026-11-22T12:00:00Z")), None, 0.999);
+        let s = schedule(
+            t("2026-11-22T00:00:00.123Z"),
+            Some(t("2026-11-22T12:00:00Z")),
+            None,
+            0.999,
+        );
         let base = t("2026-11-22T08:00:00Z");
-        assert!(s.renew_at < base && s.renew_at >= t("2026-11-22T07:36:00Z"), "{}", s.renew_at);
+        assert!(
+            s.renew_at < base && s.renew_at >= t("2026-11-22T07:36:00Z"),
+            "{}",
+            s.renew_at
+        );
         assert_eq!(s.renew_at.subsec_nanosecond(), 0);
     }
 
@@ -118,7 +134,12 @@ mod tests {
 
     #[test]
     fn renew_before_longer_than_lifetime_is_no_hot_loop() {
-        let s = schedule(t("2026-11-22T00:00:00Z"), Some(t("2026-11-22T01:00:00Z")), Some(5 * H), 0.0);
+        let s = schedule(
+            t("2026-11-22T00:00:00Z"),
+            Some(t("2026-11-22T01:00:00Z")),
+            Some(5 * H),
+            0.0,
+        );
         assert_eq!(s.renew_at, t("2026-11-22T00:06:00Z"));
     }
 

@@ -25,19 +25,20 @@ pub fn is_terminating(ns: &Namespace) -> bool {
 /// Whether `ns` is selected by `sel` (ignoring whether it is terminating).
 pub fn namespace_selected(sel: &NamespaceSelection, ns: &Namespace) -> bool {
     let name = ns.name_any();
-    if sel.exclude.iter().any(|n| *n == name) {
+    if sel.exclude.contains(&name) {
         return false;
     }
     if sel.selector.is_none() && sel.names.is_empty() {
         return true;
     }
-    sel.names.iter().any(|n| *n == name) || sel.selector.as_ref().is_some_and(|s| selector_matches(s, ns.labels()))
+    sel.names.contains(&name) || sel.selector.as_ref().is_some_and(|s| selector_matches(s, ns.labels()))
 }
 
 /// Whether `sa` should reference the managed Secret.
 pub fn service_account_selected(sel: &ServiceAccountSelection, sa: &ServiceAccount) -> bool {
     let name = sa.name_any();
-    sel.names.iter().any(|n| n == "*" || *n == name) || sel.selector.as_ref().is_some_and(|s| selector_matches(s, sa.labels()))
+    sel.names.iter().any(|n| n == "*" || *n == name)
+        || sel.selector.as_ref().is_some_and(|s| selector_matches(s, sa.labels()))
 }
 
 #[cfg(test)]

@@ -26,8 +26,18 @@ async fn new_namespaces_get_the_secret_and_default_sa_reference() {
     let h = Harness::start().await;
     let password = canary("latency");
     put_source_secret(&h.client, "hub", "me", &password).await;
-    create_rc(&h.client, &static_rc("hub", "docker.io", "hub", json!({"namespaces": {"selector": {"matchLabels": {"team": "lat"}}}}))).await;
-    h.wait_status("hub", "Issued=True", |s| is_condition(s, "Issued", "True")).await;
+    create_rc(
+        &h.client,
+        &static_rc(
+            "hub",
+            "docker.io",
+            "hub",
+            json!({"namespaces": {"selector": {"matchLabels": {"team": "lat"}}}}),
+        ),
+    )
+    .await;
+    h.wait_status("hub", "Issued=True", |s| is_condition(s, "Issued", "True"))
+        .await;
 
     let mut delays = Vec::new();
     for i in 0..50 {
@@ -53,14 +63,19 @@ async fn new_namespaces_get_the_secret_and_default_sa_reference() {
     assert_eq!(secret.labels()["regcred.dev/credential"], "hub");
     let owner = &secret.owner_references()[0];
     let rc = h.rcs().get("hub").await.unwrap();
-    assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("RegistryCredential", rc.uid().unwrap().as_str()));
+    assert_eq!(
+        (owner.kind.as_str(), owner.uid.as_str()),
+        ("RegistryCredential", rc.uid().unwrap().as_str())
+    );
     let config = docker_config(&secret);
     assert_eq!(config["auths"][HUB]["username"], "me");
     assert_eq!(config["auths"][HUB]["password"], password.as_str());
     let auth = base64_decode(config["auths"][HUB]["auth"].as_str().unwrap());
     assert_eq!(auth, format!("me:{password}"));
 
-    let status = h.wait_status("hub", "50/50 synced", |s| s.summary.as_deref() == Some("50/50")).await;
+    let status = h
+        .wait_status("hub", "50/50 synced", |s| s.summary.as_deref() == Some("50/50"))
+        .await;
     assert_eq!(status.provider.map(|p| p.as_str()), Some("Static"));
     assert_eq!(status.registries, ["docker.io"]);
     assert_eq!(status.not_after, None, "static credentials do not expire");
@@ -111,7 +126,9 @@ async fn foreign_pull_secrets_keep_their_order_under_a_concurrent_writer() {
         loop {
             let mut sa = sas.get("default").await.unwrap();
             let list = sa.image_pull_secrets.get_or_insert_default();
-            let Some(i) = list.iter().position(|r| r.name == "writer") else { break };
+            let Some(i) = list.iter().position(|r| r.name == "writer") else {
+                break;
+            };
             list.remove(i);
             if sas.replace("default", &PostParams::default(), &sa).await.is_ok() {
                 break;
@@ -120,7 +137,11 @@ async fn foreign_pull_secrets_keep_their_order_under_a_concurrent_writer() {
         (writes, conflicts)
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    create_rc(&h.client, &static_rc("hub", "docker.io", "hub", json!({"namespaces": {"names": ["shared"]}}))).await;
+    create_rc(
+        &h.client,
+        &static_rc("hub", "docker.io", "hub", json!({"namespaces": {"names": ["shared"]}})),
+    )
+    .await;
     let (writes, conflicts) = writer.await.unwrap();
     println!("concurrent writer: {writes} writes, {conflicts} conflicts");
 
@@ -128,7 +149,10 @@ async fn foreign_pull_secrets_keep_their_order_under_a_concurrent_writer() {
     assert_eq!(sa.annotations()["regcred.dev/pull-secrets"], "hub");
     // And it stays that way: a later reconcile adds nothing twice.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(pull_secret_names(&h.sas("shared").get("default").await.unwrap()), ["a", "b", "c", "hub"]);
+    assert_eq!(
+        pull_secret_names(&h.sas("shared").get("default").await.unwrap()),
+        ["a", "b", "c", "hub"]
+    );
 }
 
 #[tokio::test]
@@ -146,21 +170,48 @@ async fn foreign_secret_is_untouched_under_fail_and_taken_over_under_adopt() {
         data: Some([("note".to_string(), ByteString(b"someone else's".to_vec()))].into()),
         ..Default::default()
     };
-    let foreign = h.secrets("taken").create(&PostParams::default(), &foreign).await.unwrap();
+    let foreign = h
+        .secrets("taken")
+        .create(&PostParams::default(), &foreign)
+        .await
+        .unwrap();
 
-    create_rc(&h.client, &static_rc("hub", "docker.io", "hub", json!({"namespaces": {"names": ["taken", "free"]}}))).await;
+    create_rc(
+        &h.client,
+        &static_rc(
+            "hub",
+            "docker.io",
+            "hub",
+            json!({"namespaces": {"names": ["taken", "free"]}}),
+        ),
+    )
+    .await;
     let status = h
         .wait_status("hub", "taken reported as SecretExists", |s| {
-            s.failed_namespaces.iter().any(|f| f.namespace == "taken" && f.reason == "SecretExists") && s.summary.as_deref() == Some("1/2")
+            s.failed_namespaces
+                .iter()
+                .any(|f| f.namespace == "taken" && f.reason == "SecretExists")
+                && s.summary.as_deref() == Some("1/2")
         })
         .await;
     let synced = condition(&status, "Synced");
-    assert_eq!((synced.status.as_str(), synced.reason.as_str()), ("False", "SecretExists"));
-    assert!(synced.message.contains("existingSecretPolicy: Adopt"), "{}", synced.message);
+    assert_eq!(
+        (synced.status.as_str(), synced.reason.as_str()),
+        ("False", "SecretExists")
+    );
+    assert!(
+        synced.message.contains("existingSecretPolicy: Adopt"),
+        "{}",
+        synced.message
+    );
     assert_eq!(condition(&status, "Ready").reason, "SecretExists");
 
     let after = h.secrets("taken").get("hub").await.unwrap();
-    assert_eq!(after.resource_version(), foreign.resource_version(), "foreign Secret must not be written");
+    assert_eq!(
+        after.resource_version(),
+        foreign.resource_version(),
+        "foreign Secret must not be written"
+    );
     assert_eq!(after.data, foreign.data);
     assert_eq!(after.type_.as_deref(), Some("Opaque"));
     assert!(pull_secret_names(&h.sas("taken").get("default").await.unwrap()).is_empty());
@@ -180,14 +231,21 @@ async fn foreign_secret_is_untouched_under_fail_and_taken_over_under_adopt() {
     .await;
 
     let adopt = json!({"spec": {"target": {"existingSecretPolicy": "Adopt"}}});
-    h.rcs().patch("hub", &PatchParams::default(), &Patch::Merge(&adopt)).await.unwrap();
+    h.rcs()
+        .patch("hub", &PatchParams::default(), &Patch::Merge(&adopt))
+        .await
+        .unwrap();
     let adopted = h
-        .wait_secret("taken", "hub", "adopted Secret", |s| s.type_.as_deref() == Some("kubernetes.io/dockerconfigjson"))
+        .wait_secret("taken", "hub", "adopted Secret", |s| {
+            s.type_.as_deref() == Some("kubernetes.io/dockerconfigjson")
+        })
         .await;
     assert_eq!(adopted.labels()["regcred.dev/credential"], "hub");
     assert_eq!(password_for(&adopted, HUB).as_deref(), Some("pw"));
     h.wait_pull_secrets("taken", "default", &["hub"]).await;
-    let status = h.wait_status("hub", "2/2 after adopting", |s| s.summary.as_deref() == Some("2/2")).await;
+    let status = h
+        .wait_status("hub", "2/2 after adopting", |s| s.summary.as_deref() == Some("2/2"))
+        .await;
     assert!(status.failed_namespaces.is_empty());
 }
 
@@ -196,26 +254,40 @@ async fn managed_secret_deleted_or_edited_is_restored() {
     let h = Harness::start().await;
     put_source_secret(&h.client, "hub", "me", "good").await;
     namespace_with_default_sa(&h.client, "app", &[]).await;
-    create_rc(&h.client, &static_rc("hub", "docker.io", "hub", json!({"namespaces": {"names": ["app"]}}))).await;
+    create_rc(
+        &h.client,
+        &static_rc("hub", "docker.io", "hub", json!({"namespaces": {"names": ["app"]}})),
+    )
+    .await;
     h.wait_secret("app", "hub", "managed Secret", |_| true).await;
 
     h.secrets("app").delete("hub", &DeleteParams::default()).await.unwrap();
     let start = Instant::now();
-    h.wait_secret("app", "hub", "Secret restored after deletion", |s| password_for(s, HUB).as_deref() == Some("good"))
-        .await;
+    h.wait_secret("app", "hub", "Secret restored after deletion", |s| {
+        password_for(s, HUB).as_deref() == Some("good")
+    })
+    .await;
     println!("restored after deletion in {:?}", start.elapsed());
 
     let tampered = json!({"data": {".dockerconfigjson": "e30="}, "type": "kubernetes.io/dockerconfigjson"});
-    h.secrets("app").patch("hub", &PatchParams::default(), &Patch::Merge(&tampered)).await.unwrap();
+    h.secrets("app")
+        .patch("hub", &PatchParams::default(), &Patch::Merge(&tampered))
+        .await
+        .unwrap();
     let start = Instant::now();
-    h.wait_secret("app", "hub", "Secret restored after an edit", |s| password_for(s, HUB).as_deref() == Some("good"))
-        .await;
+    h.wait_secret("app", "hub", "Secret restored after an edit", |s| {
+        password_for(s, HUB).as_deref() == Some("good")
+    })
+    .await;
     println!("restored after an edit in {:?}", start.elapsed());
 
     // Someone strips regcred's reference from the SA: it comes back.
     let mut sa = h.sas("app").get("default").await.unwrap();
     sa.image_pull_secrets = None;
-    h.sas("app").replace("default", &PostParams::default(), &sa).await.unwrap();
+    h.sas("app")
+        .replace("default", &PostParams::default(), &sa)
+        .await
+        .unwrap();
     h.wait_pull_secrets("app", "default", &["hub"]).await;
 }
 
@@ -227,33 +299,66 @@ async fn changing_the_source_secret_updates_every_managed_secret() {
     for n in &names {
         namespace_with_default_sa(&h.client, n, &[("src", "yes")]).await;
     }
-    create_rc(&h.client, &static_rc("hub", "docker.io", "hub", json!({"namespaces": {"selector": {"matchLabels": {"src": "yes"}}}}))).await;
+    create_rc(
+        &h.client,
+        &static_rc(
+            "hub",
+            "docker.io",
+            "hub",
+            json!({"namespaces": {"selector": {"matchLabels": {"src": "yes"}}}}),
+        ),
+    )
+    .await;
     for n in &names {
-        h.wait_secret(n, "hub", "first password", |s| password_for(s, HUB).as_deref() == Some("first")).await;
+        h.wait_secret(n, "hub", "first password", |s| {
+            password_for(s, HUB).as_deref() == Some("first")
+        })
+        .await;
     }
     put_source_secret(&h.client, "hub", "me", "second").await;
     let start = Instant::now();
     for n in &names {
-        h.wait_secret(n, "hub", "rotated password", |s| password_for(s, HUB).as_deref() == Some("second")).await;
+        h.wait_secret(n, "hub", "rotated password", |s| {
+            password_for(s, HUB).as_deref() == Some("second")
+        })
+        .await;
     }
-    println!("source rotation reached {} namespaces in {:?}", names.len(), start.elapsed());
+    println!(
+        "source rotation reached {} namespaces in {:?}",
+        names.len(),
+        start.elapsed()
+    );
 
     // A broken source keeps the last good Secrets and says why.
     let api: Api<Secret> = Api::namespaced(h.client.clone(), CREDS_NS);
     let broken = json!({"data": {"password": null}});
-    api.patch("hub", &PatchParams::default(), &Patch::Merge(&broken)).await.unwrap();
-    let status = h.wait_status("hub", "Issued=False", |s| is_condition(s, "Issued", "False")).await;
+    api.patch("hub", &PatchParams::default(), &Patch::Merge(&broken))
+        .await
+        .unwrap();
+    let status = h
+        .wait_status("hub", "Issued=False", |s| is_condition(s, "Issued", "False"))
+        .await;
     let issued = condition(&status, "Issued");
     assert_eq!(issued.reason, "SourceSecretInvalid");
     assert!(issued.message.contains("has no key \"password\""), "{}", issued.message);
     assert_eq!(status.failed_attempts, 1);
     for n in &names {
         let s = h.secrets(n).get("hub").await.unwrap();
-        assert_eq!(password_for(&s, HUB).as_deref(), Some("second"), "last good Secret kept in {n}");
+        assert_eq!(
+            password_for(&s, HUB).as_deref(),
+            Some("second"),
+            "last good Secret kept in {n}"
+        );
     }
     put_source_secret(&h.client, "hub", "me", "third").await;
-    h.wait_status("hub", "recovered", |s| is_condition(s, "Issued", "True") && s.failed_attempts == 0).await;
-    h.wait_secret(&names[0], "hub", "third password", |s| password_for(s, HUB).as_deref() == Some("third")).await;
+    h.wait_status("hub", "recovered", |s| {
+        is_condition(s, "Issued", "True") && s.failed_attempts == 0
+    })
+    .await;
+    h.wait_secret(&names[0], "hub", "third password", |s| {
+        password_for(s, HUB).as_deref() == Some("third")
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -276,7 +381,8 @@ async fn selector_changes_move_secrets_and_deletion_cleans_up_exactly() {
     };
     let other = h.secrets("beta").create(&PostParams::default(), &other).await.unwrap();
 
-    let target = json!({"namespaces": {"selector": {"matchLabels": {"team": "x"}}}, "serviceAccounts": {"names": ["*"]}});
+    let target =
+        json!({"namespaces": {"selector": {"matchLabels": {"team": "x"}}}, "serviceAccounts": {"names": ["*"]}});
     create_rc(&h.client, &static_rc("hub", "docker.io", "hub", target)).await;
     h.wait_pull_secrets("alpha", "default", &["keep", "hub"]).await;
     h.wait_pull_secrets("alpha", "builder", &["hub"]).await;
@@ -284,7 +390,10 @@ async fn selector_changes_move_secrets_and_deletion_cleans_up_exactly() {
 
     // Move to team y: alpha and gamma are cleaned at once, beta gets it.
     let moved = json!({"spec": {"target": {"namespaces": {"selector": {"matchLabels": {"team": "y"}}}}}});
-    h.rcs().patch("hub", &PatchParams::default(), &Patch::Merge(&moved)).await.unwrap();
+    h.rcs()
+        .patch("hub", &PatchParams::default(), &Patch::Merge(&moved))
+        .await
+        .unwrap();
     h.wait_pull_secrets("beta", "default", &["keep", "hub"]).await;
     for ns in ["alpha", "gamma"] {
         h.wait_secret_gone(ns, "hub").await;
@@ -295,7 +404,10 @@ async fn selector_changes_move_secrets_and_deletion_cleans_up_exactly() {
 
     // Narrowing the ServiceAccount selection removes regcred's entry from the rest.
     let only_default = json!({"spec": {"target": {"serviceAccounts": {"names": ["default"]}}}});
-    h.rcs().patch("hub", &PatchParams::default(), &Patch::Merge(&only_default)).await.unwrap();
+    h.rcs()
+        .patch("hub", &PatchParams::default(), &Patch::Merge(&only_default))
+        .await
+        .unwrap();
     h.wait_pull_secrets("beta", "builder", &[]).await;
 
     // A namespace that stops matching by its own labels is cleaned too.
@@ -320,10 +432,17 @@ async fn selector_changes_move_secrets_and_deletion_cleans_up_exactly() {
         .list(&ListParams::default().labels("app.kubernetes.io/managed-by=regcred"))
         .await
         .unwrap();
-    assert!(all.items.is_empty(), "managed Secrets left: {:?}", all.items.iter().map(|s| s.name_any()).collect::<Vec<_>>());
+    assert!(
+        all.items.is_empty(),
+        "managed Secrets left: {:?}",
+        all.items.iter().map(|s| s.name_any()).collect::<Vec<_>>()
+    );
     let after = h.secrets("beta").get("other").await.unwrap();
     assert_eq!(after.resource_version(), other.resource_version());
-    assert_eq!(pull_secret_names(&h.sas("alpha").get("default").await.unwrap()), ["keep"]);
+    assert_eq!(
+        pull_secret_names(&h.sas("alpha").get("default").await.unwrap()),
+        ["keep"]
+    );
 }
 
 #[tokio::test]
@@ -332,10 +451,23 @@ async fn terminating_namespaces_are_skipped_without_errors() {
     put_source_secret(&h.client, "hub", "me", "pw").await;
     namespace_with_default_sa(&h.client, "stays", &[("t", "1")]).await;
     namespace_with_default_sa(&h.client, "goes", &[("t", "1")]).await;
-    create_rc(&h.client, &static_rc("hub", "docker.io", "hub", json!({"namespaces": {"selector": {"matchLabels": {"t": "1"}}}}))).await;
-    h.wait_status("hub", "2/2", |s| s.summary.as_deref() == Some("2/2")).await;
+    create_rc(
+        &h.client,
+        &static_rc(
+            "hub",
+            "docker.io",
+            "hub",
+            json!({"namespaces": {"selector": {"matchLabels": {"t": "1"}}}}),
+        ),
+    )
+    .await;
+    h.wait_status("hub", "2/2", |s| s.summary.as_deref() == Some("2/2"))
+        .await;
     // No namespace controller runs here, so the namespace stays Terminating.
-    Api::<Namespace>::all(h.client.clone()).delete("goes", &DeleteParams::default()).await.unwrap();
+    Api::<Namespace>::all(h.client.clone())
+        .delete("goes", &DeleteParams::default())
+        .await
+        .unwrap();
     let status = h.wait_status("hub", "1 targeted", |s| s.namespaces.targeted == 1).await;
     assert!(status.failed_namespaces.is_empty(), "{:?}", status.failed_namespaces);
     assert!(is_condition(&status, "Ready", "True"));
@@ -352,7 +484,10 @@ async fn a_resync_with_nothing_to_do_makes_zero_writes() {
     }
     let target = json!({"namespaces": {"selector": {"matchLabels": {"q": "1"}}}, "serviceAccounts": {"names": ["*"]}});
     create_rc(&h.client, &static_rc("hub", "docker.io", "hub", target)).await;
-    h.wait_status("hub", "4/4 Ready", |s| s.summary.as_deref() == Some("4/4") && is_condition(s, "Ready", "True")).await;
+    h.wait_status("hub", "4/4 Ready", |s| {
+        s.summary.as_deref() == Some("4/4") && is_condition(s, "Ready", "True")
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = resource_versions(&h, &names, "hub").await;
 
@@ -371,7 +506,7 @@ async fn a_resync_with_nothing_to_do_makes_zero_writes() {
     assert!(reconciles >= 2, "expected several reconciles, saw {reconciles}");
     let after = resource_versions(&h, &names, "hub").await;
     assert_eq!(before, after, "a resync with nothing to do must not write anything");
-    assert!(before.len() >= 4 * 3 + 1);
+    assert_eq!(before.len(), 4 * 3 + 1, "3 objects per namespace and the RegistryCredential");
 }
 
 #[tokio::test]
@@ -389,17 +524,38 @@ async fn the_password_never_appears_in_logs_events_or_status() {
         ..Default::default()
     };
     h.secrets("c2").create(&PostParams::default(), &foreign).await.unwrap();
-    create_rc(&h.client, &static_rc("hub", "docker.io", "hub", json!({"namespaces": {"names": ["c1", "c2"]}}))).await;
-    h.wait_secret("c1", "hub", "canary written", |s| password_for(s, HUB).as_deref() == Some(password.as_str())).await;
-    h.wait_status("hub", "c2 failed", |s| !s.failed_namespaces.is_empty()).await;
+    create_rc(
+        &h.client,
+        &static_rc(
+            "hub",
+            "docker.io",
+            "hub",
+            json!({"namespaces": {"names": ["c1", "c2"]}}),
+        ),
+    )
+    .await;
+    h.wait_secret("c1", "hub", "canary written", |s| {
+        password_for(s, HUB).as_deref() == Some(password.as_str())
+    })
+    .await;
+    h.wait_status("hub", "c2 failed", |s| !s.failed_namespaces.is_empty())
+        .await;
     // Exercise the error paths too: an invalid source and a deleted one.
     let api: Api<Secret> = Api::namespaced(h.client.clone(), CREDS_NS);
-    api.patch("hub", &PatchParams::default(), &Patch::Merge(&json!({"data": {"username": null}})))
-        .await
-        .unwrap();
-    h.wait_status("hub", "Issued=False", |s| is_condition(s, "Issued", "False")).await;
+    api.patch(
+        "hub",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"data": {"username": null}})),
+    )
+    .await
+    .unwrap();
+    h.wait_status("hub", "Issued=False", |s| is_condition(s, "Issued", "False"))
+        .await;
     api.delete("hub", &DeleteParams::default()).await.unwrap();
-    h.wait_status("hub", "SourceSecretMissing", |s| condition(s, "Issued").reason == "SourceSecretMissing").await;
+    h.wait_status("hub", "SourceSecretMissing", |s| {
+        condition(s, "Issued").reason == "SourceSecretMissing"
+    })
+    .await;
     h.operator.stop();
 
     let logs = h.operator.logs();
@@ -408,11 +564,17 @@ async fn the_password_never_appears_in_logs_events_or_status() {
     let rc = h.rcs().get("hub").await.unwrap();
     let status = serde_json::to_string(&rc.status).unwrap();
     assert!(!status.contains(&password), "password leaked into status");
-    let events = Api::<Event>::all(h.client.clone()).list(&ListParams::default()).await.unwrap();
+    let events = Api::<Event>::all(h.client.clone())
+        .list(&ListParams::default())
+        .await
+        .unwrap();
     assert!(!events.items.is_empty());
     let events = serde_json::to_string(&events.items).unwrap();
     assert!(!events.contains(&password), "password leaked into Events");
-    assert!(events.contains("SourceSecretMissing"), "mint failures are announced as Events");
+    assert!(
+        events.contains("SourceSecretMissing"),
+        "mint failures are announced as Events"
+    );
     let _ = RegistryCredential::kind(&());
 }
 
@@ -424,11 +586,25 @@ async fn fans_out_to_200_namespaces() {
         namespace_with_default_sa(&h.client, &format!("fan-{i:03}"), &[("fan", "out")]).await;
     }
     let start = Instant::now();
-    create_rc(&h.client, &static_rc("hub", "docker.io", "hub", json!({"namespaces": {"selector": {"matchLabels": {"fan": "out"}}}}))).await;
+    create_rc(
+        &h.client,
+        &static_rc(
+            "hub",
+            "docker.io",
+            "hub",
+            json!({"namespaces": {"selector": {"matchLabels": {"fan": "out"}}}}),
+        ),
+    )
+    .await;
     let status = h
-        .wait_status("hub", "200/200 synced", |s| s.summary.as_deref() == Some("200/200") && s.service_accounts.patched == 200)
+        .wait_status("hub", "200/200 synced", |s| {
+            s.summary.as_deref() == Some("200/200") && s.service_accounts.patched == 200
+        })
         .await;
-    println!("fan-out to 200 namespaces (Secret + default SA each): {:?} until status showed 200/200", start.elapsed());
+    println!(
+        "fan-out to 200 namespaces (Secret + default SA each): {:?} until status showed 200/200",
+        start.elapsed()
+    );
     assert!(is_condition(&status, "Ready", "True"));
     let managed = Api::<Secret>::all(h.client.clone())
         .list(&ListParams::default().labels("regcred.dev/credential=hub"))

@@ -7,12 +7,10 @@ use kube::core::{Message, Rule};
 /// DNS-1123 label: namespace names.
 const DNS1123_LABEL: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 /// DNS-1123 subdomain: names of Secrets and ServiceAccounts.
-const DNS1123_SUBDOMAIN: &str =
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+const DNS1123_SUBDOMAIN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 /// A registry host as it appears in `.dockerconfigjson`: lowercase DNS name or
 /// IPv4 address, optional port.
-const HOST: &str =
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*(:[0-9]{1,5})?$";
+const HOST: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*(:[0-9]{1,5})?$";
 /// Go's `time.ParseDuration` grammar (what `metav1.Duration` accepts).
 const DURATION: &str = r"^([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
 const UUID: &str = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
@@ -23,9 +21,8 @@ fn matches(pattern: &str) -> String {
 }
 
 pub(super) fn secret_name() -> Rule {
-    Rule::new(matches(DNS1123_SUBDOMAIN)).message(
-        "must be a DNS-1123 subdomain (lowercase letters, digits, '-' and '.'), e.g. regcred-ecr",
-    )
+    Rule::new(matches(DNS1123_SUBDOMAIN))
+        .message("must be a DNS-1123 subdomain (lowercase letters, digits, '-' and '.'), e.g. regcred-ecr")
 }
 
 pub(super) fn secret_key() -> Rule {
@@ -75,15 +72,11 @@ pub(super) fn hosts() -> Rule {
 }
 
 pub(super) fn aws_region() -> Rule {
-    Rule::new(matches(r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$"))
-        .message("must be an AWS region code, e.g. us-east-1")
+    Rule::new(matches(r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$")).message("must be an AWS region code, e.g. us-east-1")
 }
 
 pub(super) fn aws_account_ids() -> Rule {
-    each(
-        "^[0-9]{12}$",
-        "is not a 12-digit AWS account id, e.g. 123456789012",
-    )
+    each("^[0-9]{12}$", "is not a 12-digit AWS account id, e.g. 123456789012")
 }
 
 pub(super) fn aws_role_arn() -> Rule {
@@ -119,8 +112,12 @@ pub(super) fn positive_duration() -> Rule {
 }
 
 pub(super) fn renew_before() -> Rule {
-    Rule::new(format!("self.matches('{DURATION}') && duration(self) >= duration('1m')"))
-        .message("must be a duration of at least 1m written with h, m and s (days are not supported), e.g. 30m, 2h or 1h30m")
+    Rule::new(format!(
+        "self.matches('{DURATION}') && duration(self) >= duration('1m')"
+    ))
+    .message(
+        "must be a duration of at least 1m written with h, m and s (days are not supported), e.g. 30m, 2h or 1h30m",
+    )
 }
 
 pub(super) fn image_reference() -> Rule {
@@ -136,10 +133,8 @@ pub(super) fn reserved_labels() -> Rule {
 }
 
 pub(super) fn exactly_one_provider() -> Rule {
-    Rule::new(
-        "[has(self.ecr), has(self.gcr), has(self.acr), has(self.static)].filter(x, x).size() == 1",
-    )
-    .message("exactly one of ecr, gcr, acr or static must be set")
+    Rule::new("[has(self.ecr), has(self.gcr), has(self.acr), has(self.static)].filter(x, x).size() == 1")
+        .message("exactly one of ecr, gcr, acr or static must be set")
 }
 
 pub(super) fn exactly_one_acr_auth() -> Rule {

@@ -14,6 +14,9 @@ use super::status::RegistryCredentialStatus;
 /// targeted namespace, referenced from the selected ServiceAccounts, renewing
 /// it before it expires.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+// Every `printcolumn(...)` repeats keys such as `type_ = "string"`, which
+// clippy mistakes for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[kube(
     group = "regcred.dev",
     version = "v1alpha1",
@@ -32,16 +35,8 @@ use super::status::RegistryCredentialStatus;
     ),
     printcolumn(name = "Synced", type_ = "string", json_path = ".status.summary"),
     printcolumn(name = "Expires", type_ = "string", json_path = ".status.notAfter"),
-    printcolumn(
-        name = "Pull-Auth",
-        type_ = "string",
-        json_path = ".status.pullAuth.result"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    ),
+    printcolumn(name = "Pull-Auth", type_ = "string", json_path = ".status.pullAuth.result"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     printcolumn(
         name = "Renewal",
         type_ = "string",
@@ -146,7 +141,8 @@ pub struct EcrProvider {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assume_role: Option<AssumeRole>,
 
-    /// Override the ECR (and STS) endpoint, e.g. a VPC or FIPS endpoint.
+    /// Override the ECR API endpoint, e.g. a VPC or FIPS endpoint. STS keeps
+    /// its regional endpoint (set `AWS_ENDPOINT_URL_STS` on the operator to change it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 2048))]
     #[x_kube(validation = grammar::https_or_http_url())]
@@ -444,9 +440,7 @@ fn default_service_account_names() -> Vec<String> {
 }
 
 /// What to do with a same-named Secret that regcred did not create.
-#[derive(
-    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
-)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
 pub enum ExistingSecretPolicy {
     /// Leave it untouched and report the namespace as failed (`SecretExists`).
     #[default]
@@ -477,9 +471,7 @@ pub struct HealthCheck {
 }
 
 /// Whether pull-auth checks run.
-#[derive(
-    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
-)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
 pub enum HealthCheckMode {
     /// Check against the registry.
     #[default]

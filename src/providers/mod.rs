@@ -1,5 +1,8 @@
 //! Credential providers behind one small trait: mint → credential with expiry.
 
+mod acr;
+mod ecr;
+mod gcr;
 mod static_creds;
 
 use std::time::Duration;
@@ -75,6 +78,8 @@ pub struct MintInput<'a> {
     /// The spec's source Secret, read from the credentials namespace (`None` if absent).
     pub source: Option<&'a Secret>,
     pub credentials_namespace: &'a str,
+    /// The operator's HTTP client (timeouts, extra CA bundle) for calls without an SDK.
+    pub http: &'a reqwest::Client,
 }
 
 impl MintInput<'_> {
@@ -99,7 +104,8 @@ impl MintInput<'_> {
             .as_ref()
             .and_then(|d| d.get(key))
             .ok_or_else(|| invalid(format!("has no key {key:?}")))?;
-        let value = String::from_utf8(bytes.0.clone()).map_err(|_| invalid(format!("key {key:?} is not UTF-8 text")))?;
+        let value =
+            String::from_utf8(bytes.0.clone()).map_err(|_| invalid(format!("key {key:?} is not UTF-8 text")))?;
         let value = value.trim().to_string();
         if value.is_empty() {
             return Err(invalid(format!("key {key:?} is empty")));
@@ -123,35 +129,28 @@ pub trait Provider {
 impl ProviderSpec<'_> {
     pub fn kind(&self) -> ProviderKind {
         match self {
-            Self::Ecr(_) => ProviderKind::Ecr,
-            Self::Gcr(_) => ProviderKind::Gcr,
-            Self::Acr(_) => ProviderKind::Acr,
+            Self::Ecr(p) => p.kind(),
+            Self::Gcr(p) => p.kind(),
+            Self::Acr(p) => p.kind(),
             Self::Static(p) => p.kind(),
         }
     }
 
     pub fn source_secret(&self) -> Option<&str> {
         match self {
-            Self::Ecr(p) => p.auth.as_ref().map(|a| a.secret_ref.name.as_str()),
-            Self::Gcr(p) => p.auth.as_ref().map(|a| a.service_account_key.secret_ref.name.as_str()),
-            Self::Acr(p) => p
-                .auth
-                .as_ref()
-                .and_then(|a| a.service_principal.as_ref())
-                .map(|sp| sp.secret_ref.name.as_str()),
+            Self::Ecr(p) => p.source_secret(),
+            Self::Gcr(p) => p.source_secret(),
+            Self::Acr(p) => p.source_secret(),
             Self::Static(p) => p.source_secret(),
         }
     }
 
     pub async fn mint(&self, input: &MintInput<'_>) -> Result<Credential, MintError> {
         let credential = match self {
+            Self::Ecr(p) => p.mint(input).await?,
+            Self::Gcr(p) => p.mint(input).await?,
+            Self::Acr(p) => p.mint(input).await?,
             Self::Static(p) => p.mint(input).await?,
-            Self::Ecr(_) | Self::Gcr(_) | Self::Acr(_) => {
-                return Err(MintError::MintFailed(format!(
-                    "the {} provider is not available in this build of regcred",
-                    self.kind().as_str()
-                )));
-            }
         };
         check(&credential)?;
         Ok(credential)
@@ -161,7 +160,9 @@ impl ProviderSpec<'_> {
 /// Reject answers that must not be fanned out: no entries, empty or oversized values.
 fn check(credential: &Credential) -> Result<(), MintError> {
     if credential.auths.is_empty() {
-        return Err(MintError::InvalidProviderResponse("it contained no registry credentials".into()));
+        return Err(MintError::InvalidProviderResponse(
+            "it contained no registry credentials".into(),
+        ));
     }
     for a in &credential.auths {
         let password = a.password.expose();

@@ -68,7 +68,11 @@ mod tests {
     fn secret(type_: Option<&str>, data: &[(&str, &[u8])]) -> Secret {
         Secret {
             type_: type_.map(Into::into),
-            data: Some(data.iter().map(|(k, v)| (k.to_string(), ByteString(v.to_vec()))).collect()),
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| (k.to_string(), ByteString(v.to_vec())))
+                    .collect(),
+            ),
             ..Default::default()
         }
     }
@@ -78,6 +82,7 @@ mod tests {
             .mint(&MintInput {
                 source,
                 credentials_namespace: "regcred-system",
+                http: &reqwest::Client::new(),
             })
             .await
     }

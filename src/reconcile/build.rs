@@ -15,6 +15,9 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "regcred";
 pub const CREDENTIAL_LABEL: &str = "regcred.dev/credential";
 pub const NOT_AFTER_ANNOTATION: &str = "regcred.dev/not-after";
+/// A hash of the spec and source Secret version the credential was minted
+/// from (no secret material), so a restarted operator can reuse it.
+pub const FINGERPRINT_ANNOTATION: &str = "regcred.dev/source-hash";
 /// On a ServiceAccount: the `imagePullSecrets` entries regcred added, comma-separated.
 pub const PULL_SECRETS_ANNOTATION: &str = "regcred.dev/pull-secrets";
 pub const FINALIZER: &str = "regcred.dev/cleanup";
@@ -34,7 +37,13 @@ pub fn is_managed_by(secret: &Secret, rc_name: &str) -> bool {
 }
 
 /// The managed Secret for one namespace.
-pub fn desired_secret(rc: &RegistryCredential, namespace: &str, config_json: &[u8], not_after: Option<&str>) -> Secret {
+pub fn desired_secret(
+    rc: &RegistryCredential,
+    namespace: &str,
+    config_json: &[u8],
+    not_after: Option<&str>,
+    fingerprint: u64,
+) -> Secret {
     let target = &rc.spec.target;
     let mut labels = target.secret_labels.clone();
     labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
@@ -43,6 +52,7 @@ pub fn desired_secret(rc: &RegistryCredential, namespace: &str, config_json: &[u
     if let Some(t) = not_after {
         annotations.insert(NOT_AFTER_ANNOTATION.into(), t.into());
     }
+    annotations.insert(FINGERPRINT_ANNOTATION.into(), fingerprint.to_string());
     Secret {
         metadata: ObjectMeta {
             name: Some(secret_name(rc)),
@@ -53,7 +63,10 @@ pub fn desired_secret(rc: &RegistryCredential, namespace: &str, config_json: &[u
             ..Default::default()
         },
         type_: Some(dockerconfig::SECRET_TYPE.into()),
-        data: Some(BTreeMap::from([(dockerconfig::DATA_KEY.to_string(), ByteString(config_json.to_vec()))])),
+        data: Some(BTreeMap::from([(
+            dockerconfig::DATA_KEY.to_string(),
+            ByteString(config_json.to_vec()),
+        )])),
         ..Default::default()
     }
 }
@@ -74,9 +87,15 @@ fn owner_reference(rc: &RegistryCredential) -> OwnerReference {
 /// annotations and data keys are left alone and do not count.
 pub fn secret_up_to_date(existing: &Secret, desired: &Secret) -> bool {
     let contains = |have: Option<&BTreeMap<String, String>>, want: Option<&BTreeMap<String, String>>| {
-        want.into_iter().flatten().all(|(k, v)| have.and_then(|h| h.get(k)) == Some(v))
+        want.into_iter()
+            .flatten()
+            .all(|(k, v)| have.and_then(|h| h.get(k)) == Some(v))
     };
-    let data_ok = desired.data.iter().flatten().all(|(k, v)| existing.data.as_ref().and_then(|d| d.get(k)) == Some(v));
+    let data_ok = desired
+        .data
+        .iter()
+        .flatten()
+        .all(|(k, v)| existing.data.as_ref().and_then(|d| d.get(k)) == Some(v));
     let owner_ok = desired
         .metadata
         .owner_references
@@ -87,7 +106,10 @@ pub fn secret_up_to_date(existing: &Secret, desired: &Secret) -> bool {
         && data_ok
         && owner_ok
         && contains(existing.metadata.labels.as_ref(), desired.metadata.labels.as_ref())
-        && contains(existing.metadata.annotations.as_ref(), desired.metadata.annotations.as_ref())
+        && contains(
+            existing.metadata.annotations.as_ref(),
+            desired.metadata.annotations.as_ref(),
+        )
 }
 
 /// `existing` updated to carry `desired`, keeping what others added.
@@ -95,7 +117,9 @@ pub fn merged_secret(existing: &Secret, desired: &Secret) -> Secret {
     let mut out = existing.clone();
     out.metadata.managed_fields = None;
     out.type_ = desired.type_.clone();
-    out.data.get_or_insert_default().extend(desired.data.clone().unwrap_or_default());
+    out.data
+        .get_or_insert_default()
+        .extend(desired.data.clone().unwrap_or_default());
     out.metadata
         .labels
         .get_or_insert_default()
@@ -117,7 +141,13 @@ pub fn merged_secret(existing: &Secret, desired: &Secret) -> Secret {
 pub fn recorded_entries(sa: &ServiceAccount) -> Vec<String> {
     sa.annotations()
         .get(PULL_SECRETS_ANNOTATION)
-        .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -164,7 +194,9 @@ pub fn apply_sa_change(sa: &ServiceAccount, secret: &str, change: SaChange) -> S
     match change {
         SaChange::Add => {
             if !references(sa, secret) {
-                out.image_pull_secrets.get_or_insert_default().push(LocalObjectReference { name: secret.into() });
+                out.image_pull_secrets
+                    .get_or_insert_default()
+                    .push(LocalObjectReference { name: secret.into() });
                 if !recorded.iter().any(|e| e == secret) {
                     recorded.push(secret.into());
                 }
@@ -219,7 +251,11 @@ mod tests {
                 name: Some("default".into()),
                 ..Default::default()
             },
-            image_pull_secrets: Some(pull.iter().map(|n| LocalObjectReference { name: n.to_string() }).collect()),
+            image_pull_secrets: Some(
+                pull.iter()
+                    .map(|n| LocalObjectReference { name: n.to_string() })
+                    .collect(),
+            ),
             ..Default::default()
         };
         if let Some(r) = recorded {
@@ -229,12 +265,16 @@ mod tests {
     }
 
     fn names(sa: &ServiceAccount) -> Vec<&str> {
-        sa.image_pull_secrets.iter().flatten().map(|r| r.name.as_str()).collect()
+        sa.image_pull_secrets
+            .iter()
+            .flatten()
+            .map(|r| r.name.as_str())
+            .collect()
     }
 
     #[test]
     fn desired_secret_carries_type_labels_annotations_and_owner() {
-        let s = desired_secret(&rc(), "ci", b"{}", Some("2026-11-22T10:00:00Z"));
+        let s = desired_secret(&rc(), "ci", b"{}", Some("2026-11-22T10:00:00Z"), 7);
         assert_eq!(s.type_.as_deref(), Some("kubernetes.io/dockerconfigjson"));
         assert_eq!(s.metadata.name.as_deref(), Some("hub"));
         assert_eq!(s.labels()["app.kubernetes.io/managed-by"], "regcred");
@@ -242,21 +282,32 @@ mod tests {
         assert_eq!(s.labels()["team"], "a");
         assert_eq!(s.annotations()["regcred.dev/not-after"], "2026-11-22T10:00:00Z");
         let owner = &s.owner_references()[0];
-        assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("RegistryCredential", "uid-1"));
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str()),
+            ("RegistryCredential", "uid-1")
+        );
         assert!(is_managed_by(&s, "hub"));
         assert!(!is_managed_by(&s, "other"));
     }
 
     #[test]
     fn up_to_date_ignores_what_others_added_but_not_our_fields() {
-        let desired = desired_secret(&rc(), "ci", b"{\"auths\":{}}", None);
+        let desired = desired_secret(&rc(), "ci", b"{\"auths\":{}}", None, 7);
         let mut existing = desired.clone();
         existing.labels_mut().insert("extra".into(), "x".into());
-        existing.data.as_mut().unwrap().insert("other".into(), ByteString(b"x".to_vec()));
+        existing
+            .data
+            .as_mut()
+            .unwrap()
+            .insert("other".into(), ByteString(b"x".to_vec()));
         assert!(secret_up_to_date(&existing, &desired));
 
         let mut edited = existing.clone();
-        edited.data.as_mut().unwrap().insert(".dockerconfigjson".into(), ByteString(b"{}".to_vec()));
+        edited
+            .data
+            .as_mut()
+            .unwrap()
+            .insert(".dockerconfigjson".into(), ByteString(b"{}".to_vec()));
         assert!(!secret_up_to_date(&edited, &desired));
         let merged = merged_secret(&edited, &desired);
         assert!(secret_up_to_date(&merged, &desired));

@@ -4,11 +4,11 @@
 
 pub mod apply;
 pub mod build;
+mod credential;
 pub mod status;
 
 use std::collections::{BTreeSet, HashMap};
-use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -25,11 +25,11 @@ use tracing::{debug, info, instrument, warn};
 
 use self::status::Cond;
 use crate::api::conditions::{self as cond, reason};
-use crate::api::{FailedNamespace, NamespaceCounts, RegistryCredential, RegistryCredentialStatus, ServiceAccountCounts};
-use crate::dockerconfig;
+use crate::api::{
+    FailedNamespace, NamespaceCounts, RegistryCredential, RegistryCredentialStatus, ServiceAccountCounts,
+};
 use crate::error::{Error, Result};
-use crate::providers::{Credential, MintError, MintInput};
-use crate::renewal::{self, Schedule};
+use crate::renewal;
 use crate::targets;
 
 /// Requeue even when nothing is due, to catch anything a watch missed.
@@ -47,7 +47,9 @@ pub struct Context {
     pub managed_secrets: Store<Secret>,
     pub source_secrets: Store<Secret>,
     pub recorder: Recorder,
-    held: Mutex<HashMap<String, Held>>,
+    /// HTTP client for provider calls without an SDK (ACR exchange) and registry checks.
+    pub http: reqwest::Client,
+    held: credential::Held,
 }
 
 /// The caches reconcile reads instead of the API server.
@@ -60,20 +62,14 @@ pub struct Caches {
     pub source_secrets: Store<Secret>,
 }
 
-/// A credential regcred holds for one RegistryCredential (by uid).
-struct Held {
-    credential: Credential,
-    config_json: Vec<u8>,
-    /// Spec and source Secret version it was minted from.
-    fingerprint: u64,
-    issued: Timestamp,
-    schedule: Option<Schedule>,
-    /// Fingerprint of the last failed attempt, so a fix re-mints at once.
-    failed_fingerprint: Option<u64>,
-}
-
 impl Context {
-    pub fn new(client: Client, credentials_namespace: String, caches: Caches, recorder: Recorder) -> Self {
+    pub fn new(
+        client: Client,
+        credentials_namespace: String,
+        caches: Caches,
+        recorder: Recorder,
+        http: reqwest::Client,
+    ) -> Self {
         let Caches {
             namespaces,
             service_accounts,
@@ -88,7 +84,8 @@ impl Context {
             managed_secrets,
             source_secrets,
             recorder,
-            held: Mutex::new(HashMap::new()),
+            http,
+            held: credential::Held::default(),
         }
     }
 
@@ -125,144 +122,35 @@ pub fn error_policy(rc: Arc<RegistryCredential>, error: &Error, _ctx: Arc<Contex
     Action::requeue(Duration::from_secs(5))
 }
 
-/// A stable hash of what a credential is minted from.
-fn fingerprint(rc: &RegistryCredential, source: Option<&Secret>) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    serde_json::to_string(&rc.spec.provider).unwrap_or_default().hash(&mut h);
-    rc.spec.renew_before.map(|d| std::time::Duration::from(d).as_millis()).hash(&mut h);
-    source.map(|s| (s.uid(), s.resource_version())).hash(&mut h);
-    h.finish()
-}
-
-/// What the credential step decided.
-enum CredentialOutcome {
-    /// A credential is held (minted now or earlier); the Issued condition.
-    Held { issued: Cond, minted_now: bool },
-    /// No credential: the mint failed or waits for its backoff.
-    Missing { issued: Cond },
-}
-
 async fn apply_credential(rc: &RegistryCredential, ctx: &Context) -> Result<Action> {
     let name = rc.name_any();
-    let uid = rc.uid().unwrap_or_default();
     let now = Timestamp::now();
     let previous = rc.status.clone().unwrap_or_default();
 
     // validate
     let Some(provider) = rc.spec.provider.selected() else {
-        let invalid = Cond::new("False", reason::INVALID_SPEC, "spec.provider must set exactly one of ecr, gcr, acr or static.");
+        let invalid = Cond::new(
+            "False",
+            reason::INVALID_SPEC,
+            "spec.provider must set exactly one of ecr, gcr, acr or static.",
+        );
         write_status(rc, ctx, invalid_status(rc, &previous, &invalid, now)).await?;
         return Ok(Action::await_change());
     };
     let secret_name = build::secret_name(rc);
 
     // resolve
-    let source = provider
-        .source_secret()
-        .and_then(|n| ctx.source_secrets.get(&ObjectRef::new(n).within(&ctx.credentials_namespace)));
-    let fp = fingerprint(rc, source.as_deref());
+    let source = provider.source_secret().and_then(|n| {
+        ctx.source_secrets
+            .get(&ObjectRef::new(n).within(&ctx.credentials_namespace))
+    });
 
-    // credential: reuse what is held unless due, changed, or absent
-    let mut failed_attempts = previous.failed_attempts;
-    let mut last_failure_time = previous.last_failure_time.clone();
-    let mut next_attempt: Option<Timestamp> = None;
-    let outcome = {
-        let (due, changed_since_failure) = {
-            let held = ctx.held.lock().expect("held lock");
-            match held.get(&uid) {
-                Some(h) => (
-                    h.fingerprint != fp || h.schedule.is_some_and(|s| now >= s.renew_at),
-                    h.failed_fingerprint.is_some_and(|f| f != fp) || h.fingerprint != fp,
-                ),
-                None => (true, false),
-            }
-        };
-        let backoff_until = last_failure_time
-            .as_ref()
-            .filter(|_| failed_attempts > 0)
-            .map(|t| renewal::add(t.0, renewal::backoff(failed_attempts, None)));
-        let in_backoff = backoff_until.is_some_and(|t| now < t) && !changed_since_failure;
-        if due && !in_backoff {
-            let input = MintInput {
-                source: source.as_deref(),
-                credentials_namespace: &ctx.credentials_namespace,
-            };
-            match provider.mint(&input).await {
-                Ok(credential) => {
-                    let config_json = dockerconfig::encode(&credential.auths);
-                    // After a restart the same credential may already be in the
-                    // Secrets: keep its issue time so status does not change.
-                    let already_written = previous.last_issued_time.clone().filter(|_| {
-                        ctx.managed_secrets.state().iter().any(|s| {
-                            build::is_managed_by(s, &name)
-                                && s.data.as_ref().and_then(|d| d.get(dockerconfig::DATA_KEY)).map(|b| &b.0) == Some(&config_json)
-                        })
-                    });
-                    let issued_at = already_written.as_ref().map_or(now, |t| t.0);
-                    let schedule = credential
-                        .not_after
-                        .is_some()
-                        .then(|| renewal::schedule(issued_at, credential.not_after, rc.spec.renew_before.map(Into::into), jitter(&uid)));
-                    if already_written.is_none() {
-                        info!(provider = provider.kind().as_str(), registries = ?credential.registries(), "credential issued");
-                    }
-                    failed_attempts = 0;
-                    ctx.held.lock().expect("held lock").insert(
-                        uid.clone(),
-                        Held {
-                            credential,
-                            config_json,
-                            fingerprint: fp,
-                            issued: issued_at,
-                            schedule,
-                            failed_fingerprint: None,
-                        },
-                    );
-                    CredentialOutcome::Held {
-                        issued: Cond::new("True", reason::ISSUED, issued_message(schedule.as_ref())),
-                        minted_now: issued_at == now,
-                    }
-                }
-                Err(err) => {
-                    failed_attempts += 1;
-                    last_failure_time = Some(Time(renewal::truncate(now)));
-                    let wait = renewal::backoff(failed_attempts, err.retry_after());
-                    next_attempt = Some(renewal::truncate(renewal::add(now, wait)));
-                    warn!(reason = err.reason(), error = %err, attempts = failed_attempts, retry_in = ?wait, "mint failed");
-                    publish(ctx, rc, EventType::Warning, err.reason(), "Mint", &format!("{err}; retrying in {}s", wait.as_secs())).await;
-                    mint_failed(ctx, &uid, fp, &err, now)
-                }
-            }
-        } else if in_backoff && ctx.held.lock().expect("held lock").get(&uid).is_none_or(|h| h.fingerprint != fp || due) {
-            next_attempt = backoff_until.map(renewal::truncate);
-            let issued = previous_issued(&previous).unwrap_or_else(|| Cond::new("Unknown", reason::PENDING, "Waiting to retry the mint."));
-            match ctx.held.lock().expect("held lock").get(&uid) {
-                Some(_) => CredentialOutcome::Held { issued, minted_now: false },
-                None => CredentialOutcome::Missing { issued },
-            }
-        } else {
-            let held = ctx.held.lock().expect("held lock");
-            let h = held.get(&uid);
-            CredentialOutcome::Held {
-                issued: Cond::new("True", reason::ISSUED, issued_message(h.and_then(|h| h.schedule.as_ref()))),
-                minted_now: false,
-            }
-        }
-    };
-
-    let (config_json, registries, schedule, issued_at) = {
-        let held = ctx.held.lock().expect("held lock");
-        match held.get(&uid) {
-            Some(h) => (
-                Some(h.config_json.clone()),
-                h.credential.registries(),
-                h.schedule,
-                Some(h.issued),
-            ),
-            None => (None, Vec::new(), None, None),
-        }
-    };
-    let not_after_text = schedule.map(|s| Time(s.not_after)).and_then(|t| serde_json::to_value(&t).ok()).and_then(|v| v.as_str().map(String::from));
+    let step = credential::step(ctx, rc, provider, source.as_deref(), &previous, now).await;
+    // The Secrets carry the fingerprint of the credential they hold, which
+    // differs from the inputs' while a re-mint after a change keeps failing.
+    let held = step.current.as_ref().map(|c| (c.config_json.clone(), c.fingerprint));
+    let schedule = step.current.as_ref().and_then(|c| c.schedule);
+    let not_after_text = schedule.map(|s| credential::not_after_annotation(s.not_after));
 
     // build + apply
     let all_namespaces = ctx.namespaces.state();
@@ -274,15 +162,18 @@ async fn apply_credential(rc: &RegistryCredential, ctx: &Context) -> Result<Acti
     let targeted_names: BTreeSet<String> = targeted.iter().map(|n| n.name_any()).collect();
     let mut sas_by_ns: HashMap<String, Vec<Arc<ServiceAccount>>> = HashMap::new();
     for sa in ctx.service_accounts.state() {
-        sas_by_ns.entry(sa.namespace().unwrap_or_default()).or_default().push(sa);
+        sas_by_ns
+            .entry(sa.namespace().unwrap_or_default())
+            .or_default()
+            .push(sa);
     }
 
     let outcomes: Vec<apply::NamespaceOutcome> = futures::stream::iter(targeted_names.iter().cloned())
         .map(|ns_name| {
             let sas = sas_by_ns.get(&ns_name).cloned().unwrap_or_default();
-            let desired = config_json
-                .as_deref()
-                .map(|json| build::desired_secret(rc, &ns_name, json, not_after_text.as_deref()));
+            let desired = held
+                .as_ref()
+                .map(|(json, fp)| build::desired_secret(rc, &ns_name, json, not_after_text.as_deref(), *fp));
             sync_namespace(ctx, rc, ns_name, secret_name.clone(), desired, sas)
         })
         .buffer_unordered(FANOUT_CONCURRENCY)
@@ -314,52 +205,71 @@ async fn apply_credential(rc: &RegistryCredential, ctx: &Context) -> Result<Acti
     let sa_failed = outcomes.iter().map(|o| o.sa_failed).sum();
     let writes: u32 = outcomes.iter().map(|o| o.writes).sum();
     let targeted_count = targeted.len() as u32;
-    let (issued, minted_now) = match outcome {
-        CredentialOutcome::Held { issued, minted_now } => (issued, minted_now),
-        CredentialOutcome::Missing { issued } => (issued, false),
-    };
-    let synced_cond = if config_json.is_none() {
+    let issued = step.issued.clone();
+    let synced_cond = if held.is_none() {
         Cond::new("Unknown", reason::PENDING, "Waiting for a credential to write.")
     } else {
         status::synced_condition(targeted_count, synced, &failed, sa_failed)
     };
-    let pull_auth = status::pull_auth_condition(previous.pull_auth.as_ref().map(|p| p.result), previous.pull_auth.as_ref().map_or("", |p| p.message.as_str()));
+    let pull_auth = status::pull_auth_condition(
+        previous.pull_auth.as_ref().map(|p| p.result),
+        previous.pull_auth.as_ref().map_or("", |p| p.message.as_str()),
+    );
     let ready = status::ready_condition(&issued, &synced_cond, &pull_auth);
     failed = status::bounded_failures(failed);
     let now_time = Time(renewal::truncate(now));
-    let renewal_time = next_attempt.or(schedule.map(|s| s.renew_at)).map(Time);
+    let renewal_time = step.next_attempt.map(Time);
     let new_status = RegistryCredentialStatus {
         observed_generation: rc.metadata.generation,
         provider: Some(provider.kind()),
-        registries,
+        registries: step
+            .current
+            .as_ref()
+            .map(|c| c.credential.registries())
+            .unwrap_or_default(),
         not_after: schedule.map(|s| Time(s.not_after)),
         renewal_time: renewal_time.clone(),
-        last_issued_time: issued_at.map(|t| Time(renewal::truncate(t))),
-        failed_attempts,
-        last_failure_time,
+        last_issued_time: step.current.as_ref().map(|c| Time(renewal::truncate(c.issued))),
+        failed_attempts: step.failed_attempts,
+        last_failure_time: step.last_failure_time.clone(),
         namespaces: NamespaceCounts {
             targeted: targeted_count,
-            synced: if config_json.is_some() { synced } else { 0 },
+            synced: if held.is_some() { synced } else { 0 },
         },
         failed_namespaces: failed.clone(),
         service_accounts: ServiceAccountCounts {
             patched: sa_patched,
             failed: sa_failed,
         },
-        summary: Some(format!("{}/{}", if config_json.is_some() { synced } else { 0 }, targeted_count)),
+        summary: Some(format!(
+            "{}/{}",
+            if held.is_some() { synced } else { 0 },
+            targeted_count
+        )),
         pull_auth: previous.pull_auth.clone(),
         conditions: status::conditions(
             &previous.conditions,
             rc.metadata.generation,
             &now_time,
-            [(cond::ISSUED, &issued), (cond::SYNCED, &synced_cond), (cond::PULL_AUTH_HEALTHY, &pull_auth), (cond::READY, &ready)],
+            [
+                (cond::ISSUED, &issued),
+                (cond::SYNCED, &synced_cond),
+                (cond::PULL_AUTH_HEALTHY, &pull_auth),
+                (cond::READY, &ready),
+            ],
         ),
     };
-    announce_transitions(ctx, rc, &previous, &new_status, minted_now).await;
+    announce_transitions(ctx, rc, &previous, &new_status, step.minted_now).await;
     if writes > 0 {
         info!(writes, targeted = targeted_count, synced, "fan-out wrote changes");
     }
-    debug!(writes, targeted = targeted_count, synced, stale = stale.len(), "reconciled");
+    debug!(
+        writes,
+        targeted = targeted_count,
+        synced,
+        stale = stale.len(),
+        "reconciled"
+    );
     write_status(rc, ctx, new_status).await?;
     if !cleanup_errors.is_empty() {
         return Err(Error::Cleanup(cleanup_errors.join("; ")));
@@ -371,62 +281,6 @@ async fn apply_credential(rc: &RegistryCredential, ctx: &Context) -> Result<Acti
         next = next.min(until.unsigned_abs().max(Duration::from_secs(1)));
     }
     Ok(Action::requeue(next))
-}
-
-fn issued_message(schedule: Option<&Schedule>) -> String {
-    match schedule {
-        Some(s) if s.clamped => format!(
-            "Credential issued; the provider reported no plausible expiry, so it is treated as valid until {} and renewed at {}.",
-            s.not_after, s.renew_at
-        ),
-        Some(s) => format!("Credential valid until {}; renewal at {}.", s.not_after, s.renew_at),
-        None => "Credential issued; it has no expiry and is re-read when its source changes.".into(),
-    }
-}
-
-/// Record a failed attempt; the Issued condition says whether the Secrets still work.
-fn mint_failed(ctx: &Context, uid: &str, fp: u64, err: &MintError, now: Timestamp) -> CredentialOutcome {
-    let mut held = ctx.held.lock().expect("held lock");
-    match held.get_mut(uid) {
-        Some(h) => {
-            h.failed_fingerprint = Some(fp);
-            let expired = h.schedule.is_some_and(|s| now >= s.not_after);
-            let issued = if expired {
-                Cond::new(
-                    "False",
-                    reason::EXPIRED,
-                    format!("The credential in the Secrets expired and a new one could not be minted: {err}"),
-                )
-            } else {
-                let until = h.schedule.map(|s| format!(" (still valid until {})", s.not_after)).unwrap_or_default();
-                Cond::new("False", err.reason(), format!("Minting a new credential failed: {err}. The Secrets keep the last good credential{until}."))
-            };
-            CredentialOutcome::Held { issued, minted_now: false }
-        }
-        None => CredentialOutcome::Missing {
-            issued: Cond::new("False", err.reason(), format!("Minting a credential failed: {err}.")),
-        },
-    }
-}
-
-/// The Issued condition as it was, when nothing was attempted this time.
-fn previous_issued(previous: &RegistryCredentialStatus) -> Option<Cond> {
-    previous.conditions.iter().find(|c| c.type_ == cond::ISSUED).map(|c| Cond {
-        status: match c.status.as_str() {
-            "True" => "True",
-            "False" => "False",
-            _ => "Unknown",
-        },
-        reason: c.reason.clone(),
-        message: c.message.clone(),
-    })
-}
-
-/// A per-credential jitter in `[0, 1)`, stable across restarts.
-fn jitter(uid: &str) -> f64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (uid, Timestamp::now().as_second() / 60).hash(&mut h);
-    (h.finish() % 10_000) as f64 / 10_000.0
 }
 
 async fn sync_namespace(
@@ -441,7 +295,15 @@ async fn sync_namespace(
     let rc_name = rc.name_any();
     let cached = ctx.managed_secrets.get(&ObjectRef::new(&secret_name).within(&ns));
     let secret_ready = match &desired {
-        Some(desired) => match apply::ensure_secret(&ctx.client, &rc_name, desired, cached, rc.spec.target.existing_secret_policy).await {
+        Some(desired) => match apply::ensure_secret(
+            &ctx.client,
+            &rc_name,
+            desired,
+            cached,
+            rc.spec.target.existing_secret_policy,
+        )
+        .await
+        {
             Ok(n) => {
                 out.writes += n;
                 true
@@ -457,7 +319,7 @@ async fn sync_namespace(
     let mut sa_errors = Vec::new();
     for sa in &sas {
         let selected = secret_ready && targets::service_account_selected(&rc.spec.target.service_accounts, sa);
-        if !selected && !build::recorded_entries(sa).iter().any(|e| *e == secret_name) {
+        if !selected && !build::recorded_entries(sa).contains(&secret_name) {
             continue;
         }
         match apply::reconcile_service_account(&ctx.client, sa, &secret_name, selected).await {
@@ -486,16 +348,35 @@ async fn sync_namespace(
 }
 
 /// Events on transitions, not on every reconcile.
-async fn announce_transitions(ctx: &Context, rc: &RegistryCredential, old: &RegistryCredentialStatus, new: &RegistryCredentialStatus, minted_now: bool) {
-    let find = |s: &RegistryCredentialStatus, t: &str| s.conditions.iter().find(|c| c.type_ == t).map(|c| (c.status.clone(), c.reason.clone()));
+async fn announce_transitions(
+    ctx: &Context,
+    rc: &RegistryCredential,
+    old: &RegistryCredentialStatus,
+    new: &RegistryCredentialStatus,
+    minted_now: bool,
+) {
+    let find = |s: &RegistryCredentialStatus, t: &str| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == t)
+            .map(|c| (c.status.clone(), c.reason.clone()))
+    };
     if minted_now {
         let note = match &new.not_after {
-            Some(t) => format!("Issued a credential for {} valid until {}", new.registries.join(", "), t.0),
+            Some(t) => format!(
+                "Issued a credential for {} valid until {}",
+                new.registries.join(", "),
+                t.0
+            ),
             None => format!("Issued a credential for {}", new.registries.join(", ")),
         };
         publish(ctx, rc, EventType::Normal, reason::ISSUED, "Mint", &note).await;
     }
-    let old_failed: BTreeSet<(&str, &str)> = old.failed_namespaces.iter().map(|f| (f.namespace.as_str(), f.reason.as_str())).collect();
+    let old_failed: BTreeSet<(&str, &str)> = old
+        .failed_namespaces
+        .iter()
+        .map(|f| (f.namespace.as_str(), f.reason.as_str()))
+        .collect();
     for f in &new.failed_namespaces {
         if !old_failed.contains(&(f.namespace.as_str(), f.reason.as_str())) {
             publish(ctx, rc, EventType::Warning, &f.reason, "Sync", &f.message).await;
@@ -511,7 +392,14 @@ async fn announce_transitions(ctx: &Context, rc: &RegistryCredential, old: &Regi
     }
 }
 
-async fn publish(ctx: &Context, rc: &RegistryCredential, type_: EventType, reason: &str, action: &str, note: &str) {
+pub(crate) async fn publish(
+    ctx: &Context,
+    rc: &RegistryCredential,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: &str,
+) {
     let event = KubeEvent {
         type_,
         reason: reason.into(),
@@ -524,7 +412,12 @@ async fn publish(ctx: &Context, rc: &RegistryCredential, type_: EventType, reaso
     }
 }
 
-fn invalid_status(rc: &RegistryCredential, previous: &RegistryCredentialStatus, invalid: &Cond, now: Timestamp) -> RegistryCredentialStatus {
+fn invalid_status(
+    rc: &RegistryCredential,
+    previous: &RegistryCredentialStatus,
+    invalid: &Cond,
+    now: Timestamp,
+) -> RegistryCredentialStatus {
     let unknown = Cond::new("Unknown", reason::PENDING, "Waiting for a valid spec.");
     let pull = status::pull_auth_condition(None, "");
     RegistryCredentialStatus {
@@ -533,7 +426,12 @@ fn invalid_status(rc: &RegistryCredential, previous: &RegistryCredentialStatus, 
             &previous.conditions,
             rc.metadata.generation,
             &Time(renewal::truncate(now)),
-            [(cond::ISSUED, invalid), (cond::SYNCED, &unknown), (cond::PULL_AUTH_HEALTHY, &pull), (cond::READY, invalid)],
+            [
+                (cond::ISSUED, invalid),
+                (cond::SYNCED, &unknown),
+                (cond::PULL_AUTH_HEALTHY, &pull),
+                (cond::READY, invalid),
+            ],
         ),
         ..previous.clone()
     }
@@ -552,8 +450,12 @@ async fn write_status(rc: &RegistryCredential, ctx: &Context, new: RegistryCrede
     let name = rc.name_any();
     let params = PatchParams::apply("regcred").force();
     match tokio::time::timeout(STATUS_TIMEOUT, api.patch_status(&name, &params, &Patch::Apply(&patch))).await {
-        Ok(result) => result.map(|_| ()).map_err(Error::kube(format!("writing status of RegistryCredential {name}"))),
-        Err(_) => Err(Error::Cleanup(format!("writing status of RegistryCredential {name} timed out"))),
+        Ok(result) => result
+            .map(|_| ())
+            .map_err(Error::kube(format!("writing status of RegistryCredential {name}"))),
+        Err(_) => Err(Error::Cleanup(format!(
+            "writing status of RegistryCredential {name} timed out"
+        ))),
     }
 }
 
@@ -566,7 +468,11 @@ async fn cleanup(rc: &RegistryCredential, ctx: &Context) -> Result<Action> {
         .list_metadata(&kube::api::ListParams::default().labels(&selector))
         .await
         .map_err(Error::kube(format!("listing Secrets of RegistryCredential {name}")))?;
-    let mut pairs: BTreeSet<(String, String)> = list.items.iter().map(|s| (s.namespace().unwrap_or_default(), s.name_any())).collect();
+    let mut pairs: BTreeSet<(String, String)> = list
+        .items
+        .iter()
+        .map(|s| (s.namespace().unwrap_or_default(), s.name_any()))
+        .collect();
     // Entries regcred recorded where the Secret is already gone.
     let secret_name = build::secret_name(rc);
     for sa in ctx.service_accounts.state() {
@@ -596,7 +502,7 @@ async fn cleanup(rc: &RegistryCredential, ctx: &Context) -> Result<Action> {
     if !errors.is_empty() {
         return Err(Error::Cleanup(errors.join("; ")));
     }
-    ctx.held.lock().expect("held lock").remove(&rc.uid().unwrap_or_default());
+    ctx.held.forget(&rc.uid().unwrap_or_default());
     info!(namespaces = pairs.len(), "cleaned up before deletion");
     Ok(Action::await_change())
 }

@@ -43,7 +43,10 @@ pub fn synced_condition(targeted: u32, synced: u32, failed: &[FailedNamespace], 
         return Cond::new(
             "False",
             &first.reason,
-            format!("{synced}/{targeted} namespaces synced; {}: {}{more}", first.namespace, first.message),
+            format!(
+                "{synced}/{targeted} namespaces synced; {}: {}{more}",
+                first.namespace, first.message
+            ),
         );
     }
     if sa_failed > 0 {
@@ -54,7 +57,11 @@ pub fn synced_condition(targeted: u32, synced: u32, failed: &[FailedNamespace], 
         );
     }
     if targeted == 0 {
-        return Cond::new("True", reason::NO_NAMESPACES, "No namespace matches spec.target.namespaces.");
+        return Cond::new(
+            "True",
+            reason::NO_NAMESPACES,
+            "No namespace matches spec.target.namespaces.",
+        );
     }
     Cond::new(
         "True",
@@ -65,14 +72,40 @@ pub fn synced_condition(targeted: u32, synced: u32, failed: &[FailedNamespace], 
 
 /// The `PullAuthHealthy` condition from the last check's result.
 pub fn pull_auth_condition(result: Option<PullAuthResult>, message: &str) -> Cond {
-    let detail = |default: &str| if message.is_empty() { default.to_string() } else { message.to_string() };
+    let detail = |default: &str| {
+        if message.is_empty() {
+            default.to_string()
+        } else {
+            message.to_string()
+        }
+    };
     match result {
-        Some(PullAuthResult::Healthy) => Cond::new("True", reason::HEALTHY, detail("The registry accepted the credential.")),
-        Some(PullAuthResult::Unauthorized) => Cond::new("False", reason::UNAUTHORIZED, detail("The registry rejected the credential.")),
-        Some(PullAuthResult::ImageNotFound) => Cond::new("False", reason::IMAGE_NOT_FOUND, detail("The image to check does not exist.")),
-        Some(PullAuthResult::Unreachable) => Cond::new("False", reason::UNREACHABLE, detail("The registry could not be reached.")),
-        Some(PullAuthResult::Disabled) => Cond::new("Unknown", reason::CHECK_DISABLED, "Pull-auth checks are disabled (spec.healthCheck.mode)."),
-        Some(PullAuthResult::Unknown) | None => Cond::new("Unknown", reason::NOT_CHECKED, "No pull-auth check has run yet."),
+        Some(PullAuthResult::Healthy) => {
+            Cond::new("True", reason::HEALTHY, detail("The registry accepted the credential."))
+        }
+        Some(PullAuthResult::Unauthorized) => Cond::new(
+            "False",
+            reason::UNAUTHORIZED,
+            detail("The registry rejected the credential."),
+        ),
+        Some(PullAuthResult::ImageNotFound) => Cond::new(
+            "False",
+            reason::IMAGE_NOT_FOUND,
+            detail("The image to check does not exist."),
+        ),
+        Some(PullAuthResult::Unreachable) => Cond::new(
+            "False",
+            reason::UNREACHABLE,
+            detail("The registry could not be reached."),
+        ),
+        Some(PullAuthResult::Disabled) => Cond::new(
+            "Unknown",
+            reason::CHECK_DISABLED,
+            "Pull-auth checks are disabled (spec.healthCheck.mode).",
+        ),
+        Some(PullAuthResult::Unknown) | None => {
+            Cond::new("Unknown", reason::NOT_CHECKED, "No pull-auth check has run yet.")
+        }
     }
 }
 
@@ -84,12 +117,21 @@ pub fn ready_condition(issued: &Cond, synced: &Cond, pull_auth: &Cond) -> Cond {
     if let Some(unknown) = [issued, synced].into_iter().find(|c| !c.is_true()) {
         return Cond::new("Unknown", &unknown.reason, unknown.message.clone());
     }
-    Cond::new("True", reason::READY, "Pulls from the registry authenticate in every targeted namespace.")
+    Cond::new(
+        "True",
+        reason::READY,
+        "Pulls from the registry authenticate in every targeted namespace.",
+    )
 }
 
 /// The four conditions in order, keeping `lastTransitionTime` of those whose
 /// status did not flip.
-pub fn conditions(previous: &[Condition], generation: Option<i64>, now: &Time, conds: [(&str, &Cond); 4]) -> Vec<Condition> {
+pub fn conditions(
+    previous: &[Condition],
+    generation: Option<i64>,
+    now: &Time,
+    conds: [(&str, &Cond); 4],
+) -> Vec<Condition> {
     conds
         .into_iter()
         .map(|(type_, c)| {
@@ -179,14 +221,24 @@ mod tests {
         let t0 = time("2026-11-22T00:00:00Z");
         let t1 = time("2026-11-22T01:00:00Z");
         let c = Cond::new("True", "Issued", "ok");
-        let first = conditions(&[], Some(1), &t0, [("Issued", &c), ("Synced", &c), ("PullAuthHealthy", &c), ("Ready", &c)]);
+        let first = conditions(
+            &[],
+            Some(1),
+            &t0,
+            [("Issued", &c), ("Synced", &c), ("PullAuthHealthy", &c), ("Ready", &c)],
+        );
         let changed_msg = Cond::new("True", "Issued", "renewed");
         let flipped = Cond::new("False", "MintFailed", "boom");
         let second = conditions(
             &first,
             Some(2),
             &t1,
-            [("Issued", &changed_msg), ("Synced", &flipped), ("PullAuthHealthy", &c), ("Ready", &c)],
+            [
+                ("Issued", &changed_msg),
+                ("Synced", &flipped),
+                ("PullAuthHealthy", &c),
+                ("Ready", &c),
+            ],
         );
         assert_eq!(second[0].last_transition_time, t0);
         assert_eq!(second[0].observed_generation, Some(2));
@@ -198,7 +250,12 @@ mod tests {
         let t0 = time("2026-11-22T00:00:00Z");
         let c = Cond::new("True", "Synced", "ok");
         let mut old = RegistryCredentialStatus {
-            conditions: conditions(&[], Some(1), &t0, [("Issued", &c), ("Synced", &c), ("PullAuthHealthy", &c), ("Ready", &c)]),
+            conditions: conditions(
+                &[],
+                Some(1),
+                &t0,
+                [("Issued", &c), ("Synced", &c), ("PullAuthHealthy", &c), ("Ready", &c)],
+            ),
             ..Default::default()
         };
         let mut new = old.clone();

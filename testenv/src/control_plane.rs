@@ -208,7 +208,10 @@ impl ControlPlane {
     /// certificate, for tests that check what RBAC allows.
     pub fn kubeconfig_for(&self, user: &str, groups: &[&str]) -> anyhow::Result<PathBuf> {
         let cert = self.ca.client(user, groups);
-        let path = self.dir.path().join(format!("kubeconfig-{user}").replace([':', '/'], "_"));
+        let path = self
+            .dir
+            .path()
+            .join(format!("kubeconfig-{user}").replace([':', '/'], "_"));
         std::fs::write(&path, kubeconfig_yaml(&self.url, self.ca.cert_pem(), &cert))?;
         Ok(path)
     }
@@ -232,12 +235,19 @@ impl ControlPlane {
         let crd: CustomResourceDefinition = serde_yaml::from_str(yaml).context("parsing the CRD YAML")?;
         let name = crd.metadata.name.clone().context("CRD without a name")?;
         let api: Api<CustomResourceDefinition> = Api::all(self.client().await?);
-        api.patch(&name, &PatchParams::apply("regcred-testenv").force(), &Patch::Apply(&crd))
-            .await
-            .with_context(|| format!("applying CRD {name}"))?;
-        tokio::time::timeout(Duration::from_secs(30), await_condition(api, &name, conditions::is_crd_established()))
-            .await
-            .with_context(|| format!("CRD {name} not established within 30s"))??;
+        api.patch(
+            &name,
+            &PatchParams::apply("regcred-testenv").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .with_context(|| format!("applying CRD {name}"))?;
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(api, &name, conditions::is_crd_established()),
+        )
+        .await
+        .with_context(|| format!("CRD {name} not established within 30s"))??;
         Ok(())
     }
 }
@@ -246,14 +256,22 @@ async fn wait_for_port(process: &mut Process, port: u16) -> anyhow::Result<()> {
     let deadline = Instant::now() + START_TIMEOUT;
     while Instant::now() < deadline {
         if let Some(status) = process.exited() {
-            bail!("{} exited with {status}; last output:\n{}", process.name(), process.log_tail(30));
+            bail!(
+                "{} exited with {status}; last output:\n{}",
+                process.name(),
+                process.log_tail(30)
+            );
         }
         if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    bail!("{} did not listen on 127.0.0.1:{port}; last output:\n{}", process.name(), process.log_tail(30))
+    bail!(
+        "{} did not listen on 127.0.0.1:{port}; last output:\n{}",
+        process.name(),
+        process.log_tail(30)
+    )
 }
 
 fn kubeconfig_yaml(url: &str, ca_pem: &str, user: &CertKey) -> String {

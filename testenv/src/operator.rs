@@ -16,7 +16,13 @@ pub struct Operator {
 impl Operator {
     /// Start `binary run --kubeconfig <cp> --credentials-namespace <ns> <extra>`.
     /// Logs go to a file in `log_dir` readable with [`Operator::logs`].
-    pub fn start(binary: &Path, cp: &ControlPlane, credentials_namespace: &str, extra: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Self> {
+    pub fn start(
+        binary: &Path,
+        cp: &ControlPlane,
+        credentials_namespace: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         Self::start_with_kubeconfig(binary, cp.kubeconfig(), credentials_namespace, extra, env)
     }
 

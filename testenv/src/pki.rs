@@ -1,8 +1,8 @@
 //! A throw-away certificate authority for test servers and clients.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-    KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
 };
 
 /// A PEM certificate with its PEM private key.
@@ -23,7 +23,11 @@ impl TestCa {
         let mut params = CertificateParams::default();
         params.distinguished_name = dn(common_name, &[]);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let key = KeyPair::generate().expect("generating a CA key");
         let cert = params.self_signed(&key).expect("self-signing the CA");
         Self {
@@ -64,7 +68,9 @@ impl TestCa {
     fn leaf(&self, mut params: CertificateParams) -> CertKey {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
         let key = KeyPair::generate().expect("generating a leaf key");
-        let cert = params.signed_by(&key, &self.issuer).expect("signing a leaf certificate");
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("signing a leaf certificate");
         CertKey {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),

@@ -61,7 +61,11 @@ impl Process {
             });
         }
         let (tx, rx) = mpsc::channel();
-        spawner().lock().expect("spawner lock").send((cmd, tx)).expect("spawner thread alive");
+        spawner()
+            .lock()
+            .expect("spawner lock")
+            .send((cmd, tx))
+            .expect("spawner thread alive");
         let child = rx.recv().expect("spawner thread replies")?;
         Ok(Self {
             name: name.to_string(),

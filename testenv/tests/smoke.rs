@@ -9,6 +9,9 @@ async fn starts_and_stops() {
     let pids = cp.pids();
     drop(cp);
     for pid in pids {
-        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "process {pid} still running after drop");
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "process {pid} still running after drop"
+        );
     }
 }

@@ -92,19 +92,30 @@ impl Harness {
     /// Wait until SA `ns/name` lists exactly `want` as imagePullSecrets.
     pub async fn wait_pull_secrets(&self, ns: &str, name: &str, want: &[&str]) -> ServiceAccount {
         let api = self.sas(ns);
-        eventually(WAIT, &format!("ServiceAccount {ns}/{name} imagePullSecrets == {want:?}"), || {
-            let api = api.clone();
-            async move {
-                let sa = api.get(name).await.ok()?;
-                (pull_secret_names(&sa) == want).then_some(sa)
-            }
-        })
+        eventually(
+            WAIT,
+            &format!("ServiceAccount {ns}/{name} imagePullSecrets == {want:?}"),
+            || {
+                let api = api.clone();
+                async move {
+                    let sa = api.get(name).await.ok()?;
+                    (pull_secret_names(&sa) == want).then_some(sa)
+                }
+            },
+        )
         .await
     }
 }
 
 pub fn start_operator(cp: &ControlPlane) -> Operator {
-    Operator::start(std::path::Path::new(env!("CARGO_BIN_EXE_regcred")), cp, CREDS_NS, &[], &[]).expect("operator starts")
+    Operator::start(
+        std::path::Path::new(env!("CARGO_BIN_EXE_regcred")),
+        cp,
+        CREDS_NS,
+        &[],
+        &[],
+    )
+    .expect("operator starts")
 }
 
 pub fn pull_secret_names(sa: &ServiceAccount) -> Vec<String> {
@@ -121,7 +132,9 @@ pub async fn create_namespace(client: &Client, name: &str, labels: &[(&str, &str
         },
         ..Default::default()
     };
-    api.create(&PostParams::default(), &ns).await.expect("namespace created")
+    api.create(&PostParams::default(), &ns)
+        .await
+        .expect("namespace created")
 }
 
 /// Set a namespace's labels (server-side apply by the test's own field manager).
@@ -129,7 +142,9 @@ pub async fn label_namespace(client: &Client, name: &str, labels: &[(&str, &str)
     let api: Api<Namespace> = Api::all(client.clone());
     let labels: BTreeMap<_, _> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let patch = serde_json::json!({"metadata": {"labels": labels}});
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("namespace labelled");
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("namespace labelled");
 }
 
 pub async fn create_service_account(client: &Client, ns: &str, name: &str, pull: &[&str]) -> ServiceAccount {
@@ -139,10 +154,16 @@ pub async fn create_service_account(client: &Client, ns: &str, name: &str, pull:
             name: Some(name.into()),
             ..Default::default()
         },
-        image_pull_secrets: (!pull.is_empty()).then(|| pull.iter().map(|n| LocalObjectReference { name: n.to_string() }).collect()),
+        image_pull_secrets: (!pull.is_empty()).then(|| {
+            pull.iter()
+                .map(|n| LocalObjectReference { name: n.to_string() })
+                .collect()
+        }),
         ..Default::default()
     };
-    api.create(&PostParams::default(), &sa).await.expect("service account created")
+    api.create(&PostParams::default(), &sa)
+        .await
+        .expect("service account created")
 }
 
 /// A namespace with its `default` ServiceAccount, as the controller-manager would make it.
@@ -206,7 +227,9 @@ pub fn docker_config(secret: &Secret) -> serde_json::Value {
 
 /// The password stored for `host` in a managed Secret.
 pub fn password_for(secret: &Secret, host: &str) -> Option<String> {
-    docker_config(secret)["auths"][host]["password"].as_str().map(String::from)
+    docker_config(secret)["auths"][host]["password"]
+        .as_str()
+        .map(String::from)
 }
 
 pub fn is_condition(status: &regcred::api::RegistryCredentialStatus, type_: &str, value: &str) -> bool {
@@ -242,6 +265,9 @@ pub async fn resource_versions(h: &Harness, namespaces: &[String], rc: &str) -> 
 
 /// A password nobody would write by accident, to grep for.
 pub fn canary(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
     format!("canary-{tag}-{nanos:09}-do-not-log")
 }
