@@ -10,8 +10,9 @@ use jiff::{SignedDuration, Timestamp};
 pub const FALLBACK_LIFETIME: Duration = Duration::from_secs(60 * 60);
 /// Longest lifetime believed from a short-lived-token provider.
 pub const MAX_PLAUSIBLE_LIFETIME: Duration = Duration::from_secs(7 * 24 * 60 * 60);
-/// Never plan a renewal sooner than this after issuance: no hot loops.
-pub const MIN_RENEWAL_DELAY: Duration = Duration::from_secs(60);
+/// Never plan a renewal sooner than this after issuance: no hot loops, even
+/// for a token that lives only seconds.
+pub const MIN_RENEWAL_DELAY: Duration = Duration::from_secs(10);
 /// Jitter spreads renewals of many credentials over up to this share of the wait.
 const JITTER_SHARE: f64 = 0.05;
 pub const BACKOFF_BASE: Duration = Duration::from_secs(10);
@@ -49,7 +50,7 @@ pub fn schedule(
     let lifetime = not_after.duration_since(issued).unsigned_abs();
     let before = renew_before.unwrap_or(lifetime / 3);
     // A renewBefore longer than the lifetime would renew at once, forever:
-    // keep at least a tenth of the lifetime (and a minute) between mints.
+    // keep at least a tenth of the lifetime (and MIN_RENEWAL_DELAY) between mints.
     let earliest = (lifetime / 10).max(MIN_RENEWAL_DELAY);
     let wait = lifetime.saturating_sub(before).max(earliest);
     let jittered = wait
@@ -141,6 +142,33 @@ mod tests {
             0.0,
         );
         assert_eq!(s.renew_at, t("2026-11-22T00:06:00Z"));
+    }
+
+    #[test]
+    fn short_lived_tokens_renew_no_sooner_than_the_minimum_delay() {
+        let s = schedule(t("2026-11-22T00:00:00Z"), Some(t("2026-11-22T00:00:30Z")), Some(H), 0.0);
+        assert_eq!(s.renew_at, t("2026-11-22T00:00:10Z"));
+        assert!(!s.clamped);
+    }
+
+    /// A provider that stays down: the retry times a user would see, on a
+    /// virtual timeline, then recovery on the first attempt after it is back.
+    #[test]
+    fn outage_timeline_backs_off_and_recovers() {
+        let mut now = t("2026-11-22T00:00:00Z");
+        let back_at = t("2026-11-22T00:20:00Z");
+        let mut failures = 0;
+        let mut waits = Vec::new();
+        while now < back_at {
+            failures += 1;
+            let wait = backoff(failures, None);
+            waits.push(wait.as_secs());
+            now = add(now, wait);
+        }
+        assert_eq!(&waits[..7], [10, 20, 40, 80, 160, 300, 300]);
+        assert!(waits.iter().all(|w| *w <= 300));
+        // First attempt after the provider is back happens within one max backoff.
+        assert!(now.duration_since(back_at).unsigned_abs() <= BACKOFF_MAX);
     }
 
     #[test]
