@@ -506,7 +506,11 @@ async fn a_resync_with_nothing_to_do_makes_zero_writes() {
     assert!(reconciles >= 2, "expected several reconciles, saw {reconciles}");
     let after = resource_versions(&h, &names, "hub").await;
     assert_eq!(before, after, "a resync with nothing to do must not write anything");
-    assert_eq!(before.len(), 4 * 3 + 1, "3 objects per namespace and the RegistryCredential");
+    assert_eq!(
+        before.len(),
+        4 * 3 + 1,
+        "3 objects per namespace and the RegistryCredential"
+    );
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::{Secret as AzureSecret, TokenCredential};
-use azure_core::http::{ClientOptions, Transport};
+use azure_core::http::{ClientOptions, RetryOptions, Transport};
 use azure_identity::{
     ClientAssertionCredentialOptions, ClientSecretCredential, ClientSecretCredentialOptions, ManagedIdentityCredential,
     ManagedIdentityCredentialOptions, UserAssignedId, WorkloadIdentityCredential, WorkloadIdentityCredentialOptions,
@@ -62,6 +62,9 @@ impl AcrProvider {
         ClientOptions {
             // One HTTP client for everything regcred calls, with the operator's CA bundle.
             transport: Some(Transport::new(Arc::new(input.http.clone()))),
+            // azure_core would retry a 429 for up to a minute inside one mint;
+            // regcred's own backoff (which honours Retry-After) does that job.
+            retry: RetryOptions::none(),
             cloud: self.authority_host.as_ref().map(|host| {
                 let mut custom = CustomConfiguration::default();
                 custom.authority_host = host.clone();

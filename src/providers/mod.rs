@@ -1,6 +1,6 @@
 //! Credential providers behind one small trait: mint → credential with expiry.
 
-mod acr;
+pub mod acr;
 mod ecr;
 mod gcr;
 mod static_creds;
@@ -17,6 +17,8 @@ use crate::dockerconfig::RegistryAuth;
 /// Secret. Real registry tokens are a few KiB; anything larger is a broken or
 /// hostile answer and must not reach every namespace.
 pub const MAX_SECRET_LEN: usize = 32 * 1024;
+/// Longest a single mint may take, all SDK retries included.
+pub const MINT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A freshly minted credential: one username/password per registry host.
 #[derive(Clone, Debug, PartialEq)]
@@ -146,12 +148,23 @@ impl ProviderSpec<'_> {
     }
 
     pub async fn mint(&self, input: &MintInput<'_>) -> Result<Credential, MintError> {
-        let credential = match self {
-            Self::Ecr(p) => p.mint(input).await?,
-            Self::Gcr(p) => p.mint(input).await?,
-            Self::Acr(p) => p.mint(input).await?,
-            Self::Static(p) => p.mint(input).await?,
+        let mint = async {
+            match self {
+                Self::Ecr(p) => p.mint(input).await,
+                Self::Gcr(p) => p.mint(input).await,
+                Self::Acr(p) => p.mint(input).await,
+                Self::Static(p) => p.mint(input).await,
+            }
         };
+        // Not every SDK bounds its own calls (gcp_auth has no timeout): a
+        // hanging provider must not hold a reconcile worker forever.
+        let credential = tokio::time::timeout(MINT_TIMEOUT, mint).await.map_err(|_| {
+            MintError::MintFailed(format!(
+                "the {} provider did not answer within {}s",
+                self.kind().as_str(),
+                MINT_TIMEOUT.as_secs()
+            ))
+        })??;
         check(&credential)?;
         Ok(credential)
     }

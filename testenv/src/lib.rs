@@ -4,6 +4,7 @@
 //! when a test panics, and when the test process dies.
 
 mod control_plane;
+pub mod fakes;
 mod operator;
 pub mod pki;
 pub mod process;

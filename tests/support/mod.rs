@@ -25,8 +25,13 @@ pub struct Harness {
 impl Harness {
     /// A control plane with the CRD and the credentials namespace, and regcred running.
     pub async fn start() -> Self {
+        Self::start_with(&[], &[]).await
+    }
+
+    /// Like [`Harness::start`], with extra `regcred run` flags and environment.
+    pub async fn start_with(args: &[&str], env: &[(&str, &str)]) -> Self {
         let cp = Self::control_plane().await;
-        let operator = start_operator(&cp);
+        let operator = start_operator_with(&cp, args, env);
         let client = cp.client().await.unwrap();
         Self { client, operator, cp }
     }
@@ -108,14 +113,73 @@ impl Harness {
 }
 
 pub fn start_operator(cp: &ControlPlane) -> Operator {
+    start_operator_with(cp, &[], &[])
+}
+
+pub fn start_operator_with(cp: &ControlPlane, args: &[&str], env: &[(&str, &str)]) -> Operator {
+    // No cloud metadata services here: the SDKs must not wait for them.
+    let mut env = env.to_vec();
+    env.push(("AWS_EC2_METADATA_DISABLED", "true"));
     Operator::start(
         std::path::Path::new(env!("CARGO_BIN_EXE_regcred")),
         cp,
         CREDS_NS,
-        &[],
-        &[],
+        args,
+        &env,
     )
     .expect("operator starts")
+}
+
+/// A Secret with arbitrary string data in the credentials namespace.
+pub async fn put_secret(client: &Client, name: &str, data: &[(&str, &str)]) {
+    let api: Api<Secret> = Api::namespaced(client.clone(), CREDS_NS);
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        data: Some(
+            data.iter()
+                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    api.patch(name, &PatchParams::apply("test").force(), &Patch::Apply(&secret))
+        .await
+        .expect("secret written");
+}
+
+/// A projected ServiceAccount token from the test apiserver's TokenRequest
+/// API, written to a file as the kubelet would (IRSA / workload identity).
+pub async fn projected_token_file(client: &Client, dir: &std::path::Path, audience: &str) -> std::path::PathBuf {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), CREDS_NS);
+    if sas.get_opt("regcred").await.unwrap().is_none() {
+        create_service_account(client, CREDS_NS, "regcred", &[]).await;
+    }
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![audience.into()],
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let token = sas
+        .create_token_request("regcred", &PostParams::default(), &request)
+        .await
+        .expect("TokenRequest served by the test apiserver");
+    let jwt = token.status.expect("token issued").token;
+    let path = dir.join(format!("token-{}", audience.replace(['/', ':'], "_")));
+    std::fs::write(&path, jwt).unwrap();
+    path
+}
+
+/// Create a RegistryCredential from JSON.
+pub async fn apply_rc(client: &Client, rc: serde_json::Value) {
+    let rc: RegistryCredential = serde_json::from_value(rc).expect("valid RegistryCredential");
+    create_rc(client, &rc).await;
 }
 
 pub fn pull_secret_names(sa: &ServiceAccount) -> Vec<String> {
