@@ -46,6 +46,27 @@ pub struct RunArgs {
     #[arg(long, env = "REGCRED_CA_BUNDLE")]
     pub ca_bundle: Option<PathBuf>,
 
+    /// Address of the HTTP server for /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080", env = "REGCRED_METRICS_ADDR")]
+    pub metrics_addr: std::net::SocketAddr,
+
+    /// Only the replica holding the Lease writes; the others wait. A replica
+    /// that loses the Lease exits at once (and is restarted as a standby).
+    #[arg(long, default_value_t = false, env = "REGCRED_LEADER_ELECTION")]
+    pub leader_election: bool,
+
+    /// Namespace of the leader-election Lease. Default: the credentials namespace.
+    #[arg(long, env = "REGCRED_LEADER_ELECTION_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "regcred")]
+    pub lease_name: String,
+
+    /// Lease duration: how long a dead leader blocks a standby (e.g. 15s).
+    #[arg(long, default_value = "15s")]
+    pub lease_duration: humantime::Duration,
+
     /// How long to wait for the RegistryCredential CRD to be installed before giving up (e.g. 5m; 0s = forever).
     #[arg(long, default_value = "0s")]
     pub crd_wait_timeout: humantime::Duration,

@@ -8,13 +8,15 @@
 //! - [`dockerconfig`]: the `.dockerconfigjson` codec;
 //! - [`targets`]: namespace and ServiceAccount selection;
 //! - [`controller`]: watches and caches; [`operator`]: `regcred run`;
-//! - [`telemetry`]: logs; [`redact`]: secret material that never prints.
+//! - [`health`]: the registry pull-auth probe;
+//! - [`telemetry`]: logs and metrics; [`redact`]: secret material that never prints.
 
 pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod dockerconfig;
 pub mod error;
+pub mod health;
 pub mod operator;
 pub mod providers;
 pub mod reconcile;
