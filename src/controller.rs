@@ -19,11 +19,13 @@ use tracing::{info, warn};
 
 use crate::api::RegistryCredential;
 use crate::reconcile::{self, Caches, Context, build};
+use crate::telemetry::Health;
 
 pub struct ControllerConfig {
     pub credentials_namespace: String,
     pub concurrency: u16,
     pub http: reqwest::Client,
+    pub health: Arc<Health>,
 }
 
 /// A cache of `api` filtered by `wc`, and the stream of changes that feeds it.
@@ -94,7 +96,15 @@ pub async fn run(client: Client, config: ControllerConfig, shutdown: impl Future
         },
         Recorder::new(client.clone(), reporter),
         config.http,
+        config.health.metrics.clone(),
     ));
+    let warm = ctx.clone();
+    let health = config.health.clone();
+    tokio::spawn(async move {
+        warm.wait_ready().await;
+        health.set_ready();
+        info!("caches are warm");
+    });
 
     info!(credentials_namespace = %config.credentials_namespace, "controller starting");
     Controller::new(

@@ -1,17 +1,20 @@
 //! `regcred run`: connect, wait for the CRD, run the controller until SIGTERM.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, CustomResourceExt};
+use kube_lease_manager::LeaseManagerBuilder;
 use tracing::{error, info, warn};
 
 use crate::api::RegistryCredential;
 use crate::cli::RunArgs;
 use crate::controller::{self, ControllerConfig};
 use crate::error::{Error, Result};
+use crate::telemetry::{self, Health, Metrics};
 
 const SA_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
@@ -71,18 +74,77 @@ async fn run(args: RunArgs) -> Result<()> {
     let credentials_namespace = credentials_namespace(&args)?;
     let client = client(&args).await?;
     let http = http_client(args.ca_bundle.as_deref())?;
+    let health = Health::new(Arc::new(Metrics::default()));
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .map_err(|e| Error::Config(format!("listening on --metrics-addr {}: {e}", args.metrics_addr)))?;
+    tokio::spawn(telemetry::serve(listener, health.clone()));
     wait_for_crd(&client, args.crd_wait_timeout.into()).await?;
-    controller::run(
-        client,
-        ControllerConfig {
-            credentials_namespace,
-            concurrency: args.concurrency,
-            http,
-        },
-        shutdown_signal(),
-    )
-    .await;
-    Ok(())
+    let config = ControllerConfig {
+        credentials_namespace: credentials_namespace.clone(),
+        concurrency: args.concurrency,
+        http,
+        health: health.clone(),
+    };
+    if !args.leader_election {
+        controller::run(client, config, shutdown_signal()).await;
+        return Ok(());
+    }
+
+    // Leader election: wait for the Lease, run while holding it, exit the
+    // moment it is lost so no two replicas ever write at once.
+    let namespace = args.leader_election_namespace.clone().unwrap_or(credentials_namespace);
+    let identity = std::env::var("POD_NAME").unwrap_or_else(|_| format!("regcred-{}", std::process::id()));
+    let duration = std::time::Duration::from(args.lease_duration).as_secs().max(2);
+    let manager = LeaseManagerBuilder::new(client.clone(), &args.lease_name)
+        .with_namespace(&namespace)
+        .with_identity(&identity)
+        .with_duration(duration)
+        .with_grace((duration / 3).max(1))
+        .build()
+        .await
+        .map_err(|e| {
+            Error::Config(format!(
+                "setting up leader election on Lease {namespace}/{}: {e}",
+                args.lease_name
+            ))
+        })?;
+    let (mut leader, lease_task) = manager.watch().await;
+    // A standby is healthy and ready: it only waits.
+    health.set_ready();
+    info!(lease = %args.lease_name, namespace = %namespace, identity = %identity, "waiting to become the leader");
+    let mut shutdown = Box::pin(shutdown_signal());
+    loop {
+        if *leader.borrow_and_update() {
+            break;
+        }
+        tokio::select! {
+            changed = leader.changed() => if changed.is_err() {
+                return Err(Error::Config("leader election stopped".into()));
+            },
+            _ = &mut shutdown => return Ok(()),
+        }
+    }
+    info!(identity = %identity, "became the leader");
+    let lost = async move {
+        loop {
+            if leader.changed().await.is_err() || !*leader.borrow_and_update() {
+                return leader;
+            }
+        }
+    };
+    tokio::select! {
+        _ = controller::run(client, config, shutdown) => {
+            // Graceful stop: hand the Lease over at once instead of letting it expire.
+            lease_task.abort();
+            let _ = lease_task.await;
+            Ok(())
+        }
+        _ = lost => {
+            error!(identity = %identity, "lost the leader-election Lease; exiting so a standby takes over");
+            std::process::exit(2);
+        }
+    }
 }
 
 /// The HTTP client for provider calls and registry checks: bounded timeouts,

@@ -272,6 +272,14 @@ async fn ecr_failures_and_hostile_answers_keep_the_last_good_secret() {
             issued.message
         );
         assert_eq!(condition(&status, "Ready").status, "False");
+        // Backoff holds: no retry storm while the inputs stay the same.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let later = h.rcs().get("ecr").await.unwrap().status.unwrap();
+        assert_eq!(
+            later.failed_attempts as usize,
+            i + 1,
+            "retried before the backoff elapsed ({reason})"
+        );
         let now = h.secrets("prod").get("ecr").await.unwrap();
         assert_eq!(
             now.resource_version(),

@@ -124,8 +124,13 @@ pub async fn step(
     let due = current
         .as_ref()
         .is_none_or(|c| c.fingerprint != fp || c.schedule.is_some_and(|s| now >= s.renew_at));
-    let inputs_changed = ctx.held.failed_fingerprint(&uid).is_some_and(|f| f != fp)
-        || current.as_ref().is_some_and(|c| c.fingerprint != fp);
+    // Backoff applies to retries with the same inputs; new inputs (a fixed
+    // source Secret, an edited spec) are tried at once.
+    let last_attempt = ctx
+        .held
+        .failed_fingerprint(&uid)
+        .or(current.as_ref().map(|c| c.fingerprint));
+    let inputs_changed = last_attempt.is_some_and(|f| f != fp);
     let backoff_until = previous
         .last_failure_time
         .as_ref()
@@ -160,7 +165,10 @@ pub async fn step(
         credentials_namespace: &ctx.credentials_namespace,
         http: &ctx.http,
     };
-    match provider.mint(&input).await {
+    let result = provider.mint(&input).await;
+    ctx.metrics
+        .mint(provider.kind().as_str(), result.as_ref().err().map(|e| e.reason()));
+    match result {
         Ok(credential) => {
             let config_json = dockerconfig::encode(&credential.auths);
             // After a restart the same credential may already be in the

@@ -31,6 +31,7 @@ use crate::api::{
 use crate::error::{Error, Result};
 use crate::renewal;
 use crate::targets;
+use crate::telemetry::{ErrorLabels, Metrics};
 
 /// Requeue even when nothing is due, to catch anything a watch missed.
 const RESYNC: Duration = Duration::from_secs(30 * 60);
@@ -49,6 +50,7 @@ pub struct Context {
     pub recorder: Recorder,
     /// HTTP client for provider calls without an SDK (ACR exchange) and registry checks.
     pub http: reqwest::Client,
+    pub metrics: Arc<Metrics>,
     held: credential::Held,
 }
 
@@ -69,6 +71,7 @@ impl Context {
         caches: Caches,
         recorder: Recorder,
         http: reqwest::Client,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let Caches {
             namespaces,
@@ -85,6 +88,7 @@ impl Context {
             source_secrets,
             recorder,
             http,
+            metrics,
             held: credential::Held::default(),
         }
     }
@@ -104,6 +108,7 @@ impl Context {
 #[instrument(skip_all, fields(registrycredential = %rc.name_any()))]
 pub async fn reconcile(rc: Arc<RegistryCredential>, ctx: Arc<Context>) -> Result<Action> {
     ctx.wait_ready().await;
+    let _timer = ctx.metrics.reconcile_timer();
     let api: Api<RegistryCredential> = Api::all(ctx.client.clone());
     finalizer(&api, build::FINALIZER, rc, |event| async {
         match event {
@@ -117,8 +122,14 @@ pub async fn reconcile(rc: Arc<RegistryCredential>, ctx: Arc<Context>) -> Result
 
 /// Transient errors: retry soon. Invalid input never reaches here; it is
 /// reported in status and waits for a change.
-pub fn error_policy(rc: Arc<RegistryCredential>, error: &Error, _ctx: Arc<Context>) -> Action {
+pub fn error_policy(rc: Arc<RegistryCredential>, error: &Error, ctx: Arc<Context>) -> Action {
     warn!(registrycredential = %rc.name_any(), error = %error, "reconcile failed; retrying");
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&ErrorLabels {
+            error: error.label().into(),
+        })
+        .inc();
     Action::requeue(Duration::from_secs(5))
 }
 
@@ -260,6 +271,10 @@ async fn apply_credential(rc: &RegistryCredential, ctx: &Context) -> Result<Acti
         ),
     };
     announce_transitions(ctx, rc, &previous, &new_status, step.minted_now).await;
+    ctx.metrics
+        .set_expiry(&name, &new_status.registries, schedule.map(|s| s.not_after.as_second()));
+    ctx.metrics
+        .set_namespaces(&name, new_status.namespaces.targeted, new_status.namespaces.synced);
     if writes > 0 {
         info!(writes, targeted = targeted_count, synced, "fan-out wrote changes");
     }
@@ -503,6 +518,7 @@ async fn cleanup(rc: &RegistryCredential, ctx: &Context) -> Result<Action> {
         return Err(Error::Cleanup(errors.join("; ")));
     }
     ctx.held.forget(&rc.uid().unwrap_or_default());
+    ctx.metrics.forget(&name);
     info!(namespaces = pairs.len(), "cleaned up before deletion");
     Ok(Action::await_change())
 }

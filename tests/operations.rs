@@ -1,0 +1,167 @@
+//! Running regcred in production: metrics and probes, leader election.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use regcred_testenv::fakes::moto::Moto;
+use regcred_testenv::{eventually, free_port};
+use serde_json::json;
+use support::*;
+
+async fn get(url: &str) -> (u16, String) {
+    match reqwest::get(url).await {
+        Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+        Err(_) => (0, String::new()),
+    }
+}
+
+#[tokio::test]
+async fn metrics_and_probes_after_a_mint() {
+    regcred::operator::init_crypto();
+    let moto = Moto::start().await.expect("moto");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let h = Harness::start_with(&["--metrics-addr", &addr], &[]).await;
+    let base = format!("http://{addr}");
+    eventually(WAIT, "/readyz 200 once caches are warm", || {
+        let url = format!("{base}/readyz");
+        async move { (get(&url).await.0 == 200).then_some(()) }
+    })
+    .await;
+    assert_eq!(get(&format!("{base}/healthz")).await, (200, "ok".to_string()));
+
+    put_secret(
+        &h.client,
+        "aws-creds",
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ],
+    )
+    .await;
+    for ns in ["m1", "m2"] {
+        namespace_with_default_sa(&h.client, ns, &[("m", "1")]).await;
+    }
+    apply_rc(
+        &h.client,
+        json!({"apiVersion": "regcred.dev/v1alpha1", "kind": "RegistryCredential", "metadata": {"name": "ecr"},
+               "spec": {"provider": {"ecr": {"region": "us-east-1", "auth": {"secretRef": {"name": "aws-creds"}}, "endpointUrl": moto.url()}},
+                        "target": {"namespaces": {"selector": {"matchLabels": {"m": "1"}}}}}}),
+    )
+    .await;
+    let status = h
+        .wait_status("ecr", "2/2", |s| s.summary.as_deref() == Some("2/2"))
+        .await;
+    let not_after = status.not_after.unwrap().0.as_second();
+
+    let (code, text) = get(&format!("{base}/metrics")).await;
+    assert_eq!(code, 200);
+    println!("{text}");
+    for series in [
+        format!(
+            r#"regcred_credential_expiry_timestamp_seconds{{credential="ecr",registry="123456789012.dkr.ecr.us-east-1.amazonaws.com"}} {not_after}"#
+        ),
+        r#"regcred_mint_attempts_total{provider="ECR"} 1"#.to_string(),
+        r#"regcred_provider_calls_total{provider="ECR",status="success"} 1"#.to_string(),
+        r#"regcred_namespaces_targeted{credential="ecr"} 2"#.to_string(),
+        r#"regcred_namespaces_synced{credential="ecr"} 2"#.to_string(),
+        "regcred_reconcile_duration_seconds_count".to_string(),
+    ] {
+        assert!(text.contains(&series), "missing {series}");
+    }
+
+    // A failing mint shows up by reason.
+    moto.set_ecr_fault(regcred_testenv::fakes::Fault::Status {
+        code: 400,
+        retry_after: None,
+    });
+    put_secret(
+        &h.client,
+        "aws-creds",
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "rotated"),
+        ],
+    )
+    .await;
+    h.wait_status("ecr", "MintFailed", |s| condition(s, "Issued").reason == "MintFailed")
+        .await;
+    let (_, text) = get(&format!("{base}/metrics")).await;
+    assert!(
+        text.contains(r#"regcred_mint_failures_total{provider="ECR",reason="MintFailed"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"regcred_provider_calls_total{provider="ECR",status="error"} 1"#));
+}
+
+#[tokio::test]
+async fn only_the_leader_writes_and_a_standby_takes_over() {
+    let cp = Harness::control_plane().await;
+    let client = cp.client().await.unwrap();
+    put_source_secret(&client, "hub", "me", "pw").await;
+    let lease = ["--leader-election", "--lease-duration", "6s"];
+    let addr_a = format!("127.0.0.1:{}", free_port());
+    let addr_b = format!("127.0.0.1:{}", free_port());
+    let a_args = [&lease[..], &["--metrics-addr", &addr_a]].concat();
+    let b_args = [&lease[..], &["--metrics-addr", &addr_b]].concat();
+    let a = start_operator_with(&cp, &a_args, &[("POD_NAME", "replica-a")]);
+    eventually(WAIT, "replica a to lead", || {
+        let logs = a.logs();
+        async move { logs.contains("became the leader").then_some(()) }
+    })
+    .await;
+    let b = start_operator_with(&cp, &b_args, &[("POD_NAME", "replica-b")]);
+    eventually(WAIT, "replica b to wait", || {
+        let logs = b.logs();
+        async move { logs.contains("waiting to become the leader").then_some(()) }
+    })
+    .await;
+    // The standby reports ready: it is healthy, only waiting.
+    assert_eq!(get(&format!("http://{addr_b}/readyz")).await.0, 200);
+
+    let h = Harness {
+        client,
+        operator: a,
+        cp,
+    };
+    namespace_with_default_sa(&h.client, "before", &[]).await;
+    create_rc(&h.client, &static_rc("hub", "docker.io", "hub", json!({}))).await;
+    h.wait_pull_secrets("before", "default", &["hub"]).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !b.logs().contains("reconciled"),
+        "the standby must not reconcile:\n{}",
+        b.logs()
+    );
+    let lease_api: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(h.client.clone(), CREDS_NS);
+    let holder = lease_api.get("regcred").await.unwrap().spec.unwrap().holder_identity;
+    assert_eq!(holder.as_deref(), Some("replica-a"));
+
+    // The leader dies without releasing the Lease.
+    let Harness {
+        client,
+        mut operator,
+        cp,
+    } = h;
+    operator.kill();
+    let killed = Instant::now();
+    eventually(Duration::from_secs(60), "replica b to take over", || {
+        let logs = b.logs();
+        async move { logs.contains("became the leader").then_some(()) }
+    })
+    .await;
+    let handover = killed.elapsed();
+    println!("handover after the leader was killed: {handover:?} (lease duration 6s)");
+    assert!(handover < Duration::from_secs(6 + 10), "handover took {handover:?}");
+    let h = Harness {
+        client,
+        operator: b,
+        cp,
+    };
+    namespace_with_default_sa(&h.client, "after", &[]).await;
+    h.wait_pull_secrets("after", "default", &["hub"]).await;
+    let holder = lease_api.get("regcred").await.unwrap().spec.unwrap().holder_identity;
+    assert_eq!(holder.as_deref(), Some("replica-b"));
+}
