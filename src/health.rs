@@ -159,6 +159,15 @@ async fn probe(http: &Client, auth: &RegistryAuth, image: Option<&str>) -> Resul
     }
 
     let Some((text, parsed)) = target else {
+        if session.credential.is_none() {
+            return Ok(Outcome::new(
+                PullAuthResult::Healthy,
+                format!(
+                    "registry {registry} answers /v2/ without asking for credentials, so the credential was not \
+                     exercised: set spec.healthCheck.image to prove pull access"
+                ),
+            ));
+        }
         return Ok(base_outcome);
     };
     let Some(image) = parsed else {
@@ -221,7 +230,7 @@ impl Session<'_> {
     /// for a token for Bearer.
     async fn authenticate(&mut self, response: &Response, scope: Option<&str>) -> Result<(), Outcome> {
         let registry = &self.auth.registry;
-        // A 401 without a challenge is taken as Basic, as docker does.
+        // A 401 without a challenge is answered with Basic, the one scheme that needs no parameters.
         let challenge = challenges(response).unwrap_or(Challenge {
             scheme: Scheme::Basic,
             error: None,
@@ -257,7 +266,8 @@ impl Session<'_> {
             .map_err(|_| unknown("names a token endpoint that is not a URL: check the registry host"))?;
         if url.scheme() != "https" {
             return Err(unknown(&format!(
-                "names a token endpoint without TLS ({}), where regcred does not send credentials",
+                "names a token endpoint without TLS ({}), where regcred does not send credentials: serve it over \
+                 https",
                 endpoint_of(&url)
             )));
         }
@@ -349,7 +359,7 @@ impl Step<'_> {
 fn judge(registry: &str, step: Step<'_>, status: StatusCode, detail: Option<&str>) -> Outcome {
     use PullAuthResult::*;
     let http = match detail {
-        Some(detail) => format!("HTTP {}, {detail}", status.as_u16()),
+        Some(detail) => format!("HTTP {} {detail}", status.as_u16()),
         None => format!("HTTP {}", status.as_u16()),
     };
     let place = step.place();
@@ -432,31 +442,22 @@ fn transport_cause(error: &reqwest::Error) -> (String, &'static str) {
         return ("the request timed out".into(), NETWORK);
     }
     // reqwest's own message names the URL with its query; the causes below it do not.
-    let mut source = std::error::Error::source(error);
     let mut innermost = None;
-    while let Some(e) = source {
-        // io::Error::source skips the error it wraps, and rustls' errors are wrapped.
-        let wrapped = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref());
-        for candidate in [Some(e), wrapped.map(|w| w as &(dyn std::error::Error + 'static))]
-            .into_iter()
-            .flatten()
-        {
-            if let Some(tls) = candidate.downcast_ref::<rustls::Error>() {
-                return (
-                    format!("the TLS handshake failed ({tls})"),
-                    "if the registry's certificate comes from a private CA, give regcred that CA with --ca-bundle",
-                );
-            }
-            if let Some(io) = candidate.downcast_ref::<std::io::Error>() {
-                match io.kind() {
-                    std::io::ErrorKind::ConnectionRefused => return ("connection refused".into(), NETWORK),
-                    std::io::ErrorKind::TimedOut => return ("the connection timed out".into(), NETWORK),
-                    _ => {}
-                }
+    for cause in causes(error).skip(1) {
+        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+            return (
+                format!("the TLS handshake failed ({tls})"),
+                "if the registry's certificate comes from a private CA, give regcred that CA with --ca-bundle",
+            );
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return ("connection refused".into(), NETWORK),
+                std::io::ErrorKind::TimedOut => return ("the connection timed out".into(), NETWORK),
+                _ => {}
             }
         }
-        innermost = Some(e);
-        source = e.source();
+        innermost = Some(cause);
     }
     let cause = match innermost {
         Some(e) => e.to_string(),
@@ -464,6 +465,17 @@ fn transport_cause(error: &reqwest::Error) -> (String, &'static str) {
         None => "the request failed".into(),
     };
     (cause, NETWORK)
+}
+
+/// An error and its causes, looking inside `io::Error`s, whose `source` skips
+/// the error they wrap (rustls' errors come wrapped, sometimes twice).
+fn causes<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(error), |e| match e.downcast_ref::<std::io::Error>() {
+        Some(io) => io.get_ref().map(|inner| inner as &(dyn std::error::Error + 'static)),
+        None => e.source(),
+    })
 }
 
 /// The registry's error code from an OCI error body (`{"errors":[{"code":..}]}`),
@@ -751,7 +763,7 @@ mod tests {
         );
         assert_eq!(
             judged(Step::Base, 401, Some("UNAUTHORIZED")).message,
-            "registry r.example rejected the credential (HTTP 401, UNAUTHORIZED on /v2/): check the source credentials"
+            "registry r.example rejected the credential (HTTP 401 UNAUTHORIZED on /v2/): check the source credentials"
         );
         let denied = judged(Step::Manifest { image: "team/secret" }, 401, Some("insufficient_scope"));
         assert_eq!(denied.result, Unauthorized);

@@ -47,7 +47,8 @@ async fn metrics_and_probes_after_a_mint() {
         &h.client,
         json!({"apiVersion": "regcred.dev/v1alpha1", "kind": "RegistryCredential", "metadata": {"name": "ecr"},
                "spec": {"provider": {"ecr": {"region": "us-east-1", "auth": {"secretRef": {"name": "aws-creds"}}, "endpointUrl": moto.url()}},
-                        "target": {"namespaces": {"selector": {"matchLabels": {"m": "1"}}}}}}),
+                        "target": {"namespaces": {"selector": {"matchLabels": {"m": "1"}}}},
+                        "healthCheck": {"mode": "Disabled"}}}),
     )
     .await;
     let status = h
@@ -120,11 +121,7 @@ async fn only_the_leader_writes_and_a_standby_takes_over() {
     // The standby reports ready: it is healthy, only waiting.
     assert_eq!(get(&format!("http://{addr_b}/readyz")).await.0, 200);
 
-    let h = Harness {
-        client,
-        operator: a,
-        cp,
-    };
+    let mut h = Harness { client, operator: a, cp };
     namespace_with_default_sa(&h.client, "before", &[]).await;
     create_rc(&h.client, &static_rc("hub", "docker.io", "hub", json!({}))).await;
     h.wait_pull_secrets("before", "default", &["hub"]).await;
@@ -140,12 +137,7 @@ async fn only_the_leader_writes_and_a_standby_takes_over() {
     assert_eq!(holder.as_deref(), Some("replica-a"));
 
     // The leader dies without releasing the Lease.
-    let Harness {
-        client,
-        mut operator,
-        cp,
-    } = h;
-    operator.kill();
+    h.operator.kill();
     let killed = Instant::now();
     eventually(Duration::from_secs(60), "replica b to take over", || {
         let logs = b.logs();
@@ -155,11 +147,7 @@ async fn only_the_leader_writes_and_a_standby_takes_over() {
     let handover = killed.elapsed();
     println!("handover after the leader was killed: {handover:?} (lease duration 6s)");
     assert!(handover < Duration::from_secs(6 + 10), "handover took {handover:?}");
-    let h = Harness {
-        client,
-        operator: b,
-        cp,
-    };
+    let _dead_leader = std::mem::replace(&mut h.operator, b);
     namespace_with_default_sa(&h.client, "after", &[]).await;
     h.wait_pull_secrets("after", "default", &["hub"]).await;
     let holder = lease_api.get("regcred").await.unwrap().spec.unwrap().holder_identity;

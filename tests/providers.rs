@@ -31,7 +31,9 @@ fn rc(
     namespaces: serde_json::Value,
     extra: serde_json::Value,
 ) -> serde_json::Value {
-    let mut spec = json!({"provider": provider, "target": {"namespaces": namespaces}});
+    // The fakes mint, but there is no registry behind these hosts to check against.
+    let mut spec =
+        json!({"provider": provider, "target": {"namespaces": namespaces}, "healthCheck": {"mode": "Disabled"}});
     if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
         spec.extend(extra.clone());
     }

@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod build;
 mod credential;
+mod pull_auth;
 pub mod status;
 
 use std::collections::{BTreeSet, HashMap};
@@ -52,6 +53,7 @@ pub struct Context {
     pub http: reqwest::Client,
     pub metrics: Arc<Metrics>,
     held: credential::Held,
+    pull_checks: pull_auth::LastChecks,
 }
 
 /// The caches reconcile reads instead of the API server.
@@ -90,6 +92,7 @@ impl Context {
             http,
             metrics,
             held: credential::Held::default(),
+            pull_checks: pull_auth::LastChecks::default(),
         }
     }
 
@@ -222,9 +225,10 @@ async fn apply_credential(rc: &RegistryCredential, ctx: &Context) -> Result<Acti
     } else {
         status::synced_condition(targeted_count, synced, &failed, sa_failed)
     };
+    let checked = pull_auth::step(ctx, rc, step.current.as_ref(), step.minted_now, &previous, now).await;
     let pull_auth = status::pull_auth_condition(
-        previous.pull_auth.as_ref().map(|p| p.result),
-        previous.pull_auth.as_ref().map_or("", |p| p.message.as_str()),
+        checked.pull_auth.as_ref().map(|p| p.result),
+        checked.pull_auth.as_ref().map_or("", |p| p.message.as_str()),
     );
     let ready = status::ready_condition(&issued, &synced_cond, &pull_auth);
     failed = status::bounded_failures(failed);
@@ -257,7 +261,7 @@ async fn apply_credential(rc: &RegistryCredential, ctx: &Context) -> Result<Acti
             if held.is_some() { synced } else { 0 },
             targeted_count
         )),
-        pull_auth: previous.pull_auth.clone(),
+        pull_auth: checked.pull_auth.clone(),
         conditions: status::conditions(
             &previous.conditions,
             rc.metadata.generation,
@@ -291,8 +295,8 @@ async fn apply_credential(rc: &RegistryCredential, ctx: &Context) -> Result<Acti
     }
 
     let mut next = RESYNC;
-    if let Some(t) = renewal_time {
-        let until = t.0.duration_since(Timestamp::now());
+    for t in [renewal_time.map(|t| t.0), checked.next_check].into_iter().flatten() {
+        let until = t.duration_since(Timestamp::now());
         next = next.min(until.unsigned_abs().max(Duration::from_secs(1)));
     }
     Ok(Action::requeue(next))
@@ -396,6 +400,19 @@ async fn announce_transitions(
         if !old_failed.contains(&(f.namespace.as_str(), f.reason.as_str())) {
             publish(ctx, rc, EventType::Warning, &f.reason, "Sync", &f.message).await;
         }
+    }
+    let pull = find(new, cond::PULL_AUTH_HEALTHY);
+    if pull != find(old, cond::PULL_AUTH_HEALTHY)
+        && let Some((status, reason)) = pull
+        && status != "Unknown"
+    {
+        let type_ = if status == "True" {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        };
+        let note = new.pull_auth.as_ref().map(|p| p.message.clone()).unwrap_or_default();
+        publish(ctx, rc, type_, &reason, "PullAuthCheck", &note).await;
     }
     let synced = find(new, cond::SYNCED);
     if synced != find(old, cond::SYNCED)
@@ -518,6 +535,7 @@ async fn cleanup(rc: &RegistryCredential, ctx: &Context) -> Result<Action> {
         return Err(Error::Cleanup(errors.join("; ")));
     }
     ctx.held.forget(&rc.uid().unwrap_or_default());
+    ctx.pull_checks.forget(&rc.uid().unwrap_or_default());
     ctx.metrics.forget(&name);
     info!(namespaces = pairs.len(), "cleaned up before deletion");
     Ok(Action::await_change())

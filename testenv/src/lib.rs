@@ -8,6 +8,7 @@ pub mod fakes;
 mod operator;
 pub mod pki;
 pub mod process;
+pub mod registry;
 
 pub use control_plane::{ControlPlane, envtest_dir};
 pub use operator::{Operator, eventually};

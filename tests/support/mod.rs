@@ -14,7 +14,7 @@ use regcred::api::RegistryCredential;
 use regcred_testenv::{ControlPlane, Operator, eventually};
 
 pub const CREDS_NS: &str = "regcred-system";
-pub const WAIT: Duration = Duration::from_secs(30);
+pub const WAIT: Duration = Duration::from_secs(60);
 
 pub struct Harness {
     pub client: Client,
@@ -255,7 +255,8 @@ pub async fn put_source_secret(client: &Client, name: &str, username: &str, pass
         .expect("source secret written");
 }
 
-/// A static RegistryCredential for `registry` reading source Secret `source`, with `target` as JSON.
+/// A static RegistryCredential for `registry` reading source Secret `source`,
+/// with `target` as JSON and pull-auth checks disabled.
 pub fn static_rc(name: &str, registry: &str, source: &str, target: serde_json::Value) -> RegistryCredential {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "regcred.dev/v1alpha1",
@@ -264,6 +265,8 @@ pub fn static_rc(name: &str, registry: &str, source: &str, target: serde_json::V
         "spec": {
             "provider": {"static": {"registry": registry, "secretRef": {"name": source}}},
             "target": target,
+            // No registry to prove against here; tests/pull_auth.rs covers checks.
+            "healthCheck": {"mode": "Disabled"},
         }
     }))
     .expect("valid RegistryCredential")
@@ -334,4 +337,18 @@ pub fn canary(tag: &str) -> String {
         .unwrap()
         .subsec_nanos();
     format!("canary-{tag}-{nanos:09}-do-not-log")
+}
+
+impl Drop for Harness {
+    /// A failing test shows what the operator said.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let logs = self.operator.logs();
+            let tail: Vec<&str> = logs.lines().rev().take(60).collect();
+            eprintln!("--- last operator log lines ---");
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
 }

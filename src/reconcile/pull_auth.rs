@@ -1,0 +1,105 @@
+//! The *pull-auth* step: prove the held credential against its registries
+//! after every mint and every `healthCheck.interval`. It runs after fan-out,
+//! so a slow or failing registry never delays minting or writing Secrets.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+
+use super::credential::Current;
+use crate::api::{HealthCheckMode, PullAuth, PullAuthResult, RegistryCredential, RegistryCredentialStatus};
+use crate::health;
+use crate::renewal;
+
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10 * 60);
+
+/// When each RegistryCredential (by uid) was last checked, in memory: a
+/// check whose result did not change does not rewrite status, so status
+/// alone cannot say when the next one is due.
+#[derive(Default)]
+pub struct LastChecks(Mutex<HashMap<String, Timestamp>>);
+
+impl LastChecks {
+    pub fn forget(&self, uid: &str) {
+        self.0.lock().expect("checks lock").remove(uid);
+    }
+}
+
+pub struct Step {
+    pub pull_auth: Option<PullAuth>,
+    /// When the next check is due.
+    pub next_check: Option<Timestamp>,
+}
+
+pub async fn step(
+    ctx: &super::Context,
+    rc: &RegistryCredential,
+    current: Option<&Current>,
+    minted_now: bool,
+    previous: &RegistryCredentialStatus,
+    now: Timestamp,
+) -> Step {
+    let spec = &rc.spec.health_check;
+    if spec.mode == HealthCheckMode::Disabled {
+        return Step {
+            pull_auth: Some(PullAuth {
+                result: PullAuthResult::Disabled,
+                registry: None,
+                checked_time: None,
+                message: "Pull-auth checks are disabled (spec.healthCheck.mode).".into(),
+            }),
+            next_check: None,
+        };
+    }
+    let Some(current) = current else {
+        return Step {
+            pull_auth: previous.pull_auth.clone(),
+            next_check: None,
+        };
+    };
+    let interval = spec.interval.map(Duration::from).unwrap_or(DEFAULT_INTERVAL);
+    let uid = rc.uid().unwrap_or_default();
+    let last = ctx.pull_checks.0.lock().expect("checks lock").get(&uid).copied();
+    let stale_result = previous
+        .pull_auth
+        .as_ref()
+        .is_none_or(|p| matches!(p.result, PullAuthResult::Disabled | PullAuthResult::Unknown));
+    let due = minted_now || stale_result || last.is_none_or(|t| now >= renewal::add(t, interval));
+    if !due {
+        return Step {
+            pull_auth: previous.pull_auth.clone(),
+            next_check: last.map(|t| renewal::add(t, interval)),
+        };
+    }
+
+    // Every registry's /v2/; the image only where it lives: the first registry.
+    let mut probes = Vec::new();
+    for (i, auth) in current.credential.auths.iter().enumerate() {
+        let image = if i == 0 { spec.image.as_deref() } else { None };
+        probes.push(health::check(&ctx.http, auth, image).await);
+    }
+    ctx.pull_checks.0.lock().expect("checks lock").insert(uid, now);
+    let worst = probes
+        .iter()
+        .find(|p| p.result != PullAuthResult::Healthy)
+        .or(probes.first())
+        .cloned();
+    let pull_auth = worst.map(|p| {
+        ctx.metrics
+            .set_pull_auth(&rc.name_any(), &p.registry, &format!("{:?}", p.result));
+        PullAuth {
+            result: p.result,
+            registry: Some(p.registry),
+            checked_time: Some(Time(renewal::truncate(now))),
+            message: p.message,
+        }
+    });
+    Step {
+        pull_auth,
+        next_check: Some(renewal::add(now, interval)),
+    }
+}

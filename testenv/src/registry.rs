@@ -1,0 +1,539 @@
+//! A real container registry for pull-auth checks: Debian's `docker-registry`
+//! (distribution 2.8) on a free loopback port, over TLS with a certificate
+//! from a [`TestCa`] of its own (trust [`Registry::ca_path`]), storing in a
+//! temporary directory, with one of these kinds of authentication:
+//!
+//! - [`Auth::Anonymous`]: none (anyone may pull);
+//! - [`Auth::Htpasswd`]: Basic, against bcrypt lines written here;
+//! - [`Auth::Token`]: Bearer, with a token server of the harness at the realm
+//!   issuing ES256 JWTs (certificate chain in `x5c`, signed by the same CA,
+//!   which is the registry's `rootcertbundle`). A user gets `pull` on the
+//!   repositories granted to them and nothing else, so the registry answers
+//!   any other repository with `insufficient_scope`; wrong credentials get 401.
+//!
+//! [`Registry::push_image`] pushes a tiny image with plain HTTP calls, as an
+//! admin user the harness adds to the htpasswd file or the token server.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use aws_lc_rs::digest::{SHA256, digest};
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use http::{HeaderMap, StatusCode, Uri, header};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
+
+use crate::fakes::{Fault, Server, Switchboard, unix_now};
+use crate::pki::TestCa;
+use crate::process::Process;
+
+/// Where Debian's `docker-registry` package puts the binary.
+pub const BINARY: &str = "/usr/bin/docker-registry";
+/// The `service` of the token flow (the JWT audience).
+pub const SERVICE: &str = "regcred-testenv-registry";
+/// The `iss` of the harness's tokens.
+const ISSUER: &str = "regcred-testenv-token-server";
+const ADMIN: &str = "regcred-testenv-admin";
+const TOKEN: &str = "token";
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How the registry authenticates.
+#[derive(Clone, Debug)]
+pub enum Auth {
+    /// No authentication: anyone may pull and push.
+    Anonymous,
+    /// Basic authentication; `users` are `(username, password)`.
+    Htpasswd { users: Vec<(String, String)> },
+    /// Bearer tokens from the harness's token server; `users` are
+    /// `(username, password)`, `grants` are `(username, repository)` pairs
+    /// allowed to pull.
+    Token {
+        users: Vec<(String, String)>,
+        grants: Vec<(String, String)>,
+    },
+}
+
+/// A running registry; the process, its token server and its storage go away on drop.
+pub struct Registry {
+    process: Option<Process>,
+    token_server: Option<Server>,
+    admin: Admin,
+    board: Switchboard,
+    host: String,
+    config: PathBuf,
+    log: PathBuf,
+    ca_path: PathBuf,
+    ca_pem: String,
+    http: reqwest::Client,
+    // Last: removed once the process is gone.
+    dir: tempfile::TempDir,
+}
+
+impl Registry {
+    /// Start a registry with `auth` and wait until it answers `/v2/`.
+    ///
+    /// Fails (never skips) when the binary is missing, saying how to get it.
+    pub async fn start(auth: Auth) -> anyhow::Result<Self> {
+        if !Path::new(BINARY).is_file() {
+            bail!(
+                "docker-registry not found at {BINARY}: run `make tools` (hack/install-tools.sh installs Debian's \
+                 docker-registry)"
+            );
+        }
+        crate::init_crypto();
+        let dir = tempfile::Builder::new().prefix("regcred-registry-").tempdir()?;
+        let ca = TestCa::new("regcred-testenv registry CA");
+        let tls = ca.server(&[]);
+        let ca_path = dir.path().join("ca.pem");
+        std::fs::write(&ca_path, ca.cert_pem())?;
+        std::fs::write(dir.path().join("tls.crt"), &tls.cert_pem)?;
+        std::fs::write(dir.path().join("tls.key"), &tls.key_pem)?;
+        let admin_password = random_hex(16);
+        let host = format!("127.0.0.1:{}", crate::free_port());
+        let board = Switchboard::default();
+
+        let (auth_config, token_server, admin) = match auth {
+            Auth::Anonymous => (None, None, Admin::Anonymous),
+            Auth::Htpasswd { users } => {
+                let path = dir.path().join("htpasswd");
+                let mut lines = String::new();
+                for (user, password) in users.iter().chain([&(ADMIN.to_string(), admin_password.clone())]) {
+                    let hash = bcrypt::hash_with_result(password, 4)
+                        .context("hashing a password with bcrypt")?
+                        .format_for_version(bcrypt::Version::TwoY);
+                    lines.push_str(&format!("{user}:{hash}\n"));
+                }
+                std::fs::write(&path, lines)?;
+                let config = serde_json::json!({"htpasswd": {"realm": "regcred-testenv", "path": path}});
+                let basic = STANDARD.encode(format!("{ADMIN}:{admin_password}"));
+                (Some(config), None, Admin::Basic(format!("Basic {basic}")))
+            }
+            Auth::Token { users, grants } => {
+                let issuer = Arc::new(Issuer::new(&ca)?);
+                let state = Arc::new(TokenState {
+                    users: users.into_iter().collect(),
+                    grants: grants.into_iter().collect(),
+                    admin_password: admin_password.clone(),
+                    issuer: issuer.clone(),
+                    board: board.clone(),
+                });
+                let app = Router::new().route("/token", get(token)).with_state(state);
+                let server = Server::start("registry-token", app, Some(&tls))?;
+                let config = serde_json::json!({"token": {
+                    "realm": realm(&server),
+                    "service": SERVICE,
+                    "issuer": ISSUER,
+                    "rootcertbundle": ca_path,
+                }});
+                (Some(config), Some(server), Admin::Token(issuer))
+            }
+        };
+
+        let mut config = serde_json::json!({
+            "version": "0.1",
+            "log": {"level": "info", "formatter": "text"},
+            "storage": {
+                "filesystem": {"rootdirectory": dir.path().join("storage")},
+                "delete": {"enabled": true},
+                "maintenance": {"uploadpurging": {"enabled": false}},
+            },
+            // No `http.debug`: the debug server stays off.
+            "http": {
+                "addr": host,
+                "secret": random_hex(16),
+                "tls": {"certificate": dir.path().join("tls.crt"), "key": dir.path().join("tls.key")},
+            },
+        });
+        if let Some(auth_config) = auth_config {
+            config["auth"] = auth_config;
+        }
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, serde_yaml::to_string(&config)?)?;
+
+        let http = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(ca.cert_pem().as_bytes())?])
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        let mut registry = Self {
+            process: None,
+            token_server,
+            admin,
+            board,
+            log: dir.path().join("registry.log"),
+            host,
+            config: config_path,
+            ca_path,
+            ca_pem: ca.cert_pem().to_string(),
+            http,
+            dir,
+        };
+        registry.spawn().await?;
+        Ok(registry)
+    }
+
+    /// `127.0.0.1:<port>`, the registry host as a credential names it.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// PEM file of the CA behind the registry's and the token server's
+    /// certificates (what the operator gets as `--ca-bundle`).
+    pub fn ca_path(&self) -> &Path {
+        &self.ca_path
+    }
+
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// The token endpoint, for [`Auth::Token`].
+    pub fn realm(&self) -> Option<String> {
+        self.token_server.as_ref().map(realm)
+    }
+
+    /// Requests the token server received (faulted ones included); the
+    /// harness's own pushes do not go through it.
+    pub fn token_requests(&self) -> usize {
+        self.board.calls(TOKEN)
+    }
+
+    /// How the token server answers from now on (e.g. 503, or hang).
+    pub fn set_token_fault(&self, fault: Fault) {
+        self.board.set_fault(TOKEN, fault);
+    }
+
+    /// The last `lines` lines the registry logged.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Stop the registry process: its port refuses connections until
+    /// [`Registry::restart`]. Storage and the token server stay.
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.stop(Duration::from_secs(5));
+        }
+    }
+
+    /// Start the registry again on the same port with the same storage.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        self.spawn().await
+    }
+
+    async fn spawn(&mut self) -> anyhow::Result<()> {
+        let mut cmd = Command::new(BINARY);
+        cmd.arg("serve").arg(&self.config);
+        // distribution reads REGISTRY_* variables over its config file.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("REGISTRY_") {
+                cmd.env_remove(key);
+            }
+        }
+        let mut process = Process::spawn("docker-registry", cmd, &self.log).context("starting docker-registry")?;
+        let url = format!("https://{}/v2/", self.host);
+        let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+        loop {
+            if self.http.get(&url).send().await.is_ok() {
+                self.process = Some(process);
+                return Ok(());
+            }
+            if let Some(status) = process.exited() {
+                bail!("docker-registry exited ({status}):\n{}", self.log_tail(20));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!(
+                    "docker-registry did not answer {url} within {READY_TIMEOUT:?}:\n{}",
+                    self.log_tail(20)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Push a one-layer image (an empty tar) as `repository:tag`, as the
+    /// admin user; returns the manifest digest (`sha256:…`).
+    pub async fn push_image(&self, repository: &str, tag: &str) -> anyhow::Result<String> {
+        let authorization = match &self.admin {
+            Admin::Anonymous => None,
+            Admin::Basic(header) => Some(header.clone()),
+            Admin::Token(issuer) => {
+                let access = vec![Access::repository(repository, &["pull", "push"])];
+                Some(format!("Bearer {}", issuer.mint(ADMIN, access)?))
+            }
+        };
+        let authorization = authorization.as_deref();
+        let layer = vec![0u8; 1024]; // an empty tar archive: two zero blocks
+        let layer_digest = sha256(&layer);
+        let config = serde_json::json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Labels": {"org.opencontainers.image.ref.name": tag}},
+            "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+        })
+        .to_string()
+        .into_bytes();
+        let config_digest = self.push_blob(repository, authorization, &config).await?;
+        self.push_blob(repository, authorization, &layer).await?;
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": config_digest,
+                "size": config.len(),
+            },
+            "layers": [{
+                "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                "digest": layer_digest,
+                "size": layer.len(),
+            }],
+        })
+        .to_string()
+        .into_bytes();
+        let url = format!("https://{}/v2/{repository}/manifests/{tag}", self.host);
+        let response = with_auth(self.http.put(&url), authorization)
+            .header(header::CONTENT_TYPE, "application/vnd.oci.image.manifest.v1+json")
+            .body(manifest.clone())
+            .send()
+            .await?;
+        expect(response, StatusCode::CREATED, &format!("PUT {url}")).await?;
+        Ok(sha256(&manifest))
+    }
+
+    /// Upload one blob in two steps (POST for a session, PUT with the digest).
+    async fn push_blob(&self, repository: &str, authorization: Option<&str>, blob: &[u8]) -> anyhow::Result<String> {
+        let blob_digest = sha256(blob);
+        let start = format!("https://{}/v2/{repository}/blobs/uploads/", self.host);
+        let response = with_auth(self.http.post(&start), authorization)
+            .header(header::CONTENT_LENGTH, 0)
+            .send()
+            .await?;
+        let response = expect(response, StatusCode::ACCEPTED, &format!("POST {start}")).await?;
+        let location = response
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .context("blob upload without a Location")?;
+        let mut url = reqwest::Url::parse(&start)?.join(location)?;
+        url.query_pairs_mut().append_pair("digest", &blob_digest);
+        let response = with_auth(self.http.put(url), authorization)
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .body(blob.to_vec())
+            .send()
+            .await?;
+        expect(response, StatusCode::CREATED, &format!("PUT blob {blob_digest}")).await?;
+        Ok(blob_digest)
+    }
+
+    /// The directory holding the config, certificates, storage and log.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// The token endpoint is named `localhost`, not `127.0.0.1` like the registry:
+/// rustls 0.23.46 clients keep one TLS session cache per server name, and after
+/// resuming a session of the (Go) registry they drop the resumption offer on a
+/// HelloRetryRequest from the (rustls) token server, which that server rejects
+/// with a `MissingExtension` alert. Real registries and their token services
+/// differ in name or implementation.
+fn realm(server: &Server) -> String {
+    format!("https://localhost:{}/token", server.addr().port())
+}
+
+fn with_auth(request: reqwest::RequestBuilder, authorization: Option<&str>) -> reqwest::RequestBuilder {
+    match authorization {
+        Some(value) => request.header(header::AUTHORIZATION, value),
+        None => request,
+    }
+}
+
+async fn expect(response: reqwest::Response, status: StatusCode, what: &str) -> anyhow::Result<reqwest::Response> {
+    if response.status() == status {
+        return Ok(response);
+    }
+    let got = response.status();
+    let body = response.text().await.unwrap_or_default();
+    bail!("{what}: expected HTTP {status}, got {got}: {body}")
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    let hash = digest(&SHA256, bytes);
+    let hex: String = hash.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    SystemRandom::new().fill(&mut buf).expect("system randomness");
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// How the harness's admin user authenticates its pushes.
+enum Admin {
+    Anonymous,
+    /// The `Authorization` header value.
+    Basic(String),
+    /// Tokens minted in-process, so pushes do not count as token requests.
+    Token(Arc<Issuer>),
+}
+
+/// One entry of a token's `access` claim.
+#[derive(serde::Serialize)]
+struct Access {
+    #[serde(rename = "type")]
+    kind: String,
+    name: String,
+    actions: Vec<String>,
+}
+
+impl Access {
+    fn repository(name: &str, actions: &[&str]) -> Self {
+        Self {
+            kind: "repository".into(),
+            name: name.into(),
+            actions: actions.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+}
+
+/// Signs registry tokens: ES256 with the certificate in `x5c`.
+struct Issuer {
+    key: EcdsaKeyPair,
+    x5c: String,
+}
+
+impl Issuer {
+    fn new(ca: &TestCa) -> anyhow::Result<Self> {
+        // A serving certificate: Go's chain verification in distribution
+        // wants the server-auth usage unless told otherwise.
+        let signing = ca.server(&[]);
+        let cert = CertificateDer::from_pem_slice(signing.cert_pem.as_bytes())?;
+        let key = PrivatePkcs8KeyDer::from_pem_slice(signing.key_pem.as_bytes())?;
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, key.secret_pkcs8_der())
+            .map_err(|e| anyhow::anyhow!("loading the token signing key: {e}"))?;
+        Ok(Self {
+            key,
+            x5c: STANDARD.encode(cert.as_ref()),
+        })
+    }
+
+    fn mint(&self, subject: &str, access: Vec<Access>) -> anyhow::Result<String> {
+        let now = unix_now();
+        let header = serde_json::json!({"typ": "JWT", "alg": "ES256", "x5c": [self.x5c]});
+        let claims = serde_json::json!({
+            "iss": ISSUER,
+            "sub": subject,
+            "aud": SERVICE,
+            "iat": now,
+            "nbf": now.saturating_sub(10),
+            "exp": now + 300,
+            "jti": random_hex(8),
+            "access": access,
+        });
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let signature = self
+            .key
+            .sign(&SystemRandom::new(), signing_input.as_bytes())
+            .map_err(|e| anyhow::anyhow!("signing a token: {e}"))?;
+        Ok(format!(
+            "{signing_input}.{}",
+            URL_SAFE_NO_PAD.encode(signature.as_ref())
+        ))
+    }
+}
+
+struct TokenState {
+    users: HashMap<String, String>,
+    /// `(user, repository)` pairs allowed to pull.
+    grants: HashSet<(String, String)>,
+    admin_password: String,
+    issuer: Arc<Issuer>,
+    board: Switchboard,
+}
+
+/// `GET /token?service=..&scope=repository:<name>:<actions>...` with Basic
+/// credentials, as Docker token authentication specifies.
+async fn token(State(state): State<Arc<TokenState>>, headers: HeaderMap, uri: Uri) -> Response {
+    if let Some(fault) = state.board.enter(TOKEN, TOKEN).await {
+        return fault;
+    }
+    let Some((user, password)) = basic_credentials(&headers) else {
+        return denied("authentication required");
+    };
+    let is_admin = user == ADMIN && password == state.admin_password;
+    if !is_admin && state.users.get(&user) != Some(&password) {
+        return denied("incorrect username or password");
+    }
+    let mut access = Vec::new();
+    for (key, scope) in form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()) {
+        if key != "scope" {
+            continue;
+        }
+        // repository:<name>:<actions>
+        let Some(("repository", rest)) = scope.split_once(':') else {
+            continue;
+        };
+        let Some((name, actions)) = rest.rsplit_once(':') else {
+            continue;
+        };
+        let granted: Vec<&str> = actions
+            .split(',')
+            .filter(|action| {
+                is_admin || (*action == "pull" && state.grants.contains(&(user.clone(), name.to_string())))
+            })
+            .collect();
+        // Like Docker Hub: a token without the access asked for, not an error.
+        if !granted.is_empty() {
+            access.push(Access::repository(name, &granted));
+        }
+    }
+    match state.issuer.mint(&user, access) {
+        Ok(token) => axum::Json(serde_json::json!({
+            "token": token,
+            "access_token": token,
+            "expires_in": 300,
+        }))
+        .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+fn denied(message: &str) -> Response {
+    let body = serde_json::json!({"errors": [{"code": "UNAUTHORIZED", "message": message}]});
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Basic realm=\"regcred-testenv\"")],
+        axum::Json(body),
+    )
+        .into_response()
+}
