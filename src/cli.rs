@@ -18,6 +18,8 @@ pub enum Command {
     Run(RunArgs),
     /// Print the RegistryCredential CRD as YAML.
     Crd,
+    /// Print the spec reference (a Markdown table) generated from the CRD.
+    Reference,
     /// Print the version.
     Version,
 }

@@ -8,6 +8,10 @@ fn main() -> std::process::ExitCode {
             print!("{}", regcred::api::crd_yaml());
             std::process::ExitCode::SUCCESS
         }
+        Command::Reference => {
+            print!("{}", regcred::api::reference_markdown());
+            std::process::ExitCode::SUCCESS
+        }
         Command::Version => {
             println!("regcred {}", env!("CARGO_PKG_VERSION"));
             std::process::ExitCode::SUCCESS
