@@ -616,6 +616,9 @@ async fn fans_out_to_200_namespaces() {
         .unwrap();
     assert_eq!(managed.items.len(), 200);
     let status = std::fs::read_to_string(format!("/proc/{}/status", h.operator.pid())).unwrap();
-    let rss = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or("VmRSS: unknown");
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .unwrap_or("VmRSS: unknown");
     println!("operator memory with 200 namespaces (200 Secrets, 201 ServiceAccounts cached): {rss}");
 }
