@@ -121,7 +121,11 @@ async fn only_the_leader_writes_and_a_standby_takes_over() {
     // The standby reports ready: it is healthy, only waiting.
     assert_eq!(get(&format!("http://{addr_b}/readyz")).await.0, 200);
 
-    let mut h = Harness { client, operator: a, cp };
+    let mut h = Harness {
+        client,
+        operator: a,
+        cp,
+    };
     namespace_with_default_sa(&h.client, "before", &[]).await;
     create_rc(&h.client, &static_rc("hub", "docker.io", "hub", json!({}))).await;
     h.wait_pull_secrets("before", "default", &["hub"]).await;
