@@ -9,11 +9,15 @@ VENV := $(CURDIR)/.venv
 export REGCRED_MOTO_SERVER := $(VENV)/bin/moto_server
 CARGO ?= cargo
 
-.PHONY: test envtest tools crds check-crds lint unit integration build
+.PHONY: test demo envtest tools crds lint build
 
 ## test: install what is missing, then run every check and test
 test: tools lint
 	$(CARGO) test --workspace --all-targets
+
+## demo: regcred working locally in under two minutes, no cloud account; leaves nothing running
+demo: tools
+	@hack/demo.sh
 
 ## envtest: build etcd and kube-apiserver from Go modules into the cache (once per version)
 envtest:
@@ -23,9 +27,11 @@ envtest:
 tools: envtest
 	@hack/install-tools.sh
 
-## crds: regenerate crds/ from the Rust types
+## crds: regenerate crds/ (and the chart's copy, and README's spec reference) from the Rust types
 crds:
 	$(CARGO) run --quiet -- crd > crds/regcred.dev_registrycredentials.yaml
+	cp crds/regcred.dev_registrycredentials.yaml charts/regcred/crds/
+	hack/update-readme.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
