@@ -214,7 +214,12 @@ async fn apply_credential(rc: &RegistryCredential, ctx: &Context) -> Result<Acti
 
     // status
     let mut failed: Vec<FailedNamespace> = outcomes.iter().filter_map(|o| o.failure.clone()).collect();
-    let synced = (outcomes.len() - failed.len()) as u32;
+    // Without a credential nothing is current, whatever the namespaces hold.
+    let synced = if held.is_some() {
+        (outcomes.len() - failed.len()) as u32
+    } else {
+        0
+    };
     let sa_patched = outcomes.iter().map(|o| o.sa_patched).sum();
     let sa_failed = outcomes.iter().map(|o| o.sa_failed).sum();
     let writes: u32 = outcomes.iter().map(|o| o.writes).sum();
@@ -249,18 +254,14 @@ async fn apply_credential(rc: &RegistryCredential, ctx: &Context) -> Result<Acti
         last_failure_time: step.last_failure_time.clone(),
         namespaces: NamespaceCounts {
             targeted: targeted_count,
-            synced: if held.is_some() { synced } else { 0 },
+            synced,
         },
         failed_namespaces: failed.clone(),
         service_accounts: ServiceAccountCounts {
             patched: sa_patched,
             failed: sa_failed,
         },
-        summary: Some(format!(
-            "{}/{}",
-            if held.is_some() { synced } else { 0 },
-            targeted_count
-        )),
+        summary: Some(format!("{synced}/{targeted_count}")),
         pull_auth: checked.pull_auth.clone(),
         conditions: status::conditions(
             &previous.conditions,
@@ -294,12 +295,28 @@ async fn apply_credential(rc: &RegistryCredential, ctx: &Context) -> Result<Acti
         return Err(Error::Cleanup(cleanup_errors.join("; ")));
     }
 
-    let mut next = RESYNC;
-    for t in [renewal_time.map(|t| t.0), checked.next_check].into_iter().flatten() {
-        let until = t.duration_since(Timestamp::now());
-        next = next.min(until.unsigned_abs().max(Duration::from_secs(1)));
-    }
-    Ok(Action::requeue(next))
+    Ok(Action::requeue(requeue_after(
+        [renewal_time.map(|t| t.0), checked.next_check],
+        Timestamp::now(),
+    )))
+}
+
+/// Wake up at the earliest planned time (a time already past: in a second),
+/// and at least every [`RESYNC`].
+fn requeue_after(planned: impl IntoIterator<Item = Option<Timestamp>>, now: Timestamp) -> Duration {
+    planned
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            let until = t.duration_since(now);
+            if until.is_negative() {
+                Duration::ZERO
+            } else {
+                until.unsigned_abs()
+            }
+        })
+        .fold(RESYNC, Duration::min)
+        .max(Duration::from_secs(1))
 }
 
 async fn sync_namespace(
@@ -539,4 +556,27 @@ async fn cleanup(rc: &RegistryCredential, ctx: &Context) -> Result<Action> {
     ctx.metrics.forget(&name);
     info!(namespaces = pairs.len(), "cleaned up before deletion");
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn requeues_at_the_earliest_planned_time() {
+        let now = t("2026-11-22T00:00:00Z");
+        let at = |s| Some(t(s));
+        assert_eq!(
+            requeue_after([at("2026-11-22T00:10:00Z"), at("2026-11-22T00:02:00Z")], now),
+            Duration::from_secs(120)
+        );
+        assert_eq!(requeue_after([None, None], now), RESYNC);
+        assert_eq!(requeue_after([at("2026-11-22T05:00:00Z")], now), RESYNC);
+        // Overdue: soon, never a negative or zero wait.
+        assert_eq!(requeue_after([at("2026-11-21T23:59:00Z")], now), Duration::from_secs(1));
+    }
 }
