@@ -7,9 +7,10 @@ export REGCRED_CACHE := $(CACHE)
 export REGCRED_ENVTEST_DIR := $(CACHE)/envtest/k8s-$(K8S_VERSION)-etcd-$(ETCD_VERSION)
 VENV := $(CURDIR)/.venv
 export REGCRED_MOTO_SERVER := $(VENV)/bin/moto_server
+export REGCRED_HELM := $(CACHE)/helm/$(HELM_VERSION)/helm
 CARGO ?= cargo
 
-.PHONY: test demo envtest tools crds lint build
+.PHONY: test demo envtest helm tools crds lint build
 
 ## test: install what is missing, then run every check and test
 test: tools lint
@@ -23,8 +24,12 @@ demo: tools
 envtest:
 	@hack/build-envtest.sh >/dev/null
 
+## helm: build helm from its Go module into the cache (once per version)
+helm:
+	@hack/install-helm.sh >/dev/null
+
 ## tools: everything the tests need besides Rust crates
-tools: envtest
+tools: envtest helm
 	@hack/install-tools.sh
 
 ## crds: regenerate crds/ (and the chart's copy, and README's spec reference) from the Rust types
