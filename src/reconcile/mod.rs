@@ -345,6 +345,12 @@ async fn sync_namespace(
                 true
             }
             Err(f) => {
+                // A foreign Secret under Fail is a reported state, not an error.
+                if f.reason == reason::SECRET_EXISTS {
+                    debug!(namespace = %f.namespace, message = %f.message, "namespace not synced");
+                } else {
+                    warn!(namespace = %f.namespace, reason = %f.reason, message = %f.message, "namespace not synced");
+                }
                 out.failure = Some(f);
                 false
             }
@@ -367,6 +373,7 @@ async fn sync_namespace(
             }
             Err(e) => {
                 out.sa_failed += 1;
+                warn!(namespace = %ns, error = %e, "ServiceAccount not patched");
                 sa_errors.push(e);
             }
         }
