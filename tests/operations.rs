@@ -157,3 +157,37 @@ async fn only_the_leader_writes_and_a_standby_takes_over() {
     let holder = lease_api.get("regcred").await.unwrap().spec.unwrap().holder_identity;
     assert_eq!(holder.as_deref(), Some("replica-b"));
 }
+
+#[tokio::test]
+async fn waits_for_the_crd_with_a_clear_message() {
+    let cp = regcred_testenv::ControlPlane::start().await.expect("control plane");
+    let client = cp.client().await.unwrap();
+    create_namespace(&client, CREDS_NS, &[]).await;
+    let operator = start_operator(&cp);
+    eventually(
+        WAIT,
+        "a message saying the CRD is missing and how to install it",
+        || {
+            let logs = operator.logs();
+            async move {
+                (logs.contains("CRD is not installed yet") && logs.contains("kubectl apply -f crds/")).then_some(())
+            }
+        },
+    )
+    .await;
+    cp.install_crd(&regcred::api::crd_yaml()).await.unwrap();
+    let h = Harness { client, operator, cp };
+    eventually(WAIT, "the operator to start once the CRD exists", || {
+        let logs = h.operator.logs();
+        async move { logs.contains("controller starting").then_some(()) }
+    })
+    .await;
+    put_source_secret(&h.client, "hub", "me", "pw").await;
+    namespace_with_default_sa(&h.client, "late", &[]).await;
+    create_rc(
+        &h.client,
+        &static_rc("hub", "docker.io", "hub", json!({"namespaces": {"names": ["late"]}})),
+    )
+    .await;
+    h.wait_pull_secrets("late", "default", &["hub"]).await;
+}

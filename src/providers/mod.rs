@@ -194,3 +194,53 @@ fn check(credential: &Credential) -> Result<(), MintError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{GcrAuth, GcrProvider, SecretKeyRef, ServiceAccountKey};
+    use k8s_openapi::ByteString;
+
+    /// A token endpoint that accepts connections and never answers: the mint
+    /// is cut off at MINT_TIMEOUT on tokio's paused clock, in no real time.
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_provider_is_cut_off_at_the_mint_timeout() {
+        crate::operator::init_crypto();
+        // The kernel completes connections to a listening socket that never accepts.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let token_uri = format!("http://{}/token", listener.local_addr().unwrap());
+        let key = regcred_testenv::fakes::google::service_account_key_json(&token_uri);
+        let source = Secret {
+            data: Some([("key.json".to_string(), ByteString(key.into_bytes()))].into()),
+            ..Default::default()
+        };
+        let gcr = GcrProvider {
+            registries: vec!["gcr.io".into()],
+            auth: Some(GcrAuth {
+                service_account_key: ServiceAccountKey {
+                    secret_ref: SecretKeyRef {
+                        name: "gcp".into(),
+                        key: "key.json".into(),
+                    },
+                },
+            }),
+        };
+        let input = MintInput {
+            source: Some(&source),
+            credentials_namespace: "regcred-system",
+            http: &reqwest::Client::new(),
+        };
+        let real = std::time::Instant::now();
+        let virtual_start = tokio::time::Instant::now();
+        let err = ProviderSpec::Gcr(&gcr).mint(&input).await.unwrap_err();
+        assert_eq!(err.reason(), "MintFailed");
+        assert!(err.to_string().contains("did not answer within 60s"), "{err}");
+        assert!(virtual_start.elapsed() >= MINT_TIMEOUT);
+        assert!(
+            real.elapsed() < Duration::from_secs(20),
+            "took {:?} of real time",
+            real.elapsed()
+        );
+        drop(listener);
+    }
+}
