@@ -38,8 +38,13 @@ impl Operator {
         let mut cmd = Command::new(binary);
         cmd.arg("run")
             .arg(format!("--kubeconfig={}", kubeconfig.display()))
-            .arg(format!("--credentials-namespace={credentials_namespace}"))
-            .args(extra)
+            .arg(format!("--credentials-namespace={credentials_namespace}"));
+        // Tests listen on loopback only, and parallel operators must not
+        // fight over the default :8080.
+        if !extra.iter().any(|a| a.starts_with("--metrics-addr")) {
+            cmd.arg(format!("--metrics-addr=127.0.0.1:{}", crate::free_port()));
+        }
+        cmd.args(extra)
             .env("RUST_LOG", "info,regcred=debug")
             .env_remove("KUBECONFIG");
         for (k, v) in env {
