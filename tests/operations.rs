@@ -31,15 +31,7 @@ async fn metrics_and_probes_after_a_mint() {
     .await;
     assert_eq!(get(&format!("{base}/healthz")).await, (200, "ok".to_string()));
 
-    put_secret(
-        &h.client,
-        "aws-creds",
-        &[
-            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ],
-    )
-    .await;
+    put_aws_keys(&h.client, "testing").await;
     for ns in ["m1", "m2"] {
         namespace_with_default_sa(&h.client, ns, &[("m", "1")]).await;
     }
@@ -77,15 +69,7 @@ async fn metrics_and_probes_after_a_mint() {
         code: 400,
         retry_after: None,
     });
-    put_secret(
-        &h.client,
-        "aws-creds",
-        &[
-            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
-            ("AWS_SECRET_ACCESS_KEY", "rotated"),
-        ],
-    )
-    .await;
+    put_aws_keys(&h.client, "rotated").await;
     h.wait_status("ecr", "MintFailed", |s| condition(s, "Issued").reason == "MintFailed")
         .await;
     let (_, text) = get(&format!("{base}/metrics")).await;

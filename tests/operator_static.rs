@@ -231,10 +231,7 @@ async fn foreign_secret_is_untouched_under_fail_and_taken_over_under_adopt() {
     .await;
 
     let adopt = json!({"spec": {"target": {"existingSecretPolicy": "Adopt"}}});
-    h.rcs()
-        .patch("hub", &PatchParams::default(), &Patch::Merge(&adopt))
-        .await
-        .unwrap();
+    patch_rc(&h.client, "hub", adopt).await;
     let adopted = h
         .wait_secret("taken", "hub", "adopted Secret", |s| {
             s.type_.as_deref() == Some("kubernetes.io/dockerconfigjson")
@@ -390,10 +387,7 @@ async fn selector_changes_move_secrets_and_deletion_cleans_up_exactly() {
 
     // Move to team y: alpha and gamma are cleaned at once, beta gets it.
     let moved = json!({"spec": {"target": {"namespaces": {"selector": {"matchLabels": {"team": "y"}}}}}});
-    h.rcs()
-        .patch("hub", &PatchParams::default(), &Patch::Merge(&moved))
-        .await
-        .unwrap();
+    patch_rc(&h.client, "hub", moved).await;
     h.wait_pull_secrets("beta", "default", &["keep", "hub"]).await;
     for ns in ["alpha", "gamma"] {
         h.wait_secret_gone(ns, "hub").await;
@@ -404,10 +398,7 @@ async fn selector_changes_move_secrets_and_deletion_cleans_up_exactly() {
 
     // Narrowing the ServiceAccount selection removes regcred's entry from the rest.
     let only_default = json!({"spec": {"target": {"serviceAccounts": {"names": ["default"]}}}});
-    h.rcs()
-        .patch("hub", &PatchParams::default(), &Patch::Merge(&only_default))
-        .await
-        .unwrap();
+    patch_rc(&h.client, "hub", only_default).await;
     h.wait_pull_secrets("beta", "builder", &[]).await;
 
     // A namespace that stops matching by its own labels is cleaned too.

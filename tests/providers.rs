@@ -66,15 +66,7 @@ fn secs_from_now(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> i6
 async fn ecr_with_static_keys_mints_once_for_50_namespaces_and_survives_a_restart() {
     let moto = Moto::start().await.expect("moto");
     let mut h = Harness::start().await;
-    put_secret(
-        &h.client,
-        "aws-creds",
-        &[
-            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ],
-    )
-    .await;
+    put_aws_keys(&h.client, "testing").await;
     let names: Vec<String> = (0..50).map(|i| format!("ecr-{i:02}")).collect();
     for n in &names {
         namespace_with_default_sa(&h.client, n, &[("pulls", "ecr")]).await;
@@ -165,15 +157,7 @@ async fn ecr_through_irsa_web_identity_and_assume_role() {
         "the default chain used the projected token"
     );
 
-    put_secret(
-        &h.client,
-        "aws-creds",
-        &[
-            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ],
-    )
-    .await;
+    put_aws_keys(&h.client, "testing").await;
     let xacct = json!({"ecr": {
         "region": "us-east-1",
         "registryIds": ["210987654321"],
@@ -203,12 +187,7 @@ async fn ecr_through_irsa_web_identity_and_assume_role() {
 async fn ecr_failures_and_hostile_answers_keep_the_last_good_secret() {
     let moto = Moto::start().await.expect("moto");
     let h = Harness::start().await;
-    put_secret(
-        &h.client,
-        "aws-creds",
-        &[("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"), ("AWS_SECRET_ACCESS_KEY", "v1")],
-    )
-    .await;
+    put_aws_keys(&h.client, "v1").await;
     namespace_with_default_sa(&h.client, "prod", &[]).await;
     let provider = json!({"ecr": {"region": "us-east-1", "auth": {"secretRef": {"name": "aws-creds"}}, "endpointUrl": moto.url()}});
     apply_rc(&h.client, rc("ecr", provider, json!({"names": ["prod"]}), json!({}))).await;
@@ -255,12 +234,7 @@ async fn ecr_failures_and_hostile_answers_keep_the_last_good_secret() {
         moto.set_ecr_fault(fault);
         // A changed source Secret re-mints at once, whatever the backoff.
         let key = format!("v{}", i + 2);
-        put_secret(
-            &h.client,
-            "aws-creds",
-            &[("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"), ("AWS_SECRET_ACCESS_KEY", &key)],
-        )
-        .await;
+        put_aws_keys(&h.client, &key).await;
         let status = h
             .wait_status("ecr", &format!("Issued=False {reason}"), |s| {
                 s.failed_attempts as usize == i + 1 && condition(s, "Issued").reason == reason
@@ -293,12 +267,7 @@ async fn ecr_failures_and_hostile_answers_keep_the_last_good_secret() {
     wait_event(&h, "InvalidProviderResponse").await;
 
     moto.set_ecr_fault(Fault::None);
-    put_secret(
-        &h.client,
-        "aws-creds",
-        &[("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"), ("AWS_SECRET_ACCESS_KEY", "fixed")],
-    )
-    .await;
+    put_aws_keys(&h.client, "fixed").await;
     let status = h
         .wait_status("ecr", "recovered", |s| {
             is_condition(s, "Ready", "True") && s.failed_attempts == 0

@@ -65,14 +65,7 @@ async fn status_says_whether_pulls_authenticate() {
     put_source_secret(&h.client, "local", "alice", "right-password").await;
     wait_pull_auth(&h, "Healthy").await;
     let patch = json!({"spec": {"healthCheck": {"image": "team/app:2.0"}}});
-    h.rcs()
-        .patch(
-            "local",
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(&patch),
-        )
-        .await
-        .unwrap();
+    patch_rc(&h.client, "local", patch).await;
     let status = wait_pull_auth(&h, "ImageNotFound").await;
     assert!(
         status.pull_auth.as_ref().unwrap().message.contains("team/app"),
@@ -86,26 +79,12 @@ async fn status_says_whether_pulls_authenticate() {
     assert_eq!(condition(&status, "Ready").reason, "Unreachable");
     registry.restart().await.expect("registry restarts");
     let patch = json!({"spec": {"healthCheck": {"image": "team/app:1.0"}}});
-    h.rcs()
-        .patch(
-            "local",
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(&patch),
-        )
-        .await
-        .unwrap();
+    patch_rc(&h.client, "local", patch).await;
     wait_pull_auth(&h, "Healthy").await;
 
     // Disabled says so.
     let patch = json!({"spec": {"healthCheck": {"mode": "Disabled"}}});
-    h.rcs()
-        .patch(
-            "local",
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(&patch),
-        )
-        .await
-        .unwrap();
+    patch_rc(&h.client, "local", patch).await;
     let status = wait_pull_auth(&h, "Disabled").await;
     assert_eq!(condition(&status, "PullAuthHealthy").reason, "CheckDisabled");
     assert!(is_condition(&status, "Ready", "True"));

@@ -176,6 +176,28 @@ pub async fn projected_token_file(client: &Client, dir: &std::path::Path, audien
     path
 }
 
+/// AWS access keys in the Secret `aws-creds` (moto accepts any); a new
+/// `secret_access_key` is a changed source, which re-mints at once.
+pub async fn put_aws_keys(client: &Client, secret_access_key: &str) {
+    put_secret(
+        client,
+        "aws-creds",
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", secret_access_key),
+        ],
+    )
+    .await;
+}
+
+/// JSON-merge-patch a RegistryCredential, as `kubectl patch --type merge` would.
+pub async fn patch_rc(client: &Client, name: &str, patch: serde_json::Value) {
+    Api::<RegistryCredential>::all(client.clone())
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("RegistryCredential patched");
+}
+
 /// Create a RegistryCredential from JSON.
 pub async fn apply_rc(client: &Client, rc: serde_json::Value) {
     let rc: RegistryCredential = serde_json::from_value(rc).expect("valid RegistryCredential");
