@@ -550,18 +550,7 @@ async fn operator_does_its_job_with_exactly_the_charts_rbac() {
             .any(|f| f.namespace == "rbac-taken" && f.reason == "SecretExists")
     })
     .await;
-    let events: Api<Event> = Api::all(admin.clone());
-    eventually(WAIT, "a Warning Event SecretExists from regcred", || {
-        let events = events.clone();
-        async move {
-            let list = events.list(&ListParams::default()).await.ok()?;
-            list.items
-                .iter()
-                .any(|e| e.reason.as_deref() == Some("SecretExists") && e.type_.as_deref() == Some("Warning"))
-                .then_some(())
-        }
-    })
-    .await;
+    wait_event(&admin, "SecretExists", Some("Warning")).await;
     let untouched = h.secrets("rbac-taken").get("hub").await.unwrap();
     assert_eq!(untouched.resource_version(), foreign.resource_version());
 
@@ -622,7 +611,12 @@ async fn operator_does_its_job_with_exactly_the_charts_rbac() {
         !logs.contains("forbidden") && !logs.contains("Forbidden"),
         "the operator hit an RBAC denial with the chart's RBAC:\n{logs}"
     );
-    let events = serde_json::to_string(&events.list(&ListParams::default()).await.unwrap().items).unwrap();
+    let events = Api::<Event>::all(admin.clone())
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    let events = serde_json::to_string(&events).unwrap();
     assert!(
         !events.contains("forbidden") && !events.contains("Forbidden"),
         "an Event reports an RBAC denial with the chart's RBAC:\n{events}"

@@ -217,18 +217,7 @@ async fn foreign_secret_is_untouched_under_fail_and_taken_over_under_adopt() {
     assert!(pull_secret_names(&h.sas("taken").get("default").await.unwrap()).is_empty());
     h.wait_pull_secrets("free", "default", &["hub"]).await;
 
-    let events: Api<Event> = Api::all(h.client.clone());
-    eventually(WAIT, "a Warning Event SecretExists", || {
-        let events = events.clone();
-        async move {
-            let list = events.list(&ListParams::default()).await.ok()?;
-            list.items
-                .iter()
-                .any(|e| e.reason.as_deref() == Some("SecretExists") && e.type_.as_deref() == Some("Warning"))
-                .then_some(())
-        }
-    })
-    .await;
+    wait_event(&h.client, "SecretExists", Some("Warning")).await;
 
     let adopt = json!({"spec": {"target": {"existingSecretPolicy": "Adopt"}}});
     patch_rc(&h.client, "hub", adopt).await;

@@ -48,16 +48,6 @@ async fn events_text(h: &Harness) -> String {
     serde_json::to_string(&events.items).unwrap()
 }
 
-async fn wait_event(h: &Harness, reason: &str) {
-    eventually(WAIT, &format!("an Event with reason {reason}"), || async {
-        events_text(h)
-            .await
-            .contains(&format!("\"reason\":\"{reason}\""))
-            .then_some(())
-    })
-    .await;
-}
-
 fn secs_from_now(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> i64 {
     t.0.as_second() - Timestamp::now().as_second()
 }
@@ -99,7 +89,7 @@ async fn ecr_with_static_keys_mints_once_for_50_namespaces_and_survives_a_restar
     let renewal = secs_from_now(status.renewal_time.as_ref().unwrap());
     assert!((2200..=2400).contains(&renewal), "renewalTime in {renewal}s");
     assert!(is_condition(&status, "Issued", "True") && is_condition(&status, "Ready", "True"));
-    wait_event(&h, "ExpiryClamped").await;
+    wait_event(&h.client, "ExpiryClamped", None).await;
 
     let secret = h.secrets("ecr-07").get("ecr").await.unwrap();
     let config = docker_config(&secret);
@@ -264,7 +254,7 @@ async fn ecr_failures_and_hostile_answers_keep_the_last_good_secret() {
         );
         assert_eq!(now.data, good.data);
     }
-    wait_event(&h, "InvalidProviderResponse").await;
+    wait_event(&h.client, "InvalidProviderResponse", None).await;
 
     moto.set_ecr_fault(Fault::None);
     put_aws_keys(&h.client, "fixed").await;
@@ -380,7 +370,7 @@ async fn gcr_renews_on_expiry_rides_out_an_outage_and_recovers() {
         held.resource_version(),
         "never emptied, never rewritten"
     );
-    wait_event(&h, "MintFailed").await;
+    wait_event(&h.client, "MintFailed", None).await;
 
     let third = canary("gcr-3");
     google.set_token(third.clone(), Duration::from_secs(3600));

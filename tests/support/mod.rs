@@ -198,6 +198,24 @@ pub async fn patch_rc(client: &Client, name: &str, patch: serde_json::Value) {
         .expect("RegistryCredential patched");
 }
 
+/// Wait for an Event with `reason` (and, if given, type `Warning`/`Normal`).
+pub async fn wait_event(client: &Client, reason: &str, type_: Option<&str>) {
+    use k8s_openapi::api::events::v1::Event;
+    let events: Api<Event> = Api::all(client.clone());
+    let what = format!("an Event {} with reason {reason}", type_.unwrap_or("of any type"));
+    eventually(WAIT, &what, || {
+        let events = events.clone();
+        async move {
+            let list = events.list(&Default::default()).await.ok()?;
+            list.items
+                .iter()
+                .any(|e| e.reason.as_deref() == Some(reason) && type_.is_none_or(|t| e.type_.as_deref() == Some(t)))
+                .then_some(())
+        }
+    })
+    .await;
+}
+
 /// Create a RegistryCredential from JSON.
 pub async fn apply_rc(client: &Client, rc: serde_json::Value) {
     let rc: RegistryCredential = serde_json::from_value(rc).expect("valid RegistryCredential");
