@@ -71,7 +71,7 @@ impl ControlPlane {
     pub async fn start() -> anyhow::Result<Self> {
         init_crypto();
         let started = Instant::now();
-        let dir = tempfile::Builder::new().prefix("regcred-envtest-").tempdir()?;
+        let dir = crate::scratch::dir("envtest")?;
         let etcd_bin = binary("etcd")?;
         let apiserver_bin = binary("kube-apiserver")?;
 
@@ -146,12 +146,17 @@ impl ControlPlane {
     }
 
     /// One control plane shared by every test of this test binary. It lives
-    /// until the process exits (its processes die with it). Tests sharing it
-    /// must use their own uniquely named objects.
+    /// until the process exits (its processes die with it and its directory is
+    /// removed at exit). Tests sharing it must use their own uniquely named
+    /// objects.
     pub async fn shared() -> &'static ControlPlane {
         static SHARED: OnceCell<ControlPlane> = OnceCell::const_new();
         SHARED
-            .get_or_try_init(Self::start)
+            .get_or_try_init(|| async {
+                let cp = Self::start().await?;
+                crate::scratch::remove_at_exit(cp.dir.path());
+                anyhow::Ok(cp)
+            })
             .await
             .unwrap_or_else(|e| panic!("starting the shared test control plane: {e:#}"))
     }

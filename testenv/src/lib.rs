@@ -9,6 +9,7 @@ mod operator;
 pub mod pki;
 pub mod process;
 pub mod registry;
+pub mod scratch;
 
 pub use control_plane::{ControlPlane, envtest_dir};
 pub use operator::{Operator, eventually};

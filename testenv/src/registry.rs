@@ -92,7 +92,7 @@ impl Registry {
             );
         }
         crate::init_crypto();
-        let dir = tempfile::Builder::new().prefix("regcred-registry-").tempdir()?;
+        let dir = crate::scratch::dir("registry")?;
         let ca = TestCa::new("regcred-testenv registry CA");
         let tls = ca.server(&[]);
         let ca_path = dir.path().join("ca.pem");

@@ -55,7 +55,7 @@ impl Moto {
     /// `.venv`) and the proxy in front of it; returns once moto answers.
     pub async fn start() -> anyhow::Result<Self> {
         let binary = moto_server()?;
-        let dir = tempfile::Builder::new().prefix("regcred-moto-").tempdir()?;
+        let dir = crate::scratch::dir("moto")?;
         let port = free_port();
         let mut cmd = Command::new(&binary);
         cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
