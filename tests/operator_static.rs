@@ -278,6 +278,47 @@ async fn managed_secret_deleted_or_edited_is_restored() {
 }
 
 #[tokio::test]
+async fn secret_labels_and_annotations_follow_the_spec_and_spare_foreign_keys() {
+    let h = Harness::start().await;
+    put_source_secret(&h.client, "hub", "me", "pw").await;
+    namespace_with_default_sa(&h.client, "app", &[]).await;
+    let target = json!({
+        "namespaces": {"names": ["app"]},
+        "secretLabels": {"team": "a", "tier": "gold"},
+        "secretAnnotations": {"note": "from-spec"},
+    });
+    create_rc(&h.client, &static_rc("hub", "docker.io", "hub", target)).await;
+    h.wait_secret("app", "hub", "Secret with the spec's metadata", |s| {
+        s.labels().get("tier").map(String::as_str) == Some("gold")
+            && s.annotations().get("note").map(String::as_str) == Some("from-spec")
+    })
+    .await;
+    // Another tool labels and annotates the managed Secret.
+    let foreign = json!({"metadata": {"labels": {"audit": "yes"}, "annotations": {"backup": "daily"}}});
+    h.secrets("app")
+        .patch("hub", &PatchParams::default(), &Patch::Merge(&foreign))
+        .await
+        .unwrap();
+
+    let change = json!({"spec": {"target": {
+        "secretLabels": {"team": "b", "tier": null},
+        "secretAnnotations": null,
+    }}});
+    patch_rc(&h.client, "hub", change).await;
+    let secret = h
+        .wait_secret("app", "hub", "team=b, without tier and note", |s| {
+            s.labels().get("team").map(String::as_str) == Some("b")
+                && !s.labels().contains_key("tier")
+                && !s.annotations().contains_key("note")
+        })
+        .await;
+    assert_eq!(secret.labels()["audit"], "yes", "a foreign label survives");
+    assert_eq!(secret.annotations()["backup"], "daily", "a foreign annotation survives");
+    assert_eq!(secret.labels()["regcred.dev/credential"], "hub");
+    assert_eq!(password_for(&secret, HUB).as_deref(), Some("pw"));
+}
+
+#[tokio::test]
 async fn changing_the_source_secret_updates_every_managed_secret() {
     let h = Harness::start().await;
     put_source_secret(&h.client, "hub", "me", "first").await;

@@ -18,6 +18,10 @@ pub const NOT_AFTER_ANNOTATION: &str = "regcred.dev/not-after";
 /// A hash of the spec and source Secret version the credential was minted
 /// from (no secret material), so a restarted operator can reuse it.
 pub const FINGERPRINT_ANNOTATION: &str = "regcred.dev/source-hash";
+/// On a managed Secret: the label and annotation keys regcred wrote, so keys
+/// dropped from the spec (or `not-after`, when a provider stops expiring) are
+/// removed while keys others added stay.
+pub const MANAGED_METADATA_ANNOTATION: &str = "regcred.dev/managed-metadata";
 /// On a ServiceAccount: the `imagePullSecrets` entries regcred added, comma-separated.
 pub const PULL_SECRETS_ANNOTATION: &str = "regcred.dev/pull-secrets";
 pub const FINALIZER: &str = "regcred.dev/cleanup";
@@ -53,6 +57,11 @@ pub fn desired_secret(
         annotations.insert(NOT_AFTER_ANNOTATION.into(), t.into());
     }
     annotations.insert(FINGERPRINT_ANNOTATION.into(), fingerprint.to_string());
+    let written = ManagedMetadata {
+        labels: labels.keys().cloned().collect(),
+        annotations: annotations.keys().cloned().collect(),
+    };
+    annotations.insert(MANAGED_METADATA_ANNOTATION.into(), written.encode());
     Secret {
         metadata: ObjectMeta {
             name: Some(secret_name(rc)),
@@ -112,10 +121,45 @@ pub fn secret_up_to_date(existing: &Secret, desired: &Secret) -> bool {
         )
 }
 
-/// `existing` updated to carry `desired`, keeping what others added.
+/// The metadata keys regcred wrote on a Secret (`regcred.dev/managed-metadata`).
+#[derive(Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+struct ManagedMetadata {
+    #[serde(default)]
+    labels: Vec<String>,
+    #[serde(default)]
+    annotations: Vec<String>,
+}
+
+impl ManagedMetadata {
+    fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// What `secret` records; nothing for a Secret regcred has not written
+    /// (or whose record someone mangled: then no key is removed).
+    fn of(secret: &Secret) -> Self {
+        secret
+            .annotations()
+            .get(MANAGED_METADATA_ANNOTATION)
+            .and_then(|v| serde_json::from_str(v).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// `existing` updated to carry `desired`, keeping what others added and
+/// dropping the keys regcred wrote before that `desired` no longer has.
 pub fn merged_secret(existing: &Secret, desired: &Secret) -> Secret {
     let mut out = existing.clone();
     out.metadata.managed_fields = None;
+    let previous = ManagedMetadata::of(existing);
+    if let Some(labels) = out.metadata.labels.as_mut() {
+        let keep = desired.metadata.labels.as_ref();
+        labels.retain(|k, _| !previous.labels.contains(k) || keep.is_some_and(|d| d.contains_key(k)));
+    }
+    if let Some(annotations) = out.metadata.annotations.as_mut() {
+        let keep = desired.metadata.annotations.as_ref();
+        annotations.retain(|k, _| !previous.annotations.contains(k) || keep.is_some_and(|d| d.contains_key(k)));
+    }
     out.type_ = desired.type_.clone();
     out.data
         .get_or_insert_default()
@@ -318,6 +362,43 @@ mod tests {
         assert!(!secret_up_to_date(&opaque, &desired));
     }
 
+
+    #[test]
+    fn keys_dropped_from_the_spec_leave_the_secret_but_foreign_keys_stay() {
+        let mut before = rc();
+        before.spec.target.secret_annotations.insert("note".into(), "n".into());
+        let mut existing = desired_secret(&before, "ci", b"{}", Some("2026-11-22T10:00:00Z"), 7);
+        existing.labels_mut().insert("extra".into(), "x".into());
+        existing.annotations_mut().insert("kubectl.kubernetes.io/x".into(), "y".into());
+
+        // Labels and annotations removed from the spec; a static source has no expiry.
+        let mut after = rc();
+        after.spec.target.secret_labels.clear();
+        let desired = desired_secret(&after, "ci", b"{}", None, 7);
+        assert!(!secret_up_to_date(&existing, &desired), "a dropped key is a change");
+
+        let merged = merged_secret(&existing, &desired);
+        assert!(secret_up_to_date(&merged, &desired));
+        assert!(!merged.labels().contains_key("team"));
+        assert!(!merged.annotations().contains_key("note"));
+        assert!(!merged.annotations().contains_key(NOT_AFTER_ANNOTATION));
+        assert_eq!(merged.labels()["extra"], "x");
+        assert_eq!(merged.annotations()["kubectl.kubernetes.io/x"], "y");
+        assert_eq!(merged.labels()[CREDENTIAL_LABEL], "hub");
+    }
+
+    #[test]
+    fn an_adopted_secret_without_a_record_loses_nothing() {
+        let mut foreign = Secret::default();
+        foreign.labels_mut().insert("team".into(), "old".into());
+        foreign.labels_mut().insert("keep".into(), "me".into());
+        foreign
+            .annotations_mut()
+            .insert(MANAGED_METADATA_ANNOTATION.into(), "not json".into());
+        let merged = merged_secret(&foreign, &desired_secret(&rc(), "ci", b"{}", None, 7));
+        assert_eq!(merged.labels()["keep"], "me");
+        assert_eq!(merged.labels()["team"], "a");
+    }
     #[test]
     fn adds_once_and_keeps_foreign_entries_in_order() {
         let before = sa(&["a", "b", "c"], None);
