@@ -21,6 +21,9 @@ command -v go >/dev/null || { echo "error: Go is required to build etcd and kube
 mkdir -p "$out"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# Go's module and build caches for this build (several GB) live and die with
+# the scratch dir: CI disks are small, and the binaries are cached per version.
+export GOCACHE="$work/go-build" GOMODCACHE="$work/go-mod" GOFLAGS="${GOFLAGS:+$GOFLAGS }-modcacherw"
 log() { echo "build-envtest: $*" >&2; }
 
 # etcd: a two-line main around etcdmain.Main needs no replace directives.

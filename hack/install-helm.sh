@@ -24,6 +24,9 @@ log "building helm $HELM_VERSION ($module, a few minutes on 2 cores)"
 # leaves a binary that the check above would take for a finished one.
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# Go's module and build caches for this build (several GB) live and die with
+# the scratch dir: CI disks are small, and the binaries are cached per version.
+export GOCACHE="$work/go-build" GOMODCACHE="$work/go-mod" GOFLAGS="${GOFLAGS:+$GOFLAGS }-modcacherw"
 # Without the Makefile's ldflags, `helm version` would report only "v4.3".
 CGO_ENABLED=0 GOBIN="$work" go install -trimpath \
   -ldflags "-s -w -X $module/internal/version.version=$HELM_VERSION -X $module/internal/version.gitTreeState=clean" \

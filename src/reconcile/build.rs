@@ -362,14 +362,15 @@ mod tests {
         assert!(!secret_up_to_date(&opaque, &desired));
     }
 
-
     #[test]
     fn keys_dropped_from_the_spec_leave_the_secret_but_foreign_keys_stay() {
         let mut before = rc();
         before.spec.target.secret_annotations.insert("note".into(), "n".into());
         let mut existing = desired_secret(&before, "ci", b"{}", Some("2026-11-22T10:00:00Z"), 7);
         existing.labels_mut().insert("extra".into(), "x".into());
-        existing.annotations_mut().insert("kubectl.kubernetes.io/x".into(), "y".into());
+        existing
+            .annotations_mut()
+            .insert("kubectl.kubernetes.io/x".into(), "y".into());
 
         // Labels and annotations removed from the spec; a static source has no expiry.
         let mut after = rc();
