@@ -47,3 +47,12 @@ elif [[ -x /etc/init.d/docker-registry ]] && compgen -G '/etc/rc[2-5].d/S*docker
   "${sudo[@]}" /etc/init.d/docker-registry stop >/dev/null 2>&1 || true
   "${sudo[@]}" update-rc.d docker-registry disable >/dev/null 2>&1 || true
 fi
+
+# A cold `cargo test --workspace --all-targets` writes about 3 GiB into
+# target/, and a disk that fills up shows only as the linker dying with
+# SIGBUS. Say so before the build starts.
+need_kib=$((4 * 1024 * 1024))
+free_kib=$(df -Pk "$root" | awk 'NR == 2 { print $4 }')
+if ((free_kib < need_kib)); then
+  echo "install-tools: warning: $((free_kib / 1024)) MiB free under $root; a cold build needs about 4 GiB (a full disk shows as 'ld terminated with signal 7 [Bus error]')" >&2
+fi
