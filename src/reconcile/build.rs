@@ -330,6 +330,9 @@ mod tests {
             (owner.kind.as_str(), owner.uid.as_str()),
             ("RegistryCredential", "uid-1")
         );
+        // blockOwnerDeletion would need registrycredentials/finalizers update,
+        // which the chart does not grant.
+        assert_eq!(owner.block_owner_deletion, None);
         assert!(is_managed_by(&s, "hub"));
         assert!(!is_managed_by(&s, "other"));
     }

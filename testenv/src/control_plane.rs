@@ -124,6 +124,10 @@ impl ControlPlane {
             .arg(format!("--service-account-key-file={}", sa_pub_file.display()))
             .arg(format!("--service-account-signing-key-file={}", sa_key_file.display()))
             .arg("--disable-admission-plugins=ServiceAccount")
+            // As on OpenShift and hardened clusters: setting ownerReferences
+            // needs delete on the object (and finalizers update on the owner
+            // for blockOwnerDeletion), so the chart's RBAC is proven against it.
+            .arg("--enable-admission-plugins=OwnerReferencesPermissionEnforcement")
             .arg("--allow-privileged=true")
             .arg("--enable-priority-and-fairness=false")
             .arg("--profiling=false")
