@@ -47,24 +47,24 @@ mod tests {
     use k8s_openapi::api::core::v1::NamespaceStatus;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelectorRequirement, ObjectMeta};
 
+    fn meta(name: &str, labels: &[(&str, &str)]) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.into()),
+            labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            ..Default::default()
+        }
+    }
+
     fn ns(name: &str, labels: &[(&str, &str)]) -> Namespace {
         Namespace {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
-                ..Default::default()
-            },
+            metadata: meta(name, labels),
             ..Default::default()
         }
     }
 
     fn sa(name: &str, labels: &[(&str, &str)]) -> ServiceAccount {
         ServiceAccount {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
-                ..Default::default()
-            },
+            metadata: meta(name, labels),
             ..Default::default()
         }
     }

@@ -500,14 +500,9 @@ async fn operator_does_its_job_with_exactly_the_charts_rbac() {
         .await
         .unwrap();
 
-    create_rc(
+    create_hub_rc(
         &admin,
-        &static_rc(
-            "hub",
-            "docker.io",
-            "hub",
-            json!({"namespaces": {"selector": {"matchLabels": {"rbac": "on"}}}}),
-        ),
+        json!({"namespaces": {"selector": {"matchLabels": {"rbac": "on"}}}}),
     )
     .await;
     for ns in ["rbac-a", "rbac-b"] {

@@ -111,7 +111,7 @@ async fn only_the_leader_writes_and_a_standby_takes_over() {
         cp,
     };
     namespace_with_default_sa(&h.client, "before", &[]).await;
-    create_rc(&h.client, &static_rc("hub", "docker.io", "hub", json!({}))).await;
+    create_hub_rc(&h.client, json!({})).await;
     h.wait_pull_secrets("before", "default", &["hub"]).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(
@@ -168,10 +168,6 @@ async fn waits_for_the_crd_with_a_clear_message() {
     .await;
     put_source_secret(&h.client, "hub", "me", "pw").await;
     namespace_with_default_sa(&h.client, "late", &[]).await;
-    create_rc(
-        &h.client,
-        &static_rc("hub", "docker.io", "hub", json!({"namespaces": {"names": ["late"]}})),
-    )
-    .await;
+    create_hub_rc(&h.client, json!({"namespaces": {"names": ["late"]}})).await;
     h.wait_pull_secrets("late", "default", &["hub"]).await;
 }

@@ -26,14 +26,9 @@ async fn new_namespaces_get_the_secret_and_default_sa_reference() {
     let h = Harness::start().await;
     let password = canary("latency");
     put_source_secret(&h.client, "hub", "me", &password).await;
-    create_rc(
+    create_hub_rc(
         &h.client,
-        &static_rc(
-            "hub",
-            "docker.io",
-            "hub",
-            json!({"namespaces": {"selector": {"matchLabels": {"team": "lat"}}}}),
-        ),
+        json!({"namespaces": {"selector": {"matchLabels": {"team": "lat"}}}}),
     )
     .await;
     h.wait_status("hub", "Issued=True", |s| is_condition(s, "Issued", "True"))
@@ -137,11 +132,7 @@ async fn foreign_pull_secrets_keep_their_order_under_a_concurrent_writer() {
         (writes, conflicts)
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    create_rc(
-        &h.client,
-        &static_rc("hub", "docker.io", "hub", json!({"namespaces": {"names": ["shared"]}})),
-    )
-    .await;
+    create_hub_rc(&h.client, json!({"namespaces": {"names": ["shared"]}})).await;
     let (writes, conflicts) = writer.await.unwrap();
     println!("concurrent writer: {writes} writes, {conflicts} conflicts");
 
@@ -176,16 +167,7 @@ async fn foreign_secret_is_untouched_under_fail_and_taken_over_under_adopt() {
         .await
         .unwrap();
 
-    create_rc(
-        &h.client,
-        &static_rc(
-            "hub",
-            "docker.io",
-            "hub",
-            json!({"namespaces": {"names": ["taken", "free"]}}),
-        ),
-    )
-    .await;
+    create_hub_rc(&h.client, json!({"namespaces": {"names": ["taken", "free"]}})).await;
     let status = h
         .wait_status("hub", "taken reported as SecretExists", |s| {
             s.failed_namespaces
@@ -240,11 +222,7 @@ async fn managed_secret_deleted_or_edited_is_restored() {
     let h = Harness::start().await;
     put_source_secret(&h.client, "hub", "me", "good").await;
     namespace_with_default_sa(&h.client, "app", &[]).await;
-    create_rc(
-        &h.client,
-        &static_rc("hub", "docker.io", "hub", json!({"namespaces": {"names": ["app"]}})),
-    )
-    .await;
+    create_hub_rc(&h.client, json!({"namespaces": {"names": ["app"]}})).await;
     h.wait_secret("app", "hub", "managed Secret", |_| true).await;
 
     h.secrets("app").delete("hub", &DeleteParams::default()).await.unwrap();
@@ -287,7 +265,7 @@ async fn secret_labels_and_annotations_follow_the_spec_and_spare_foreign_keys() 
         "secretLabels": {"team": "a", "tier": "gold"},
         "secretAnnotations": {"note": "from-spec"},
     });
-    create_rc(&h.client, &static_rc("hub", "docker.io", "hub", target)).await;
+    create_hub_rc(&h.client, target).await;
     h.wait_secret("app", "hub", "Secret with the spec's metadata", |s| {
         s.labels().get("tier").map(String::as_str) == Some("gold")
             && s.annotations().get("note").map(String::as_str) == Some("from-spec")
@@ -326,14 +304,9 @@ async fn changing_the_source_secret_updates_every_managed_secret() {
     for n in &names {
         namespace_with_default_sa(&h.client, n, &[("src", "yes")]).await;
     }
-    create_rc(
+    create_hub_rc(
         &h.client,
-        &static_rc(
-            "hub",
-            "docker.io",
-            "hub",
-            json!({"namespaces": {"selector": {"matchLabels": {"src": "yes"}}}}),
-        ),
+        json!({"namespaces": {"selector": {"matchLabels": {"src": "yes"}}}}),
     )
     .await;
     for n in &names {
@@ -410,7 +383,7 @@ async fn selector_changes_move_secrets_and_deletion_cleans_up_exactly() {
 
     let target =
         json!({"namespaces": {"selector": {"matchLabels": {"team": "x"}}}, "serviceAccounts": {"names": ["*"]}});
-    create_rc(&h.client, &static_rc("hub", "docker.io", "hub", target)).await;
+    create_hub_rc(&h.client, target).await;
     h.wait_pull_secrets("alpha", "default", &["keep", "hub"]).await;
     h.wait_pull_secrets("alpha", "builder", &["hub"]).await;
     h.wait_pull_secrets("gamma", "default", &["keep", "hub"]).await;
@@ -472,14 +445,9 @@ async fn terminating_namespaces_are_skipped_without_errors() {
     put_source_secret(&h.client, "hub", "me", "pw").await;
     namespace_with_default_sa(&h.client, "stays", &[("t", "1")]).await;
     namespace_with_default_sa(&h.client, "goes", &[("t", "1")]).await;
-    create_rc(
+    create_hub_rc(
         &h.client,
-        &static_rc(
-            "hub",
-            "docker.io",
-            "hub",
-            json!({"namespaces": {"selector": {"matchLabels": {"t": "1"}}}}),
-        ),
+        json!({"namespaces": {"selector": {"matchLabels": {"t": "1"}}}}),
     )
     .await;
     h.wait_status("hub", "2/2", |s| s.summary.as_deref() == Some("2/2"))
@@ -504,7 +472,7 @@ async fn a_resync_with_nothing_to_do_makes_zero_writes() {
         create_service_account(&h.client, n, "builder", &["foreign"]).await;
     }
     let target = json!({"namespaces": {"selector": {"matchLabels": {"q": "1"}}}, "serviceAccounts": {"names": ["*"]}});
-    create_rc(&h.client, &static_rc("hub", "docker.io", "hub", target)).await;
+    create_hub_rc(&h.client, target).await;
     h.wait_status("hub", "4/4 Ready", |s| {
         s.summary.as_deref() == Some("4/4") && is_condition(s, "Ready", "True")
     })
@@ -549,16 +517,7 @@ async fn the_password_never_appears_in_logs_events_or_status() {
         ..Default::default()
     };
     h.secrets("c2").create(&PostParams::default(), &foreign).await.unwrap();
-    create_rc(
-        &h.client,
-        &static_rc(
-            "hub",
-            "docker.io",
-            "hub",
-            json!({"namespaces": {"names": ["c1", "c2"]}}),
-        ),
-    )
-    .await;
+    create_hub_rc(&h.client, json!({"namespaces": {"names": ["c1", "c2"]}})).await;
     h.wait_secret("c1", "hub", "canary written", |s| {
         password_for(s, HUB).as_deref() == Some(password.as_str())
     })
@@ -611,14 +570,9 @@ async fn fans_out_to_200_namespaces() {
         namespace_with_default_sa(&h.client, &format!("fan-{i:03}"), &[("fan", "out")]).await;
     }
     let start = Instant::now();
-    create_rc(
+    create_hub_rc(
         &h.client,
-        &static_rc(
-            "hub",
-            "docker.io",
-            "hub",
-            json!({"namespaces": {"selector": {"matchLabels": {"fan": "out"}}}}),
-        ),
+        json!({"namespaces": {"selector": {"matchLabels": {"fan": "out"}}}}),
     )
     .await;
     let status = h

@@ -219,7 +219,10 @@ pub async fn wait_event(client: &Client, reason: &str, type_: Option<&str>) {
 /// Create a RegistryCredential from JSON.
 pub async fn apply_rc(client: &Client, rc: serde_json::Value) {
     let rc: RegistryCredential = serde_json::from_value(rc).expect("valid RegistryCredential");
-    create_rc(client, &rc).await;
+    Api::<RegistryCredential>::all(client.clone())
+        .create(&PostParams::default(), &rc)
+        .await
+        .expect("RegistryCredential created");
 }
 
 pub fn pull_secret_names(sa: &ServiceAccount) -> Vec<String> {
@@ -295,28 +298,21 @@ pub async fn put_source_secret(client: &Client, name: &str, username: &str, pass
         .expect("source secret written");
 }
 
-/// A static RegistryCredential for `registry` reading source Secret `source`,
-/// with `target` as JSON and pull-auth checks disabled.
-pub fn static_rc(name: &str, registry: &str, source: &str, target: serde_json::Value) -> RegistryCredential {
-    serde_json::from_value(serde_json::json!({
+/// Create RegistryCredential `hub`: the static provider for docker.io reading
+/// source Secret `hub`, with `target` as JSON and pull-auth checks disabled.
+pub async fn create_hub_rc(client: &Client, target: serde_json::Value) {
+    let rc = serde_json::json!({
         "apiVersion": "regcred.dev/v1alpha1",
         "kind": "RegistryCredential",
-        "metadata": {"name": name},
+        "metadata": {"name": "hub"},
         "spec": {
-            "provider": {"static": {"registry": registry, "secretRef": {"name": source}}},
+            "provider": {"static": {"registry": "docker.io", "secretRef": {"name": "hub"}}},
             "target": target,
             // No registry to prove against here; tests/pull_auth.rs covers checks.
             "healthCheck": {"mode": "Disabled"},
         }
-    }))
-    .expect("valid RegistryCredential")
-}
-
-pub async fn create_rc(client: &Client, rc: &RegistryCredential) {
-    Api::<RegistryCredential>::all(client.clone())
-        .create(&PostParams::default(), rc)
-        .await
-        .expect("RegistryCredential created");
+    });
+    apply_rc(client, rc).await;
 }
 
 pub async fn delete_rc(client: &Client, name: &str) {
