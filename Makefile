@@ -20,7 +20,7 @@ test: tools lint
 demo: tools
 	@hack/demo.sh
 
-## envtest: build etcd and kube-apiserver from Go modules into the cache (once per version)
+## envtest: build etcd, kube-apiserver and kubelet from Go modules into the cache (once per version)
 envtest:
 	@hack/build-envtest.sh >/dev/null
 

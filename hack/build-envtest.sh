@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds etcd and kube-apiserver from their Go modules into a cache outside the
-# repository, once per pinned version. Prints the directory holding them.
+# Builds etcd, kube-apiserver and kubelet from their Go modules into a cache
+# outside the repository, once per pinned version. Prints the directory
+# holding them.
 #
 # k8s.io/kubernetes cannot be `go install`ed: its go.mod replaces every
 # k8s.io/<staging> module with ./staging/src/... . A wrapper module requires
@@ -13,11 +14,11 @@ source "$here/versions.env"
 
 cache=${REGCRED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/regcred}
 out="$cache/envtest/k8s-$K8S_VERSION-etcd-$ETCD_VERSION"
-if [[ -x "$out/kube-apiserver" && -x "$out/etcd" ]]; then
+if [[ -x "$out/kube-apiserver" && -x "$out/kubelet" && -x "$out/etcd" ]]; then
   echo "$out"
   exit 0
 fi
-command -v go >/dev/null || { echo "error: Go is required to build etcd and kube-apiserver (https://go.dev/dl/)" >&2; exit 1; }
+command -v go >/dev/null || { echo "error: Go is required to build etcd, kube-apiserver and kubelet (https://go.dev/dl/)" >&2; exit 1; }
 mkdir -p "$out"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -48,10 +49,17 @@ GO
   mv "$out/etcd.tmp" "$out/etcd"
 fi
 
-if [[ ! -x "$out/kube-apiserver" ]]; then
-  log "building kube-apiserver $K8S_VERSION (several minutes on 2 cores)"
-  mkdir -p "$work/kas" && cd "$work/kas"
-  go mod init regcred.dev/envtest-kube-apiserver >/dev/null 2>&1
+# kube-apiserver and kubelet come from one module (k8s.io/kubernetes at
+# K8S_VERSION) and share most packages: whichever are missing are built by one
+# `go build`, so a cold build compiles the shared packages once.
+k8s_cmds=()
+for cmd in kube-apiserver kubelet; do
+  [[ -x "$out/$cmd" ]] || k8s_cmds+=("$cmd")
+done
+if ((${#k8s_cmds[@]})); then
+  log "building ${k8s_cmds[*]} $K8S_VERSION (about 10 minutes per binary on 2 cores, less together)"
+  mkdir -p "$work/k8s" && cd "$work/k8s"
+  go mod init regcred.dev/envtest-kubernetes >/dev/null 2>&1
   modfile=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
   staging_tag="v0.${K8S_VERSION#v1.}"
   replaces=$(grep -E '^\s*k8s\.io/[^ ]+ => \./staging/src/' "$modfile" | awk '{print $1}' | sort -u)
@@ -63,10 +71,20 @@ if [[ ! -x "$out/kube-apiserver" ]]; then
   done
   log "$n staging modules replaced with $staging_tag"
   go mod edit -require "k8s.io/kubernetes@$K8S_VERSION"
-  go get -tool "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" >&2
+  pkgs=()
+  for cmd in "${k8s_cmds[@]}"; do
+    go get -tool "k8s.io/kubernetes/cmd/$cmd@$K8S_VERSION" >&2
+    pkgs+=("k8s.io/kubernetes/cmd/$cmd")
+  done
   ver="$K8S_VERSION"
   ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$ver -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$(echo "$ver" | cut -d. -f2) -X k8s.io/component-base/version.gitTreeState=clean"
-  CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver >&2
-  mv "$out/kube-apiserver.tmp" "$out/kube-apiserver"
+  mkdir -p "$work/bin"
+  # CGO off for both, as for the release's kube-apiserver: the kubelet's cgo
+  # users (cAdvisor's libpfm, sd-journal) are optional and unused by the tests.
+  CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$work/bin/" "${pkgs[@]}" >&2
+  for cmd in "${k8s_cmds[@]}"; do
+    mv "$work/bin/$cmd" "$out/$cmd.tmp"
+    mv "$out/$cmd.tmp" "$out/$cmd"
+  done
 fi
 echo "$out"

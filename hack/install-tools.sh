@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need besides Rust crates and the Go-built control
-# plane: Debian packages (docker-registry) and PyPI packages (moto) into a
-# project-local virtualenv. Idempotent; quiet when everything is present.
+# plane and kubelet: Debian packages (docker-registry, containerd, runc) and
+# PyPI packages (moto) into a project-local virtualenv. Idempotent; quiet when
+# everything is present.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
@@ -15,13 +16,24 @@ if [[ ! -x "$venv/bin/moto_server" ]] || ! "$venv/bin/python" -c "import moto, s
   "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 fi
 
-# Debian's docker-registry (distribution 2.8): the real registry behind the
-# pull-auth tests (testenv/src/registry.rs starts its own instances on free
-# ports with configs of its own).
+# Debian packages:
+# - docker-registry (distribution 2.8): the real registry behind the pull-auth
+#   tests (testenv/src/registry.rs starts its own instances on free ports with
+#   configs of its own);
+# - containerd (1.6) and runc: the container runtime of the test node
+#   (testenv/src/node.rs starts its own containerd with its own config,
+#   socket and state);
+# - gcc and libc6-dev: the node's test images are static C binaries.
 sudo=()
 if [[ $(id -u) -ne 0 ]]; then sudo=(sudo); fi
-if [[ ! -x /usr/bin/docker-registry ]]; then
-  echo "install-tools: Debian package docker-registry" >&2
+missing=()
+for pkg in docker-registry:/usr/bin/docker-registry containerd:/usr/bin/containerd \
+  containerd:/usr/bin/containerd-shim-runc-v2 runc:/usr/sbin/runc gcc:/usr/bin/gcc libc6-dev:/usr/lib/x86_64-linux-gnu/libc.a; do
+  [[ -e ${pkg#*:} ]] || missing+=("${pkg%%:*}")
+done
+if ((${#missing[@]})); then
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+  echo "install-tools: Debian packages ${missing[*]}" >&2
   # invoke-rc.d (and deb-systemd-invoke) ask policy-rc.d before a maintainer
   # script starts a service; 101 means "not now". Only a policy created here
   # is removed again.
@@ -32,21 +44,24 @@ if [[ ! -x /usr/bin/docker-registry ]]; then
     "${sudo[@]}" chmod 755 "$policy"
   fi
   "${sudo[@]}" apt-get update -qq
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry >/dev/null
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# The package's own service would hold :5000 with /etc/docker/registry's
-# config: keep it stopped and disabled, also when it was installed earlier.
-if [[ -d /run/systemd/system ]]; then
-  if systemctl is-enabled --quiet docker-registry.service 2>/dev/null \
-    || systemctl is-active --quiet docker-registry.service 2>/dev/null; then
-    echo "install-tools: stopping and disabling the docker-registry service" >&2
-    "${sudo[@]}" systemctl disable --now docker-registry.service >/dev/null 2>&1 || true
+# The packages' own services would hold :5000 with /etc/docker/registry's
+# config and /run/containerd with /etc/containerd's: keep them stopped and
+# disabled, also when they were installed earlier.
+for service in docker-registry containerd; do
+  if [[ -d /run/systemd/system ]]; then
+    if systemctl is-enabled --quiet "$service.service" 2>/dev/null \
+      || systemctl is-active --quiet "$service.service" 2>/dev/null; then
+      echo "install-tools: stopping and disabling the $service service" >&2
+      "${sudo[@]}" systemctl disable --now "$service.service" >/dev/null 2>&1 || true
+    fi
+  elif [[ -x /etc/init.d/$service ]] && compgen -G "/etc/rc[2-5].d/S*$service" >/dev/null; then
+    echo "install-tools: stopping and disabling the $service service" >&2
+    "${sudo[@]}" "/etc/init.d/$service" stop >/dev/null 2>&1 || true
+    "${sudo[@]}" update-rc.d "$service" disable >/dev/null 2>&1 || true
   fi
-elif [[ -x /etc/init.d/docker-registry ]] && compgen -G '/etc/rc[2-5].d/S*docker-registry' >/dev/null; then
-  echo "install-tools: stopping and disabling the docker-registry service" >&2
-  "${sudo[@]}" /etc/init.d/docker-registry stop >/dev/null 2>&1 || true
-  "${sudo[@]}" update-rc.d docker-registry disable >/dev/null 2>&1 || true
-fi
+done
 
 # A cold `cargo test --workspace --all-targets` writes about 3 GiB into
 # target/, and a disk that fills up shows only as the linker dying with
