@@ -10,8 +10,10 @@ pub enum Error {
     },
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
-    #[error("cleanup incomplete: {0}")]
-    Cleanup(String),
+    #[error("cleanup incomplete in {} namespaces; first: {}", .0.len(), .0.first().map(ToString::to_string).unwrap_or_default())]
+    Clean(Vec<crate::reconcile::apply::Error>),
+    #[error("writing status of RegistryCredential {0} timed out")]
+    StatusTimeout(String),
     #[error("the RegistryCredential CRD is not installed: {0}")]
     CrdMissing(String),
     #[error("configuration: {0}")]
@@ -29,7 +31,8 @@ impl Error {
         match self {
             Self::Kube { .. } => "Kube",
             Self::Finalizer(_) => "Finalizer",
-            Self::Cleanup(_) => "Cleanup",
+            Self::Clean(_) => "Clean",
+            Self::StatusTimeout(_) => "StatusTimeout",
             Self::CrdMissing(_) => "CrdMissing",
             Self::Config(_) => "Config",
         }

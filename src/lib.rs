@@ -8,17 +8,18 @@
 //! - [`dockerconfig`]: the `.dockerconfigjson` codec;
 //! - [`targets`]: namespace and ServiceAccount selection;
 //! - [`controller`]: watches and caches; [`operator`]: `regcred run`;
-//! - [`health`]: the registry pull-auth probe;
+//! - [`pull_auth`]: the registry pull-auth probe and image-reference parser;
 //! - [`telemetry`]: logs and metrics; [`redact`]: secret material that never prints.
 
 pub mod api;
+pub mod bounded;
 pub mod cli;
 pub mod controller;
 pub mod dockerconfig;
 pub mod error;
-pub mod health;
 pub mod operator;
 pub mod providers;
+pub mod pull_auth;
 pub mod reconcile;
 pub mod redact;
 pub mod renewal;

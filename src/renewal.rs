@@ -10,9 +10,13 @@ use jiff::{SignedDuration, Timestamp};
 pub const FALLBACK_LIFETIME: Duration = Duration::from_secs(60 * 60);
 /// Longest lifetime believed from a short-lived-token provider.
 pub const MAX_PLAUSIBLE_LIFETIME: Duration = Duration::from_secs(7 * 24 * 60 * 60);
-/// Never plan a renewal sooner than this after issuance: no hot loops, even
-/// for a token that lives only seconds.
-pub const MIN_RENEWAL_DELAY: Duration = Duration::from_secs(10);
+/// At most one mint per RegistryCredential in this time, whatever the
+/// provider answers: a token that lives only seconds, or a provider that
+/// hands back the same almost-expired token (GKE's metadata server caches
+/// them), never makes a hot loop.
+pub const MIN_MINT_INTERVAL: Duration = Duration::from_secs(60);
+/// A reported lifetime shorter than this is not believed (clamped).
+const MIN_PLAUSIBLE_LIFETIME: Duration = Duration::from_secs(10);
 /// Jitter spreads renewals of many credentials over up to this share of the wait.
 const JITTER_SHARE: f64 = 0.05;
 pub const BACKOFF_BASE: Duration = Duration::from_secs(10);
@@ -30,17 +34,21 @@ pub struct Schedule {
 }
 
 /// Plan the renewal of a credential issued at `issued` that the provider says
-/// expires at `reported`. `renew_before` defaults to a third of the lifetime;
-/// `jitter` in `[0, 1)` moves the renewal earlier by up to 5 % of the wait.
+/// expires at `reported`, planned at `now` (later than `issued` when a
+/// provider hands back a credential regcred already holds).
+/// `renew_before` defaults to a third of the lifetime; `jitter` in `[0, 1)`
+/// moves the renewal earlier by up to 5 % of the wait. Never sooner than
+/// [`MIN_MINT_INTERVAL`] after `now`.
 pub fn schedule(
     issued: Timestamp,
+    now: Timestamp,
     reported: Option<Timestamp>,
     renew_before: Option<Duration>,
     jitter: f64,
 ) -> Schedule {
     let plausible = |t: &Timestamp| {
         let lifetime = t.duration_since(issued);
-        lifetime > SignedDuration::try_from(MIN_RENEWAL_DELAY).unwrap_or_default()
+        lifetime > SignedDuration::try_from(MIN_PLAUSIBLE_LIFETIME).unwrap_or_default()
             && lifetime <= SignedDuration::try_from(MAX_PLAUSIBLE_LIFETIME).unwrap_or_default()
     };
     let (not_after, clamped) = match reported.filter(plausible) {
@@ -50,15 +58,16 @@ pub fn schedule(
     let lifetime = not_after.duration_since(issued).unsigned_abs();
     let before = renew_before.unwrap_or(lifetime / 3);
     // A renewBefore longer than the lifetime would renew at once, forever:
-    // keep at least a tenth of the lifetime (and MIN_RENEWAL_DELAY) between mints.
-    let earliest = (lifetime / 10).max(MIN_RENEWAL_DELAY);
+    // keep at least a tenth of the lifetime between mints.
+    let earliest = lifetime / 10;
     let wait = lifetime.saturating_sub(before).max(earliest);
     let jittered = wait
         .saturating_sub(wait.mul_f64(JITTER_SHARE * jitter.clamp(0.0, 1.0)))
         .max(earliest);
+    let renew_at = add(issued, jittered).max(add(now, MIN_MINT_INTERVAL));
     Schedule {
         not_after: truncate(not_after),
-        renew_at: truncate(add(issued, jittered)),
+        renew_at: truncate(renew_at),
         clamped,
     }
 }
@@ -93,7 +102,13 @@ mod tests {
 
     #[test]
     fn renews_a_third_before_expiry_by_default() {
-        let s = schedule(t("2026-11-22T00:00:00Z"), Some(t("2026-11-22T12:00:00Z")), None, 0.0);
+        let s = schedule(
+            t("2026-11-22T00:00:00Z"),
+            t("2026-11-22T00:00:00Z"),
+            Some(t("2026-11-22T12:00:00Z")),
+            None,
+            0.0,
+        );
         assert_eq!(s.renew_at, t("2026-11-22T08:00:00Z"));
         assert_eq!(s.not_after, t("2026-11-22T12:00:00Z"));
         assert!(!s.clamped);
@@ -101,13 +116,20 @@ mod tests {
 
     #[test]
     fn honours_renew_before() {
-        let s = schedule(t("2026-11-22T00:00:00Z"), Some(t("2026-11-22T12:00:00Z")), Some(H), 0.0);
+        let s = schedule(
+            t("2026-11-22T00:00:00Z"),
+            t("2026-11-22T00:00:00Z"),
+            Some(t("2026-11-22T12:00:00Z")),
+            Some(H),
+            0.0,
+        );
         assert_eq!(s.renew_at, t("2026-11-22T11:00:00Z"));
     }
 
     #[test]
     fn jitter_moves_earlier_by_at_most_five_percent_in_whole_seconds() {
         let s = schedule(
+            t("2026-11-22T00:00:00.123Z"),
             t("2026-11-22T00:00:00.123Z"),
             Some(t("2026-11-22T12:00:00Z")),
             None,
@@ -126,7 +148,7 @@ mod tests {
     fn clamps_past_missing_and_absurd_expiries() {
         let issued = t("2026-11-22T00:00:00Z");
         for reported in [Some(t("2015-01-01T00:00:00Z")), None, Some(t("2100-01-01T00:00:00Z"))] {
-            let s = schedule(issued, reported, None, 0.0);
+            let s = schedule(issued, issued, reported, None, 0.0);
             assert!(s.clamped);
             assert_eq!(s.not_after, t("2026-11-22T01:00:00Z"));
             assert_eq!(s.renew_at, t("2026-11-22T00:40:00Z"));
@@ -137,6 +159,7 @@ mod tests {
     fn renew_before_longer_than_lifetime_is_no_hot_loop() {
         let s = schedule(
             t("2026-11-22T00:00:00Z"),
+            t("2026-11-22T00:00:00Z"),
             Some(t("2026-11-22T01:00:00Z")),
             Some(5 * H),
             0.0,
@@ -145,10 +168,21 @@ mod tests {
     }
 
     #[test]
-    fn short_lived_tokens_renew_no_sooner_than_the_minimum_delay() {
-        let s = schedule(t("2026-11-22T00:00:00Z"), Some(t("2026-11-22T00:00:30Z")), Some(H), 0.0);
-        assert_eq!(s.renew_at, t("2026-11-22T00:00:10Z"));
+    fn short_lived_tokens_renew_no_sooner_than_a_minute() {
+        let now = t("2026-11-22T00:00:00Z");
+        let s = schedule(now, now, Some(t("2026-11-22T00:00:30Z")), Some(H), 0.0);
+        assert_eq!(s.renew_at, t("2026-11-22T00:01:00Z"));
+        assert_eq!(s.not_after, t("2026-11-22T00:00:30Z"), "the real expiry is reported");
         assert!(!s.clamped);
+    }
+
+    #[test]
+    fn a_credential_handed_back_already_due_is_renewed_a_minute_later() {
+        // Issued at midnight, expiring at 01:00; the provider answers the same at 00:50.
+        let issued = t("2026-11-22T00:00:00Z");
+        let now = t("2026-11-22T00:50:00Z");
+        let s = schedule(issued, now, Some(t("2026-11-22T01:00:00Z")), None, 0.0);
+        assert_eq!(s.renew_at, t("2026-11-22T00:51:00Z"));
     }
 
     /// A provider that stays down: the retry times a user would see, on a

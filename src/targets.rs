@@ -1,7 +1,8 @@
 //! Target selection: which namespaces get the Secret and which
 //! ServiceAccounts reference it. Pure functions over the objects' metadata.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -32,6 +33,41 @@ pub fn namespace_selected(sel: &NamespaceSelection, ns: &Namespace) -> bool {
         return true;
     }
     sel.names.contains(&name) || sel.selector.as_ref().is_some_and(|s| selector_matches(s, ns.labels()))
+}
+
+/// Where one RegistryCredential writes and what it cleans.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct TargetPlan {
+    /// Namespaces that should hold the Secret, sorted.
+    pub write: BTreeSet<String>,
+    /// `(namespace, secret)` of this credential's Secrets that should go:
+    /// outside the targets, or under a name the spec no longer uses.
+    pub clean: Vec<(String, String)>,
+}
+
+/// Plan the fan-out of the Secret `secret_name` over `namespaces`, given
+/// the `(namespace, name)` of the Secrets this credential already manages.
+/// The credentials namespace is never a target: it holds the sources, and a
+/// managed copy there would shadow or replace one.
+pub fn plan(
+    sel: &NamespaceSelection,
+    credentials_namespace: &str,
+    secret_name: &str,
+    namespaces: &[Arc<Namespace>],
+    ours: impl IntoIterator<Item = (String, String)>,
+) -> TargetPlan {
+    let write: BTreeSet<String> = namespaces
+        .iter()
+        .filter(|ns| namespace_selected(sel, ns) && !is_terminating(ns))
+        .map(|ns| ns.name_any())
+        .filter(|name| name != credentials_namespace)
+        .collect();
+    let mut clean: Vec<(String, String)> = ours
+        .into_iter()
+        .filter(|(ns, name)| !write.contains(ns) || name != secret_name)
+        .collect();
+    clean.sort();
+    TargetPlan { write, clean }
 }
 
 /// Whether `sa` should reference the managed Secret.
@@ -74,6 +110,30 @@ mod tests {
             match_labels: Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn plan_skips_the_credentials_namespace_and_cleans_what_left() {
+        let all: Vec<Arc<Namespace>> = ["a", "b", "regcred-system"]
+            .iter()
+            .map(|n| Arc::new(ns(n, &[])))
+            .collect();
+        let ours = [
+            ("a".to_string(), "hub".to_string()),
+            ("a".to_string(), "old-name".to_string()),
+            ("gone".to_string(), "hub".to_string()),
+            ("regcred-system".to_string(), "hub".to_string()),
+        ];
+        let p = plan(&NamespaceSelection::default(), "regcred-system", "hub", &all, ours);
+        assert_eq!(p.write.iter().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(
+            p.clean,
+            [
+                ("a".to_string(), "old-name".to_string()),
+                ("gone".to_string(), "hub".to_string()),
+                ("regcred-system".to_string(), "hub".to_string()),
+            ]
+        );
     }
 
     #[test]

@@ -90,7 +90,18 @@ pub struct Metrics {
     /// Registries with an expiry series, per credential, to remove them later
     /// (a metric family cannot be iterated).
     expiry_registries: Mutex<HashMap<String, Vec<String>>>,
+    /// Registries with a pull-auth series, per credential, likewise.
+    pull_auth_registries: Mutex<HashMap<String, std::collections::BTreeSet<String>>>,
 }
+
+const PULL_AUTH_RESULTS: [&str; 6] = [
+    "Healthy",
+    "Unauthorized",
+    "ImageNotFound",
+    "Unreachable",
+    "Disabled",
+    "Unknown",
+];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -106,6 +117,7 @@ impl Default for Metrics {
             namespaces_synced: Family::default(),
             pull_auth: Family::default(),
             expiry_registries: Mutex::default(),
+            pull_auth_registries: Mutex::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -229,14 +241,13 @@ impl Metrics {
 
     /// The pull-auth series of one credential: 1 for `result`, others removed.
     pub fn set_pull_auth(&self, credential: &str, registry: &str, result: &str) {
-        for r in [
-            "Healthy",
-            "Unauthorized",
-            "ImageNotFound",
-            "Unreachable",
-            "Disabled",
-            "Unknown",
-        ] {
+        self.pull_auth_registries
+            .lock()
+            .expect("metrics lock")
+            .entry(credential.into())
+            .or_default()
+            .insert(registry.into());
+        for r in PULL_AUTH_RESULTS {
             let l = PullAuthLabels {
                 credential: credential.into(),
                 registry: registry.into(),
@@ -258,6 +269,20 @@ impl Metrics {
         };
         self.namespaces_targeted.remove(&l);
         self.namespaces_synced.remove(&l);
+        let registries = self
+            .pull_auth_registries
+            .lock()
+            .expect("metrics lock")
+            .remove(credential);
+        for registry in registries.unwrap_or_default() {
+            for result in PULL_AUTH_RESULTS {
+                self.pull_auth.remove(&PullAuthLabels {
+                    credential: credential.into(),
+                    registry: registry.clone(),
+                    result: result.into(),
+                });
+            }
+        }
     }
 
     pub fn encode(&self) -> String {

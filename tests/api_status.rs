@@ -66,6 +66,7 @@ fn full_status() -> RegistryCredentialStatus {
         not_after: Some(time(NOT_AFTER)),
         renewal_time: Some(time(RENEWAL)),
         last_issued_time: Some(time(ISSUED_AT)),
+        credential_digest: Some("sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into()),
         failed_attempts: 0,
         last_failure_time: None,
         namespaces: NamespaceCounts { targeted: 12, synced: 11 },

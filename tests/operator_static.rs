@@ -137,7 +137,11 @@ async fn foreign_pull_secrets_keep_their_order_under_a_concurrent_writer() {
     println!("concurrent writer: {writes} writes, {conflicts} conflicts");
 
     let sa = h.wait_pull_secrets("shared", "default", &["a", "b", "c", "hub"]).await;
-    assert_eq!(sa.annotations()["regcred.dev/pull-secrets"], "hub");
+    assert_eq!(
+        sa.annotations()["regcred.dev/pull-secrets"],
+        "hub=hub",
+        "the entry and the RegistryCredential it belongs to"
+    );
     // And it stays that way: a later reconcile adds nothing twice.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(

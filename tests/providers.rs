@@ -434,7 +434,8 @@ async fn acr_service_principal_workload_and_managed_identity() {
     ];
     for (name, auth) in &modes {
         namespace_with_default_sa(&h.client, name, &[]).await;
-        let provider = json!({"acr": {"registry": registry, "tenantId": TENANT, "auth": auth, "authorityHost": azure.authority_host()}});
+        // The fake login server is 127.0.0.1:<port>, not *.azurecr.io.
+        let provider = json!({"acr": {"registry": registry, "tenantId": TENANT, "auth": auth, "authorityHost": azure.authority_host(), "customLoginServer": true}});
         apply_rc(&h.client, rc(name, provider, json!({"names": [name]}), json!({}))).await;
     }
     let mut passwords = Vec::new();

@@ -31,4 +31,12 @@ pub mod reason {
     pub const CHECK_DISABLED: &str = "CheckDisabled";
     pub const NOT_CHECKED: &str = "NotChecked";
     pub const READY: &str = "Ready";
+    /// A changed static credential that the registry refused; the Secrets keep the last good one.
+    pub const CREDENTIAL_REJECTED: &str = "CredentialRejected";
+    /// The Secret name in a namespace is managed by another RegistryCredential.
+    pub const SECRET_CONFLICT: &str = "SecretConflict";
+    /// A same-named Secret is controlled by another controller; regcred cannot adopt it.
+    pub const SECRET_CONTROLLED_ELSEWHERE: &str = "SecretControlledElsewhere";
+    /// Cleanup on deletion could not remove everything; the finalizer was released anyway.
+    pub const CLEANUP_INCOMPLETE: &str = "CleanupIncomplete";
 }

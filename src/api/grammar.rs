@@ -9,8 +9,10 @@ const DNS1123_LABEL: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 /// DNS-1123 subdomain: names of Secrets and ServiceAccounts.
 const DNS1123_SUBDOMAIN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 /// A registry host as it appears in `.dockerconfigjson`: lowercase DNS name or
-/// IPv4 address, optional port.
-const HOST: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*(:[0-9]{1,5})?$";
+/// IPv4 address, optional port in 1..=65535.
+const HOST: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?$";
+/// Azure Container Registry login servers: public cloud, Azure China, Azure US Government.
+const ACR_HOST: &str = r"^[a-z0-9]+\\.azurecr\\.(io|cn|us)$";
 /// Go's `time.ParseDuration` grammar (what `metav1.Duration` accepts).
 const DURATION: &str = r"^([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
 const UUID: &str = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
@@ -130,6 +132,23 @@ pub(super) fn image_reference() -> Rule {
 pub(super) fn reserved_labels() -> Rule {
     Rule::new("!('app.kubernetes.io/managed-by' in self) && !('regcred.dev/credential' in self)")
         .message("must not set app.kubernetes.io/managed-by or regcred.dev/credential; regcred owns those labels")
+}
+
+/// The name is the `regcred.dev/credential` label value on every managed Secret.
+pub(super) fn name_is_a_label_value() -> Rule {
+    Rule::new("self.metadata.name.size() <= 63")
+        .message("metadata.name must be at most 63 characters: it is written as a label value on every managed Secret")
+}
+
+/// An Entra ID token goes only to an ACR login server, unless the admin says otherwise.
+pub(super) fn acr_login_server() -> Rule {
+    Rule::new(format!(
+        "self.registry.matches('{ACR_HOST}') || (has(self.customLoginServer) && self.customLoginServer)"
+    ))
+    .message(
+        "registry must be an ACR login server (<name>.azurecr.io, .azurecr.cn or .azurecr.us): regcred sends it an \
+         Entra ID token. Set customLoginServer: true only for a host you trust with that token",
+    )
 }
 
 pub(super) fn exactly_one_provider() -> Rule {

@@ -26,6 +26,7 @@ use super::status::RegistryCredentialStatus;
     category = "regcred",
     status = "RegistryCredentialStatus",
     derive = "PartialEq",
+    validation = grammar::name_is_a_label_value(),
     doc = "RegistryCredential keeps image-pull credentials for one registry provider fresh in every targeted namespace.",
     printcolumn(name = "Provider", type_ = "string", json_path = ".status.provider"),
     printcolumn(
@@ -251,6 +252,7 @@ pub struct SecretKeyRef {
 
 /// Azure Container Registry.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = grammar::acr_login_server())]
 #[serde(rename_all = "camelCase")]
 pub struct AcrProvider {
     /// Registry host, e.g. `myregistry.azurecr.io`.
@@ -267,6 +269,12 @@ pub struct AcrProvider {
     /// omit for workload identity with the client id from the pod's environment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AcrAuth>,
+
+    /// Allow a `registry` that is not an ACR login server (`*.azurecr.io`,
+    /// `.azurecr.cn`, `.azurecr.us`), e.g. a pull-through proxy: regcred sends
+    /// it an Entra ID token for the exchange. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub custom_login_server: bool,
 
     /// Entra ID authority, for sovereign clouds. Default `https://login.microsoftonline.com/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

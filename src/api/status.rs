@@ -33,6 +33,12 @@ pub struct RegistryCredentialStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_issued_time: Option<Time>,
 
+    /// `sha256:` digest of the credential now in the Secrets, salted with this
+    /// object's uid. A restarted operator takes back only a Secret whose
+    /// content matches it, never a look-alike written by someone else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_digest: Option<String>,
+
     /// Consecutive failed mints; drives the retry backoff.
     #[serde(default)]
     pub failed_attempts: u32,

@@ -163,18 +163,17 @@ pub async fn exchange(
         #[serde(default)]
         refresh_token: String,
     }
-    let body = response.bytes().await.map_err(|e| {
-        MintError::MintFailed(format!(
-            "reading the ACR token exchange answer failed: {}",
-            transport_error(&e)
-        ))
-    })?;
-    if body.len() > MAX_SECRET_LEN * 2 {
-        return Err(MintError::InvalidProviderResponse(format!(
-            "the ACR token exchange answer is larger than {} bytes",
-            MAX_SECRET_LEN * 2
-        )));
-    }
+    let body = crate::bounded::read(response, MAX_SECRET_LEN * 2)
+        .await
+        .map_err(|e| match e {
+            crate::bounded::BodyError::TooLarge(n) => {
+                MintError::InvalidProviderResponse(format!("the ACR token exchange answer is larger than {n} bytes"))
+            }
+            crate::bounded::BodyError::Transport(e) => MintError::MintFailed(format!(
+                "reading the ACR token exchange answer failed: {}",
+                transport_error(&e)
+            )),
+        })?;
     let parsed: Exchanged = serde_json::from_slice(&body).map_err(|_| {
         MintError::InvalidProviderResponse("the ACR token exchange answer is not the expected JSON".into())
     })?;

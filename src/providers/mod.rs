@@ -51,6 +51,9 @@ pub enum MintError {
     Throttled { retry_after: Option<Duration> },
     #[error("the provider's answer was rejected: {0}")]
     InvalidProviderResponse(String),
+    /// A changed credential the registry itself refused, checked before fan-out.
+    #[error("{0}")]
+    CredentialRejected(String),
 }
 
 impl MintError {
@@ -63,6 +66,7 @@ impl MintError {
             Self::MintFailed(_) => reason::MINT_FAILED,
             Self::Throttled { .. } => reason::THROTTLED,
             Self::InvalidProviderResponse(_) => reason::INVALID_PROVIDER_RESPONSE,
+            Self::CredentialRejected(_) => reason::CREDENTIAL_REJECTED,
         }
     }
 

@@ -40,6 +40,17 @@ impl Provider for StaticProvider {
                 password: Sensitive::new(input.source_value(name, &self.secret_ref.password_key)?),
             }
         };
+        // The kubelet splits `auth` at the first colon: a username with one
+        // would send the wrong credential while everything looked fine.
+        if auth.username.contains(':') {
+            return Err(MintError::SourceSecretInvalid {
+                namespace: input.credentials_namespace.into(),
+                name: name.clone(),
+                problem: "has a username containing ':', which registries and the kubelet cannot tell from the \
+                          separator of username and password"
+                    .into(),
+            });
+        }
         Ok(Credential {
             auths: vec![auth],
             not_after: None,
@@ -118,5 +129,14 @@ mod tests {
         let s = secret(None, &[("username", b"me")]);
         let err = mint(Some(&s)).await.unwrap_err();
         assert!(err.to_string().contains("has no key \"password\""), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_username_with_a_colon_is_refused() {
+        let s = secret(None, &[("username", b"me:more"), ("password", b"pw")]);
+        let err = mint(Some(&s)).await.unwrap_err();
+        assert_eq!(err.reason(), "SourceSecretInvalid");
+        assert!(err.to_string().contains("containing ':'"), "{err}");
+        assert!(!err.to_string().contains("pw"), "{err}");
     }
 }

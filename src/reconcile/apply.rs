@@ -1,5 +1,6 @@
-//! The *apply* step: writes to Secrets and ServiceAccounts, each only when
-//! the cache shows something to change.
+//! The *apply* step's writes: one Secret, one ServiceAccount, one namespace
+//! to clean. Each writes only when there is something to change and says
+//! what failed as a typed [`Error`].
 
 use std::sync::Arc;
 
@@ -14,15 +15,48 @@ const FIELD_MANAGER: &str = "regcred";
 /// Attempts of a ServiceAccount read-modify-write before giving up until the next reconcile.
 const SA_CONFLICT_RETRIES: usize = 8;
 
-/// What happened in one namespace.
-#[derive(Debug, Default)]
-pub struct NamespaceOutcome {
-    /// Set when the namespace does not hold the current Secret or a selected SA is not patched.
-    pub failure: Option<FailedNamespace>,
-    pub sa_patched: u32,
-    pub sa_failed: u32,
-    /// Writes made (Secrets and ServiceAccounts), for logs.
-    pub writes: u32,
+/// A write that failed, with the object and the API server's words.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    #[error("writing Secret {namespace}/{name} failed: {cause}")]
+    WriteSecret {
+        namespace: String,
+        name: String,
+        cause: String,
+    },
+    #[error("{verb} {secret} in ServiceAccount {namespace}/{name} imagePullSecrets failed: {cause}")]
+    PatchServiceAccount {
+        namespace: String,
+        name: String,
+        secret: String,
+        verb: &'static str,
+        cause: String,
+    },
+    #[error("cleaning Secret {namespace}/{secret} failed: {cause}")]
+    Clean {
+        namespace: String,
+        secret: String,
+        cause: String,
+    },
+}
+
+impl Error {
+    /// For metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::WriteSecret { .. } => "WriteSecret",
+            Self::PatchServiceAccount { .. } => "PatchServiceAccount",
+            Self::Clean { .. } => "Clean",
+        }
+    }
+
+    pub fn namespace(&self) -> &str {
+        match self {
+            Self::WriteSecret { namespace, .. }
+            | Self::PatchServiceAccount { namespace, .. }
+            | Self::Clean { namespace, .. } => namespace,
+        }
+    }
 }
 
 fn post_params() -> PostParams {
@@ -53,10 +87,12 @@ fn failure(namespace: &str, reason: &str, message: String) -> FailedNamespace {
 }
 
 /// Make `desired` (a Secret in one namespace) true, honouring the existing-Secret
-/// policy. `cached` is what the managed-Secret cache holds for it.
+/// policy. `cached` is what the managed-Secret cache holds for it; without
+/// it, regcred creates first and reads only when something is in the way.
 pub async fn ensure_secret(
     client: &Client,
     rc_name: &str,
+    rc_uid: &str,
     desired: &Secret,
     cached: Option<Arc<Secret>>,
     policy: ExistingSecretPolicy,
@@ -65,18 +101,15 @@ pub async fn ensure_secret(
     let name = desired.name_any();
     let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
     let write_failed = |e: &kube::Error| {
-        failure(
-            &ns,
-            reason::NAMESPACE_WRITE_FAILED,
-            format!("writing Secret {ns}/{name} failed: {}", describe(e)),
-        )
+        let err = Error::WriteSecret {
+            namespace: ns.clone(),
+            name: name.clone(),
+            cause: describe(e),
+        };
+        failure(&ns, reason::NAMESPACE_WRITE_FAILED, err.to_string())
     };
     let existing = match cached {
-        Some(s) => Some((*s).clone()),
-        None => api.get_opt(&name).await.map_err(|e| write_failed(&e))?,
-    };
-    let existing = match existing {
-        Some(e) => e,
+        Some(s) => (*s).clone(),
         None => match api.create(&post_params(), desired).await {
             Ok(_) => return Ok(1),
             Err(e) if is_status(&e, 409) => api.get(&name).await.map_err(|e| write_failed(&e))?,
@@ -95,6 +128,33 @@ pub async fn ensure_secret(
             .await
             .map(|_| 1)
             .map_err(|e| write_failed(&e));
+    }
+    if let Some(owner) = build::managing_credential(&existing) {
+        // Two RegistryCredentials writing one Secret would undo each other forever.
+        return Err(failure(
+            &ns,
+            reason::SECRET_CONFLICT,
+            format!(
+                "Secret {ns}/{name} belongs to RegistryCredential {owner}; two RegistryCredentials cannot write the \
+                 same Secret name in one namespace. Give one of them another spec.target.secretName or exclude the namespace"
+            ),
+        ));
+    }
+    if policy == ExistingSecretPolicy::Adopt
+        && let Some(controller) = existing
+            .owner_references()
+            .iter()
+            .find(|o| o.controller == Some(true) && o.uid != rc_uid)
+    {
+        return Err(failure(
+            &ns,
+            reason::SECRET_CONTROLLED_ELSEWHERE,
+            format!(
+                "Secret {ns}/{name} is controlled by {} {}; an object has one controller, so regcred cannot adopt it. \
+                 Give this RegistryCredential another spec.target.secretName or exclude the namespace",
+                controller.kind, controller.name
+            ),
+        ));
     }
     match policy {
         ExistingSecretPolicy::Fail => Err(failure(
@@ -142,53 +202,62 @@ pub async fn reconcile_service_account(
     client: &Client,
     cached: &ServiceAccount,
     secret: &str,
+    rc_name: &str,
     selected: bool,
-) -> Result<u32, String> {
+) -> Result<u32, Error> {
     let ns = cached.namespace().unwrap_or_default();
     let name = cached.name_any();
     let api: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    let failed = |verb: &'static str, e: &kube::Error| Error::PatchServiceAccount {
+        namespace: ns.clone(),
+        name: name.clone(),
+        secret: secret.into(),
+        verb,
+        cause: describe(e),
+    };
     let mut current = cached.clone();
     for _ in 0..SA_CONFLICT_RETRIES {
-        let Some(change) = build::sa_change(&current, secret, selected) else {
+        let Some(change) = build::sa_change(&current, secret, rc_name, selected) else {
             return Ok(0);
         };
-        let updated = build::apply_sa_change(&current, secret, change);
+        let updated = build::apply_sa_change(&current, secret, rc_name, change);
         match api.replace(&name, &post_params(), &updated).await {
             Ok(_) => return Ok(1),
             Err(e) if is_status(&e, 404) => return Ok(0),
             Err(e) if is_status(&e, 409) => match api.get_opt(&name).await {
                 Ok(Some(fresh)) => current = fresh,
                 Ok(None) => return Ok(0),
-                Err(e) => return Err(format!("reading ServiceAccount {ns}/{name}: {}", describe(&e))),
+                Err(e) => return Err(failed("reading", &e)),
             },
             Err(e) => {
                 let verb = if change == SaChange::Add { "adding" } else { "removing" };
-                return Err(format!(
-                    "{verb} {secret} in ServiceAccount {ns}/{name} imagePullSecrets: {}",
-                    describe(&e)
-                ));
+                return Err(failed(verb, &e));
             }
         }
     }
-    Err(format!(
-        "ServiceAccount {ns}/{name} kept changing ({SA_CONFLICT_RETRIES} conflicts in a row); will retry"
-    ))
+    Err(Error::PatchServiceAccount {
+        namespace: ns.clone(),
+        name: name.clone(),
+        secret: secret.into(),
+        verb: "updating",
+        cause: format!("it kept changing ({SA_CONFLICT_RETRIES} conflicts in a row); will retry"),
+    })
 }
 
-/// Remove regcred's entries for `secret` from the given ServiceAccounts and
-/// delete the managed Secret `secret` in `ns` (if it is ours). NotFound and
-/// terminating namespaces count as done.
+/// Remove `rc_name`'s entries for `secret` from the given ServiceAccounts
+/// and delete the managed Secret `secret` in `ns` (if it is this
+/// credential's). NotFound and terminating namespaces count as done.
 pub async fn clean_namespace(
     client: &Client,
     rc_name: &str,
     ns: &str,
     secret: &str,
     service_accounts: &[Arc<ServiceAccount>],
-) -> Result<u32, String> {
+) -> Result<u32, Error> {
     let mut writes = 0;
     for sa in service_accounts {
-        if build::recorded_entries(sa).iter().any(|e| e == secret) {
-            match reconcile_service_account(client, sa, secret, false).await {
+        if build::recorded_by(sa, secret, rc_name) {
+            match reconcile_service_account(client, sa, secret, rc_name, false).await {
                 Ok(n) => writes += n,
                 // In a namespace being deleted the SA goes away with it.
                 Err(_) if namespace_gone(client, ns).await => {}
@@ -196,6 +265,11 @@ pub async fn clean_namespace(
             }
         }
     }
+    let clean_failed = |e: &kube::Error| Error::Clean {
+        namespace: ns.into(),
+        secret: secret.into(),
+        cause: describe(e),
+    };
     let api: Api<Secret> = Api::namespaced(client.clone(), ns);
     match api.get_opt(secret).await {
         Ok(Some(s)) if build::is_managed_by(&s, rc_name) => {
@@ -209,12 +283,12 @@ pub async fn clean_namespace(
             match api.delete(secret, &dp).await {
                 Ok(_) => writes += 1,
                 Err(e) if is_status(&e, 404) || is_status(&e, 409) => {}
-                Err(e) => return Err(format!("deleting Secret {ns}/{secret}: {}", describe(&e))),
+                Err(e) => return Err(clean_failed(&e)),
             }
         }
         Ok(_) => {}
         Err(e) if is_status(&e, 404) => {}
-        Err(e) => return Err(format!("reading Secret {ns}/{secret}: {}", describe(&e))),
+        Err(e) => return Err(clean_failed(&e)),
     }
     Ok(writes)
 }

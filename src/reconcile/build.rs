@@ -15,14 +15,16 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "regcred";
 pub const CREDENTIAL_LABEL: &str = "regcred.dev/credential";
 pub const NOT_AFTER_ANNOTATION: &str = "regcred.dev/not-after";
-/// A hash of the spec and source Secret version the credential was minted
-/// from (no secret material), so a restarted operator can reuse it.
+/// A digest of the spec and source Secret content the credential was minted
+/// from (no secret material), so a restarted operator knows whether inputs changed.
 pub const FINGERPRINT_ANNOTATION: &str = "regcred.dev/source-hash";
 /// On a managed Secret: the label and annotation keys regcred wrote, so keys
 /// dropped from the spec (or `not-after`, when a provider stops expiring) are
 /// removed while keys others added stay.
 pub const MANAGED_METADATA_ANNOTATION: &str = "regcred.dev/managed-metadata";
-/// On a ServiceAccount: the `imagePullSecrets` entries regcred added, comma-separated.
+/// On a ServiceAccount: the `imagePullSecrets` entries regcred added and the
+/// RegistryCredential each belongs to, comma-separated `secret=credential`
+/// (a bare `secret` was written before owners were recorded).
 pub const PULL_SECRETS_ANNOTATION: &str = "regcred.dev/pull-secrets";
 pub const FINALIZER: &str = "regcred.dev/cleanup";
 /// Label selector for every Secret regcred manages.
@@ -40,13 +42,21 @@ pub fn is_managed_by(secret: &Secret, rc_name: &str) -> bool {
         && labels.get(CREDENTIAL_LABEL).map(String::as_str) == Some(rc_name)
 }
 
+/// The RegistryCredential a regcred-managed Secret belongs to, whichever it is.
+pub fn managing_credential(secret: &Secret) -> Option<&str> {
+    let labels = secret.labels();
+    (labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE))
+        .then(|| labels.get(CREDENTIAL_LABEL).map(String::as_str))
+        .flatten()
+}
+
 /// The managed Secret for one namespace.
 pub fn desired_secret(
     rc: &RegistryCredential,
     namespace: &str,
     config_json: &[u8],
     not_after: Option<&str>,
-    fingerprint: u64,
+    fingerprint: &str,
 ) -> Secret {
     let target = &rc.spec.target;
     let mut labels = target.secret_labels.clone();
@@ -56,7 +66,7 @@ pub fn desired_secret(
     if let Some(t) = not_after {
         annotations.insert(NOT_AFTER_ANNOTATION.into(), t.into());
     }
-    annotations.insert(FINGERPRINT_ANNOTATION.into(), fingerprint.to_string());
+    annotations.insert(FINGERPRINT_ANNOTATION.into(), fingerprint.into());
     let written = ManagedMetadata {
         labels: labels.keys().cloned().collect(),
         annotations: annotations.keys().cloned().collect(),
@@ -181,26 +191,65 @@ pub fn merged_secret(existing: &Secret, desired: &Secret) -> Secret {
     out
 }
 
-/// The names regcred recorded as added to this ServiceAccount.
-pub fn recorded_entries(sa: &ServiceAccount) -> Vec<String> {
+/// One `imagePullSecrets` entry regcred added, and whose it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recorded {
+    pub secret: String,
+    /// The RegistryCredential that added it; `None` for records written
+    /// before owners were kept (taken as the adding credential's).
+    pub owner: Option<String>,
+}
+
+impl Recorded {
+    /// Whether `rc` may treat this entry as its own.
+    fn belongs_to(&self, rc: &str) -> bool {
+        self.owner.as_deref().is_none_or(|o| o == rc)
+    }
+}
+
+/// The entries regcred recorded as added to this ServiceAccount.
+pub fn recorded_entries(sa: &ServiceAccount) -> Vec<Recorded> {
     sa.annotations()
         .get(PULL_SECRETS_ANNOTATION)
         .map(|v| {
             v.split(',')
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
-                .map(String::from)
+                .map(|e| match e.split_once('=') {
+                    Some((secret, owner)) => Recorded {
+                        secret: secret.into(),
+                        owner: Some(owner.into()),
+                    },
+                    None => Recorded {
+                        secret: e.into(),
+                        owner: None,
+                    },
+                })
                 .collect()
         })
         .unwrap_or_default()
 }
 
-fn set_recorded(sa: &mut ServiceAccount, entries: &[String]) {
+/// Whether `rc` recorded an entry for `secret` on `sa`.
+pub fn recorded_by(sa: &ServiceAccount, secret: &str, rc: &str) -> bool {
+    recorded_entries(sa)
+        .iter()
+        .any(|r| r.secret == secret && r.belongs_to(rc))
+}
+
+fn set_recorded(sa: &mut ServiceAccount, entries: &[Recorded]) {
     let annotations = sa.annotations_mut();
     if entries.is_empty() {
         annotations.remove(PULL_SECRETS_ANNOTATION);
     } else {
-        annotations.insert(PULL_SECRETS_ANNOTATION.into(), entries.join(","));
+        let text: Vec<String> = entries
+            .iter()
+            .map(|r| match &r.owner {
+                Some(o) => format!("{}={o}", r.secret),
+                None => r.secret.clone(),
+            })
+            .collect();
+        annotations.insert(PULL_SECRETS_ANNOTATION.into(), text.join(","));
     }
 }
 
@@ -213,14 +262,16 @@ fn references(sa: &ServiceAccount, secret: &str) -> bool {
 pub enum SaChange {
     /// Append the reference and record it.
     Add,
-    /// Remove the reference regcred added (and only if regcred added it).
+    /// Remove the reference regcred added (and only if this credential added it).
     Remove,
 }
 
-/// The change `sa` needs given whether it is `selected` to reference `secret`.
-pub fn sa_change(sa: &ServiceAccount, secret: &str, selected: bool) -> Option<SaChange> {
-    let recorded = recorded_entries(sa).iter().any(|e| e == secret);
-    match (selected, references(sa, secret), recorded) {
+/// The change `sa` needs given whether it is `selected` to reference `secret`
+/// for RegistryCredential `rc`. An entry recorded by another
+/// RegistryCredential is never removed.
+pub fn sa_change(sa: &ServiceAccount, secret: &str, rc: &str, selected: bool) -> Option<SaChange> {
+    let ours = recorded_by(sa, secret, rc);
+    match (selected, references(sa, secret), ours) {
         (true, false, _) => Some(SaChange::Add),
         (false, true, true) => Some(SaChange::Remove),
         // Recorded but already gone (someone removed it): forget the record.
@@ -231,7 +282,7 @@ pub fn sa_change(sa: &ServiceAccount, secret: &str, selected: bool) -> Option<Sa
 
 /// `sa` with `change` applied to its atomic `imagePullSecrets` list. Entries
 /// of others stay in place and in order.
-pub fn apply_sa_change(sa: &ServiceAccount, secret: &str, change: SaChange) -> ServiceAccount {
+pub fn apply_sa_change(sa: &ServiceAccount, secret: &str, rc: &str, change: SaChange) -> ServiceAccount {
     let mut out = sa.clone();
     out.metadata.managed_fields = None;
     let mut recorded = recorded_entries(sa);
@@ -241,18 +292,20 @@ pub fn apply_sa_change(sa: &ServiceAccount, secret: &str, change: SaChange) -> S
                 out.image_pull_secrets
                     .get_or_insert_default()
                     .push(LocalObjectReference { name: secret.into() });
-                if !recorded.iter().any(|e| e == secret) {
-                    recorded.push(secret.into());
-                }
+                recorded.retain(|r| r.secret != secret);
+                recorded.push(Recorded {
+                    secret: secret.into(),
+                    owner: Some(rc.into()),
+                });
             }
         }
         SaChange::Remove => {
-            if recorded.iter().any(|e| e == secret)
+            if recorded.iter().any(|r| r.secret == secret && r.belongs_to(rc))
                 && let Some(list) = out.image_pull_secrets.as_mut()
             {
                 list.retain(|r| r.name != secret);
             }
-            recorded.retain(|e| e != secret);
+            recorded.retain(|r| !(r.secret == secret && r.belongs_to(rc)));
         }
     }
     set_recorded(&mut out, &recorded);
@@ -318,7 +371,7 @@ mod tests {
 
     #[test]
     fn desired_secret_carries_type_labels_annotations_and_owner() {
-        let s = desired_secret(&rc(), "ci", b"{}", Some("2026-11-22T10:00:00Z"), 7);
+        let s = desired_secret(&rc(), "ci", b"{}", Some("2026-11-22T10:00:00Z"), "fp");
         assert_eq!(s.type_.as_deref(), Some("kubernetes.io/dockerconfigjson"));
         assert_eq!(s.metadata.name.as_deref(), Some("hub"));
         assert_eq!(s.labels()["app.kubernetes.io/managed-by"], "regcred");
@@ -339,7 +392,7 @@ mod tests {
 
     #[test]
     fn up_to_date_ignores_what_others_added_but_not_our_fields() {
-        let desired = desired_secret(&rc(), "ci", b"{\"auths\":{}}", None, 7);
+        let desired = desired_secret(&rc(), "ci", b"{\"auths\":{}}", None, "fp");
         let mut existing = desired.clone();
         existing.labels_mut().insert("extra".into(), "x".into());
         existing
@@ -369,7 +422,7 @@ mod tests {
     fn keys_dropped_from_the_spec_leave_the_secret_but_foreign_keys_stay() {
         let mut before = rc();
         before.spec.target.secret_annotations.insert("note".into(), "n".into());
-        let mut existing = desired_secret(&before, "ci", b"{}", Some("2026-11-22T10:00:00Z"), 7);
+        let mut existing = desired_secret(&before, "ci", b"{}", Some("2026-11-22T10:00:00Z"), "fp");
         existing.labels_mut().insert("extra".into(), "x".into());
         existing
             .annotations_mut()
@@ -378,7 +431,7 @@ mod tests {
         // Labels and annotations removed from the spec; a static source has no expiry.
         let mut after = rc();
         after.spec.target.secret_labels.clear();
-        let desired = desired_secret(&after, "ci", b"{}", None, 7);
+        let desired = desired_secret(&after, "ci", b"{}", None, "fp");
         assert!(!secret_up_to_date(&existing, &desired), "a dropped key is a change");
 
         let merged = merged_secret(&existing, &desired);
@@ -399,39 +452,50 @@ mod tests {
         foreign
             .annotations_mut()
             .insert(MANAGED_METADATA_ANNOTATION.into(), "not json".into());
-        let merged = merged_secret(&foreign, &desired_secret(&rc(), "ci", b"{}", None, 7));
+        let merged = merged_secret(&foreign, &desired_secret(&rc(), "ci", b"{}", None, "fp"));
         assert_eq!(merged.labels()["keep"], "me");
         assert_eq!(merged.labels()["team"], "a");
     }
     #[test]
     fn adds_once_and_keeps_foreign_entries_in_order() {
         let before = sa(&["a", "b", "c"], None);
-        assert_eq!(sa_change(&before, "hub", true), Some(SaChange::Add));
-        let after = apply_sa_change(&before, "hub", SaChange::Add);
+        assert_eq!(sa_change(&before, "hub", "hub-rc", true), Some(SaChange::Add));
+        let after = apply_sa_change(&before, "hub", "hub-rc", SaChange::Add);
         assert_eq!(names(&after), ["a", "b", "c", "hub"]);
-        assert_eq!(recorded_entries(&after), ["hub"]);
-        assert_eq!(sa_change(&after, "hub", true), None);
+        assert_eq!(after.annotations()[PULL_SECRETS_ANNOTATION], "hub=hub-rc");
+        assert_eq!(sa_change(&after, "hub", "hub-rc", true), None);
     }
 
     #[test]
     fn removes_only_what_it_added() {
+        // A record from before owners were kept counts as the remover's.
         let ours = sa(&["a", "hub", "c"], Some("hub"));
-        assert_eq!(sa_change(&ours, "hub", false), Some(SaChange::Remove));
-        let after = apply_sa_change(&ours, "hub", SaChange::Remove);
+        assert_eq!(sa_change(&ours, "hub", "hub-rc", false), Some(SaChange::Remove));
+        let after = apply_sa_change(&ours, "hub", "hub-rc", SaChange::Remove);
         assert_eq!(names(&after), ["a", "c"]);
         assert!(!after.annotations().contains_key(PULL_SECRETS_ANNOTATION));
 
         // Someone else put a same-named entry there: never ours to remove.
         let theirs = sa(&["hub"], None);
-        assert_eq!(sa_change(&theirs, "hub", false), None);
-        assert_eq!(sa_change(&theirs, "hub", true), None);
+        assert_eq!(sa_change(&theirs, "hub", "hub-rc", false), None);
+        assert_eq!(sa_change(&theirs, "hub", "hub-rc", true), None);
+    }
+
+    #[test]
+    fn never_removes_an_entry_another_credential_recorded() {
+        let other = sa(&["a", "hub"], Some("hub=first"));
+        assert_eq!(sa_change(&other, "hub", "second", false), None);
+        let unchanged = apply_sa_change(&other, "hub", "second", SaChange::Remove);
+        assert_eq!(names(&unchanged), ["a", "hub"]);
+        assert_eq!(unchanged.annotations()[PULL_SECRETS_ANNOTATION], "hub=first");
+        assert_eq!(sa_change(&other, "hub", "first", false), Some(SaChange::Remove));
     }
 
     #[test]
     fn keeps_records_of_other_credentials() {
-        let both = sa(&["x", "hub", "ecr"], Some("hub,ecr"));
-        let after = apply_sa_change(&both, "hub", SaChange::Remove);
+        let both = sa(&["x", "hub", "ecr"], Some("hub=hub,ecr=ecr"));
+        let after = apply_sa_change(&both, "hub", "hub", SaChange::Remove);
         assert_eq!(names(&after), ["x", "ecr"]);
-        assert_eq!(recorded_entries(&after), ["ecr"]);
+        assert_eq!(after.annotations()[PULL_SECRETS_ANNOTATION], "ecr=ecr");
     }
 }

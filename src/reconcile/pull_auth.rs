@@ -12,7 +12,7 @@ use kube::ResourceExt;
 
 use super::credential::Current;
 use crate::api::{HealthCheckMode, PullAuth, PullAuthResult, RegistryCredential, RegistryCredentialStatus};
-use crate::health;
+use crate::pull_auth as probe;
 use crate::renewal;
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10 * 60);
@@ -64,11 +64,13 @@ pub async fn step(
     let interval = spec.interval.map(Duration::from).unwrap_or(DEFAULT_INTERVAL);
     let uid = rc.uid().unwrap_or_default();
     let last = ctx.pull_checks.0.lock().expect("checks lock").get(&uid).copied();
-    let stale_result = previous
+    // Checks were just turned on: check now. An `Unknown` result is not a
+    // reason to probe again before the interval (a probe can take 15 s).
+    let turned_on = previous
         .pull_auth
         .as_ref()
-        .is_none_or(|p| matches!(p.result, PullAuthResult::Disabled | PullAuthResult::Unknown));
-    let due = minted_now || stale_result || last.is_none_or(|t| now >= renewal::add(t, interval));
+        .is_none_or(|p| p.result == PullAuthResult::Disabled);
+    let due = minted_now || turned_on || last.is_none_or(|t| now >= renewal::add(t, interval));
     if !due {
         return Step {
             pull_auth: previous.pull_auth.clone(),
@@ -76,11 +78,12 @@ pub async fn step(
         };
     }
 
-    // Every registry's /v2/; the image only where it lives: the first registry.
+    // Every registry's /v2/; the image only where it lives: the first
+    // registry in the provider's order (kept across restarts).
     let mut probes = Vec::new();
     for (i, auth) in current.credential.auths.iter().enumerate() {
         let image = if i == 0 { spec.image.as_deref() } else { None };
-        probes.push(health::check(&ctx.http, auth, image).await);
+        probes.push(probe::check(&ctx.http, auth, image).await);
     }
     ctx.pull_checks.0.lock().expect("checks lock").insert(uid, now);
     let worst = probes

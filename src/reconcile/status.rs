@@ -1,10 +1,176 @@
-//! The *status* step: conditions and counts computed from what happened,
-//! and a write only when something other than a timestamp changed.
+//! The *status* step: [`compose`] the status from what the other steps
+//! found (pure), [`transitions`] as Events, and [`write`] it only when
+//! something other than a timestamp changed.
 
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, Resource, ResourceExt};
 
+use super::credential;
+use super::events::Note;
+use super::fanout::FanOut;
+use super::pull_auth;
 use crate::api::conditions::{self, reason};
-use crate::api::{FailedNamespace, PullAuthResult, RegistryCredentialStatus};
+use crate::api::{
+    FailedNamespace, NamespaceCounts, ProviderKind, PullAuthResult, RegistryCredential, RegistryCredentialStatus,
+    ServiceAccountCounts,
+};
+use crate::error::{Error, Result};
+use crate::renewal;
+
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The status after a reconcile that got as far as fan-out.
+pub fn compose(
+    rc: &RegistryCredential,
+    provider: ProviderKind,
+    previous: &RegistryCredentialStatus,
+    cred: &credential::Step,
+    fanout: &FanOut,
+    checked: &pull_auth::Step,
+    now: Timestamp,
+) -> RegistryCredentialStatus {
+    let current = cred.current.as_ref();
+    let synced_cond = if current.is_none() {
+        Cond::new("Unknown", reason::PENDING, "Waiting for a credential to write.")
+    } else {
+        synced_condition(fanout.targeted, fanout.synced, &fanout.failed, fanout.sa_failed)
+    };
+    let pull_auth = pull_auth_condition(
+        checked.pull_auth.as_ref().map(|p| p.result),
+        checked.pull_auth.as_ref().map_or("", |p| p.message.as_str()),
+    );
+    let ready = ready_condition(&cred.issued, &synced_cond, &pull_auth);
+    let schedule = current.and_then(|c| c.schedule);
+    RegistryCredentialStatus {
+        observed_generation: rc.metadata.generation,
+        provider: Some(provider),
+        registries: current.map(|c| c.credential.registries()).unwrap_or_default(),
+        not_after: schedule.map(|s| Time(s.not_after)),
+        renewal_time: cred.next_attempt.map(Time),
+        last_issued_time: current.map(|c| Time(renewal::truncate(c.issued))),
+        credential_digest: current.map(|c| c.digest.clone()),
+        failed_attempts: cred.failed_attempts,
+        last_failure_time: cred.last_failure_time.clone(),
+        namespaces: NamespaceCounts {
+            targeted: fanout.targeted,
+            synced: fanout.synced,
+        },
+        failed_namespaces: bounded_failures(fanout.failed.clone()),
+        service_accounts: ServiceAccountCounts {
+            patched: fanout.sa_patched,
+            failed: fanout.sa_failed,
+        },
+        summary: Some(format!("{}/{}", fanout.synced, fanout.targeted)),
+        pull_auth: checked.pull_auth.clone(),
+        conditions: conditions(
+            &previous.conditions,
+            rc.metadata.generation,
+            &Time(renewal::truncate(now)),
+            [
+                (conditions::ISSUED, &cred.issued),
+                (conditions::SYNCED, &synced_cond),
+                (conditions::PULL_AUTH_HEALTHY, &pull_auth),
+                (conditions::READY, &ready),
+            ],
+        ),
+    }
+}
+
+/// The status of a RegistryCredential whose spec cannot be acted on: what
+/// was known stays, the conditions say why.
+pub fn invalid(
+    rc: &RegistryCredential,
+    previous: &RegistryCredentialStatus,
+    invalid: &Cond,
+    now: Timestamp,
+) -> RegistryCredentialStatus {
+    let unknown = Cond::new("Unknown", reason::PENDING, "Waiting for a valid spec.");
+    let pull = pull_auth_condition(None, "");
+    RegistryCredentialStatus {
+        observed_generation: rc.metadata.generation,
+        conditions: conditions(
+            &previous.conditions,
+            rc.metadata.generation,
+            &Time(renewal::truncate(now)),
+            [
+                (conditions::ISSUED, invalid),
+                (conditions::SYNCED, &unknown),
+                (conditions::PULL_AUTH_HEALTHY, &pull),
+                (conditions::READY, invalid),
+            ],
+        ),
+        ..previous.clone()
+    }
+}
+
+/// Events for what changed between two statuses: new failed namespaces,
+/// a flipped pull-auth check, Synced becoming True.
+pub fn transitions(old: &RegistryCredentialStatus, new: &RegistryCredentialStatus) -> Vec<Note> {
+    let mut notes = Vec::new();
+    let find = |s: &RegistryCredentialStatus, t: &str| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == t)
+            .map(|c| (c.status.clone(), c.reason.clone()))
+    };
+    let old_failed: BTreeSet<(&str, &str)> = old
+        .failed_namespaces
+        .iter()
+        .map(|f| (f.namespace.as_str(), f.reason.as_str()))
+        .collect();
+    for f in &new.failed_namespaces {
+        if !old_failed.contains(&(f.namespace.as_str(), f.reason.as_str())) {
+            notes.push(Note::warning(&f.reason, "Sync", f.message.clone()));
+        }
+    }
+    let pull = find(new, conditions::PULL_AUTH_HEALTHY);
+    if pull != find(old, conditions::PULL_AUTH_HEALTHY)
+        && let Some((status, reason)) = pull
+        && status != "Unknown"
+    {
+        let message = new.pull_auth.as_ref().map(|p| p.message.clone()).unwrap_or_default();
+        notes.push(if status == "True" {
+            Note::normal(&reason, "PullAuthCheck", message)
+        } else {
+            Note::warning(&reason, "PullAuthCheck", message)
+        });
+    }
+    let synced = find(new, conditions::SYNCED);
+    if synced != find(old, conditions::SYNCED)
+        && let Some((status, reason)) = synced
+        && status == "True"
+    {
+        let message = format!("{} namespaces hold the current Secret", new.namespaces.synced);
+        notes.push(Note::normal(&reason, "Sync", message));
+    }
+    notes
+}
+
+/// Server-side apply of `new` as the status, unless only timestamps changed.
+pub async fn write(client: &Client, rc: &RegistryCredential, new: RegistryCredentialStatus) -> Result<()> {
+    if !needs_write(rc.status.as_ref(), &new) {
+        return Ok(());
+    }
+    let api: Api<RegistryCredential> = Api::all(client.clone());
+    let patch = serde_json::json!({
+        "apiVersion": RegistryCredential::api_version(&()),
+        "kind": RegistryCredential::kind(&()),
+        "status": new,
+    });
+    let name = rc.name_any();
+    let params = PatchParams::apply("regcred").force();
+    match tokio::time::timeout(WRITE_TIMEOUT, api.patch_status(&name, &params, &Patch::Apply(&patch))).await {
+        Ok(result) => result
+            .map(|_| ())
+            .map_err(Error::kube(format!("writing status of RegistryCredential {name}"))),
+        Err(_) => Err(Error::StatusTimeout(name)),
+    }
+}
 
 /// At most this many failed namespaces are listed in status.
 pub const MAX_FAILED_LISTED: usize = 20;
@@ -116,6 +282,14 @@ pub fn ready_condition(issued: &Cond, synced: &Cond, pull_auth: &Cond) -> Cond {
     }
     if let Some(unknown) = [issued, synced].into_iter().find(|c| !c.is_true()) {
         return Cond::new("Unknown", &unknown.reason, unknown.message.clone());
+    }
+    if pull_auth.reason == reason::CHECK_DISABLED {
+        return Cond::new(
+            "True",
+            reason::READY,
+            "Every targeted namespace holds the current Secret; whether the registry accepts it is not checked \
+             (spec.healthCheck.mode: Disabled).",
+        );
     }
     Cond::new(
         "True",

@@ -1,6 +1,6 @@
 //! The pull-auth probe against a real registry (Debian's docker-registry,
 //! distribution 2.8) over TLS, with Basic (htpasswd) and Bearer (token server)
-//! authentication. No Kubernetes here: `regcred::health::check` is called
+//! authentication. No Kubernetes here: `regcred::pull_auth::check` is called
 //! directly with the HTTP client the operator builds.
 
 use std::time::{Duration, Instant};
@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD;
 
 use regcred::api::PullAuthResult;
 use regcred::dockerconfig::RegistryAuth;
-use regcred::health::{CHECK_TIMEOUT, Probe, check};
+use regcred::pull_auth::{CHECK_TIMEOUT, Probe, check};
 use regcred_testenv::fakes::Fault;
 use regcred_testenv::registry::{Auth, Registry};
 

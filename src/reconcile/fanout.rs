@@ -1,0 +1,237 @@
+//! The *fan-out* step: the Secret into every planned namespace and a
+//! reference from every selected ServiceAccount there, then cleaning what
+//! the plan says should go.
+//!
+//! A ServiceAccount entry is removed only when the ServiceAccount or its
+//! namespace stops being selected, or the RegistryCredential is deleted;
+//! never because a Secret write failed (a denied, throttled or conflicting
+//! write must not strip pods of what they pull with).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, ResourceExt};
+use tracing::{debug, warn};
+
+use super::apply;
+use super::build;
+use crate::api::conditions::reason;
+use crate::api::{FailedNamespace, RegistryCredential};
+use crate::renewal;
+use crate::targets::{self, TargetPlan};
+
+/// Namespaces written at once.
+const CONCURRENCY: usize = 16;
+/// How long a same-named Secret that regcred does not manage is taken as
+/// still there, without asking the API server again (it is not watched).
+const FOREIGN_RECHECK: Duration = Duration::from_secs(5 * 60);
+
+/// Namespaces where a Secret of regcred's name belongs to someone else, by
+/// (RegistryCredential uid, generation, namespace): every reconcile would
+/// otherwise cost a create and a read for each of them.
+#[derive(Default)]
+pub struct Foreign(Mutex<HashMap<(String, i64, String), (Timestamp, FailedNamespace)>>);
+
+impl Foreign {
+    fn get(&self, key: &(String, i64, String), now: Timestamp) -> Option<FailedNamespace> {
+        let map = self.0.lock().expect("foreign lock");
+        map.get(key)
+            .filter(|(at, _)| now < renewal::add(*at, FOREIGN_RECHECK))
+            .map(|(_, f)| f.clone())
+    }
+
+    fn put(&self, key: (String, i64, String), now: Timestamp, failure: FailedNamespace) {
+        self.0.lock().expect("foreign lock").insert(key, (now, failure));
+    }
+
+    pub fn forget(&self, uid: &str) {
+        self.0.lock().expect("foreign lock").retain(|(u, _, _), _| u != uid);
+    }
+}
+
+/// What the fan-out step reads and writes with.
+pub struct Env<'a> {
+    pub client: &'a Client,
+    pub managed_secrets: &'a Store<Secret>,
+    pub service_accounts: &'a Store<ServiceAccount>,
+    pub foreign: &'a Foreign,
+}
+
+/// What happened across all namespaces.
+#[derive(Debug, Default)]
+pub struct FanOut {
+    pub targeted: u32,
+    /// Namespaces holding the current Secret with every selected ServiceAccount patched.
+    pub synced: u32,
+    pub failed: Vec<FailedNamespace>,
+    pub sa_patched: u32,
+    pub sa_failed: u32,
+    pub writes: u32,
+    /// Stale Secrets that could not be cleaned.
+    pub clean_errors: Vec<apply::Error>,
+}
+
+/// Write `desired` (a Secret per namespace, `None` while no credential is
+/// held) into the plan's namespaces and clean the plan's leftovers.
+pub async fn run(
+    env: &Env<'_>,
+    rc: &RegistryCredential,
+    plan: &TargetPlan,
+    desired: Option<&(dyn Fn(&str) -> Secret + Sync)>,
+    now: Timestamp,
+) -> FanOut {
+    let secret_name = build::secret_name(rc);
+    let mut sas_by_ns: HashMap<String, Vec<Arc<ServiceAccount>>> = HashMap::new();
+    for sa in env.service_accounts.state() {
+        sas_by_ns
+            .entry(sa.namespace().unwrap_or_default())
+            .or_default()
+            .push(sa);
+    }
+    let outcomes: Vec<Outcome> = futures::stream::iter(plan.write.iter().cloned())
+        .map(|ns| {
+            let sas = sas_by_ns.get(&ns).cloned().unwrap_or_default();
+            let secret = desired.map(|d| d(&ns));
+            namespace(env, rc, ns, &secret_name, secret, sas, now)
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+
+    let mut out = FanOut {
+        targeted: plan.write.len() as u32,
+        ..Default::default()
+    };
+    for o in outcomes {
+        out.sa_patched += o.sa_patched;
+        out.sa_failed += o.sa_failed;
+        out.writes += o.writes;
+        match o.failure {
+            Some(f) => out.failed.push(f),
+            None if desired.is_some() => out.synced += 1,
+            None => {}
+        }
+    }
+    let rc_name = rc.name_any();
+    for (ns, secret) in &plan.clean {
+        let sas = sas_by_ns.get(ns).cloned().unwrap_or_default();
+        match apply::clean_namespace(env.client, &rc_name, ns, secret, &sas).await {
+            Ok(n) => {
+                out.writes += n;
+                debug!(namespace = %ns, secret = %secret, writes = n, "cleaned namespace that stopped matching");
+            }
+            Err(e) => {
+                warn!(error = %e, "cleaning failed");
+                out.clean_errors.push(e);
+            }
+        }
+    }
+    out
+}
+
+#[derive(Default)]
+struct Outcome {
+    failure: Option<FailedNamespace>,
+    sa_patched: u32,
+    sa_failed: u32,
+    writes: u32,
+}
+
+async fn namespace(
+    env: &Env<'_>,
+    rc: &RegistryCredential,
+    ns: String,
+    secret_name: &str,
+    desired: Option<Secret>,
+    sas: Vec<Arc<ServiceAccount>>,
+    now: Timestamp,
+) -> Outcome {
+    let mut out = Outcome::default();
+    let rc_name = rc.name_any();
+    let cached = env.managed_secrets.get(&ObjectRef::new(secret_name).within(&ns));
+    let foreign_key = (
+        rc.uid().unwrap_or_default(),
+        rc.metadata.generation.unwrap_or_default(),
+        ns.clone(),
+    );
+    let secret_ready = match &desired {
+        Some(_) if cached.is_none() && env.foreign.get(&foreign_key, now).is_some() => {
+            out.failure = env.foreign.get(&foreign_key, now);
+            false
+        }
+        Some(desired) => match apply::ensure_secret(
+            env.client,
+            &rc_name,
+            &rc.uid().unwrap_or_default(),
+            desired,
+            cached,
+            rc.spec.target.existing_secret_policy,
+        )
+        .await
+        {
+            Ok(n) => {
+                out.writes += n;
+                true
+            }
+            Err(f) => {
+                if [
+                    reason::SECRET_EXISTS,
+                    reason::SECRET_CONFLICT,
+                    reason::SECRET_CONTROLLED_ELSEWHERE,
+                ]
+                .contains(&f.reason.as_str())
+                {
+                    // A reported state, not an error.
+                    debug!(namespace = %f.namespace, message = %f.message, "namespace not synced");
+                    env.foreign.put(foreign_key, now, f.clone());
+                } else {
+                    warn!(namespace = %f.namespace, reason = %f.reason, message = %f.message, "namespace not synced");
+                }
+                out.failure = Some(f);
+                false
+            }
+        },
+        // No credential yet: keep whatever is there.
+        None => cached.is_some_and(|s| build::is_managed_by(&s, &rc_name)),
+    };
+    let mut first_error = None;
+    for sa in &sas {
+        let selected = targets::service_account_selected(&rc.spec.target.service_accounts, sa);
+        // A selected ServiceAccount keeps what it has until the Secret is in
+        // place: a failed write must not strip its reference.
+        if selected && !secret_ready {
+            continue;
+        }
+        if !selected && !build::recorded_by(sa, secret_name, &rc_name) {
+            continue;
+        }
+        match apply::reconcile_service_account(env.client, sa, secret_name, &rc_name, selected).await {
+            Ok(n) => {
+                out.writes += n;
+                if selected {
+                    out.sa_patched += 1;
+                }
+            }
+            Err(e) => {
+                out.sa_failed += 1;
+                warn!(namespace = %ns, error = %e, "ServiceAccount not patched");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if out.failure.is_none()
+        && let Some(e) = first_error
+    {
+        out.failure = Some(FailedNamespace {
+            namespace: ns,
+            reason: reason::SERVICE_ACCOUNT_PATCH_FAILED.into(),
+            message: e.to_string(),
+        });
+    }
+    out
+}
