@@ -26,7 +26,7 @@ fn pinned(name: &str) -> &'static str {
         .unwrap_or_else(|| panic!("{name} is not pinned in hack/versions.env"))
 }
 
-/// Where `hack/build-envtest.sh` puts etcd and kube-apiserver for the pinned
+/// Where `hack/build-envtest.sh` puts etcd, kube-apiserver and kubelet for the pinned
 /// versions (`REGCRED_ENVTEST_DIR` overrides).
 pub fn envtest_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("REGCRED_ENVTEST_DIR") {
@@ -43,11 +43,11 @@ pub fn envtest_dir() -> PathBuf {
         .join(format!("k8s-{}-etcd-{}", pinned("K8S_VERSION"), pinned("ETCD_VERSION")))
 }
 
-fn binary(name: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn binary(name: &str) -> anyhow::Result<PathBuf> {
     let path = envtest_dir().join(name);
     if !path.is_file() {
         bail!(
-            "{name} not found at {}: run `make envtest` (hack/build-envtest.sh) to build etcd and kube-apiserver from their Go modules",
+            "{name} not found at {}: run `make envtest` (hack/build-envtest.sh) to build etcd, kube-apiserver and kubelet from their Go modules",
             path.display()
         );
     }
@@ -63,12 +63,29 @@ pub struct ControlPlane {
     ca: TestCa,
     url: String,
     kubeconfig: PathBuf,
+    for_nodes: bool,
     dir: tempfile::TempDir,
 }
 
 impl ControlPlane {
     /// Start a control plane of this test's own.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::launch(false).await
+    }
+
+    /// Start a control plane that a [`crate::Node`] can join, authorizing as
+    /// a real cluster does: the Node authorizer before RBAC (a kubelet reads
+    /// only the Secrets of pods bound to its node), `NodeRestriction`, and
+    /// the `ServiceAccount` admission plugin, which copies a ServiceAccount's
+    /// `imagePullSecrets` into each pod created after them. Pods must name
+    /// an existing ServiceAccount and should set
+    /// `automountServiceAccountToken: false` (there is no controller-manager
+    /// to publish `kube-root-ca.crt`).
+    pub async fn start_for_nodes() -> anyhow::Result<Self> {
+        Self::launch(true).await
+    }
+
+    async fn launch(for_nodes: bool) -> anyhow::Result<Self> {
         init_crypto();
         let started = Instant::now();
         let dir = crate::scratch::dir("envtest")?;
@@ -118,20 +135,25 @@ impl ControlPlane {
             .arg(format!("--tls-cert-file={}", tls_cert.display()))
             .arg(format!("--tls-private-key-file={}", tls_key.display()))
             .arg(format!("--client-ca-file={}", ca_file.display()))
-            .arg("--authorization-mode=RBAC")
             .arg("--service-cluster-ip-range=10.0.0.0/24")
             .arg(format!("--service-account-issuer={url}"))
             .arg(format!("--service-account-key-file={}", sa_pub_file.display()))
             .arg(format!("--service-account-signing-key-file={}", sa_key_file.display()))
-            .arg("--disable-admission-plugins=ServiceAccount")
-            // As on OpenShift and hardened clusters: setting ownerReferences
-            // needs delete on the object (and finalizers update on the owner
-            // for blockOwnerDeletion), so the chart's RBAC is proven against it.
-            .arg("--enable-admission-plugins=OwnerReferencesPermissionEnforcement")
             .arg("--allow-privileged=true")
             .arg("--enable-priority-and-fairness=false")
             .arg("--profiling=false")
             .arg("--endpoint-reconciler-type=none");
+        // As on OpenShift and hardened clusters: setting ownerReferences
+        // needs delete on the object (and finalizers update on the owner for
+        // blockOwnerDeletion), so the chart's RBAC is proven against it.
+        if for_nodes {
+            cmd.arg("--authorization-mode=Node,RBAC")
+                .arg("--enable-admission-plugins=OwnerReferencesPermissionEnforcement,NodeRestriction,ServiceAccount");
+        } else {
+            cmd.arg("--authorization-mode=RBAC")
+                .arg("--disable-admission-plugins=ServiceAccount")
+                .arg("--enable-admission-plugins=OwnerReferencesPermissionEnforcement");
+        }
         let apiserver = Process::spawn("kube-apiserver", cmd, &dir.path().join("kube-apiserver.log"))?;
 
         let kubeconfig = dir.path().join("kubeconfig");
@@ -142,6 +164,7 @@ impl ControlPlane {
             ca,
             url,
             kubeconfig,
+            for_nodes,
             dir,
         };
         cp.wait_ready().await?;
@@ -229,6 +252,12 @@ impl ControlPlane {
         &self.url
     }
 
+    /// Whether this control plane was started with
+    /// [`ControlPlane::start_for_nodes`].
+    pub fn for_nodes(&self) -> bool {
+        self.for_nodes
+    }
+
     /// The CA that signed the apiserver's serving certificate and every client certificate.
     pub fn ca(&self) -> &TestCa {
         &self.ca
@@ -283,7 +312,7 @@ async fn wait_for_port(process: &mut Process, port: u16) -> anyhow::Result<()> {
     )
 }
 
-fn kubeconfig_yaml(url: &str, ca_pem: &str, user: &CertKey) -> String {
+pub(crate) fn kubeconfig_yaml(url: &str, ca_pem: &str, user: &CertKey) -> String {
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let kc = serde_json::json!({
         "apiVersion": "v1",

@@ -1,10 +1,13 @@
 //! Real components for regcred's tests: etcd and kube-apiserver built from
 //! their Go modules (see `hack/build-envtest.sh`), started on free loopback
 //! ports with certificates generated here, and stopped when dropped, also
-//! when a test panics, and when the test process dies.
+//! when a test panics, and when the test process dies; and a real node
+//! ([`Node`]: a kubelet with containerd and runc) that pulls images.
 
 mod control_plane;
 pub mod fakes;
+pub mod images;
+mod node;
 mod operator;
 pub mod pki;
 pub mod process;
@@ -12,6 +15,7 @@ pub mod registry;
 pub mod scratch;
 
 pub use control_plane::{ControlPlane, envtest_dir};
+pub use node::Node;
 pub use operator::{Operator, eventually};
 
 /// A free TCP port on 127.0.0.1 (bound once, then released for a server to take).

@@ -49,7 +49,7 @@ const TOKEN: &str = "token";
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How the registry authenticates.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub enum Auth {
     /// No authentication: anyone may pull and push.
     Anonymous,
@@ -62,6 +62,35 @@ pub enum Auth {
         users: Vec<(String, String)>,
         grants: Vec<(String, String)>,
     },
+    /// Bearer tokens from the harness's token server for whoever `verify`
+    /// accepts at the time of the token request (e.g. only unexpired cloud
+    /// tokens), allowed to pull `repositories`.
+    Verified {
+        verify: Verifier,
+        repositories: Vec<String>,
+    },
+}
+
+/// Decides, at each token request, whether a username and password may pull.
+pub type Verifier = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
+
+impl std::fmt::Debug for Auth {
+    /// The kind and the user names, never a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = |users: &[(String, String)]| users.iter().map(|(u, _)| u.clone()).collect::<Vec<_>>();
+        match self {
+            Auth::Anonymous => f.write_str("Anonymous"),
+            Auth::Htpasswd { users } => f.debug_struct("Htpasswd").field("users", &names(users)).finish(),
+            Auth::Token { users, grants } => f
+                .debug_struct("Token")
+                .field("users", &names(users))
+                .field("grants", grants)
+                .finish(),
+            Auth::Verified { repositories, .. } => {
+                f.debug_struct("Verified").field("repositories", repositories).finish()
+            }
+        }
+    }
 }
 
 /// A running registry; the process, its token server and its storage go away on drop.
@@ -119,11 +148,21 @@ impl Registry {
                 let basic = STANDARD.encode(format!("{ADMIN}:{admin_password}"));
                 (Some(config), None, Admin::Basic(format!("Basic {basic}")))
             }
-            Auth::Token { users, grants } => {
+            auth @ (Auth::Token { .. } | Auth::Verified { .. }) => {
+                let (users, grants, verified) = match auth {
+                    Auth::Token { users, grants } => (users, grants, None),
+                    Auth::Verified { verify, repositories } => (
+                        Vec::new(),
+                        Vec::new(),
+                        Some((verify, repositories.into_iter().collect())),
+                    ),
+                    Auth::Anonymous | Auth::Htpasswd { .. } => unreachable!("matched above"),
+                };
                 let issuer = Arc::new(Issuer::new(&ca)?);
                 let state = Arc::new(TokenState {
                     users: users.into_iter().collect(),
                     grants: grants.into_iter().collect(),
+                    verified,
                     admin_password: admin_password.clone(),
                     issuer: issuer.clone(),
                     board: board.clone(),
@@ -267,6 +306,41 @@ impl Registry {
     /// Push a one-layer image (an empty tar) as `repository:tag`, as the
     /// admin user; returns the manifest digest (`sha256:…`).
     pub async fn push_image(&self, repository: &str, tag: &str) -> anyhow::Result<String> {
+        let config = serde_json::json!({"Labels": {"org.opencontainers.image.ref.name": tag}});
+        // An empty tar archive: two zero blocks.
+        self.push_layer_image(repository, tag, vec![0u8; 1024], config).await
+    }
+
+    /// Push a one-layer image whose only file is the executable `binary`, at
+    /// `/<file name>`, which is also its entrypoint: what a container runtime
+    /// needs to run it (a static binary, e.g. from `crate::images`).
+    pub async fn push_binary_image(&self, repository: &str, tag: &str, binary: &Path) -> anyhow::Result<String> {
+        let name = binary
+            .file_name()
+            .and_then(|n| n.to_str())
+            .with_context(|| format!("{} has no file name", binary.display()))?;
+        let bytes = std::fs::read(binary).with_context(|| format!("reading {}", binary.display()))?;
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o755);
+        header.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut header, name, bytes.as_slice())?;
+        let layer = tar.into_inner()?;
+        let config = serde_json::json!({"Entrypoint": [format!("/{name}")], "WorkingDir": "/"});
+        self.push_layer_image(repository, tag, layer, config).await
+    }
+
+    /// Push `layer` (an uncompressed tar) as the one layer of
+    /// `repository:tag`, with `config` as the image's runtime config, as the
+    /// admin user; returns the manifest digest (`sha256:…`).
+    async fn push_layer_image(
+        &self,
+        repository: &str,
+        tag: &str,
+        layer: Vec<u8>,
+        config: serde_json::Value,
+    ) -> anyhow::Result<String> {
         let authorization = match &self.admin {
             Admin::Anonymous => None,
             Admin::Basic(header) => Some(header.clone()),
@@ -276,12 +350,11 @@ impl Registry {
             }
         };
         let authorization = authorization.as_deref();
-        let layer = vec![0u8; 1024]; // an empty tar archive: two zero blocks
         let layer_digest = sha256(&layer);
         let config = serde_json::json!({
             "architecture": "amd64",
             "os": "linux",
-            "config": {"Labels": {"org.opencontainers.image.ref.name": tag}},
+            "config": config,
             "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
         })
         .to_string()
@@ -465,6 +538,8 @@ struct TokenState {
     users: HashMap<String, String>,
     /// `(user, repository)` pairs allowed to pull.
     grants: HashSet<(String, String)>,
+    /// [`Auth::Verified`]: who may pull, and which repositories.
+    verified: Option<(Verifier, HashSet<String>)>,
     admin_password: String,
     issuer: Arc<Issuer>,
     board: Switchboard,
@@ -480,7 +555,11 @@ async fn token(State(state): State<Arc<TokenState>>, headers: HeaderMap, uri: Ur
         return denied("authentication required");
     };
     let is_admin = user == ADMIN && password == state.admin_password;
-    if !is_admin && state.users.get(&user) != Some(&password) {
+    let verified = state
+        .verified
+        .as_ref()
+        .is_some_and(|(verify, _)| verify(&user, &password));
+    if !is_admin && !verified && state.users.get(&user) != Some(&password) {
         return denied("incorrect username or password");
     }
     let mut access = Vec::new();
@@ -498,7 +577,10 @@ async fn token(State(state): State<Arc<TokenState>>, headers: HeaderMap, uri: Ur
         let granted: Vec<&str> = actions
             .split(',')
             .filter(|action| {
-                is_admin || (*action == "pull" && state.grants.contains(&(user.clone(), name.to_string())))
+                is_admin
+                    || (*action == "pull"
+                        && (state.grants.contains(&(user.clone(), name.to_string()))
+                            || (verified && state.verified.as_ref().is_some_and(|(_, repos)| repos.contains(name)))))
             })
             .collect();
         // Like Docker Hub: a token without the access asked for, not an error.

@@ -9,7 +9,7 @@
 //! no timeout of its own ([`Fault::Hang`] hangs it until the caller's timeout).
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -34,6 +34,10 @@ pub struct TokenServer {
 struct Issued {
     access_token: String,
     expires_in: Duration,
+    /// With [`TokenServer::issue_fresh_tokens`]: the prefix of a new token per request.
+    fresh_prefix: Option<String>,
+    /// Every token handed out, with its expiry.
+    log: Vec<(String, SystemTime)>,
     last_claims: Option<serde_json::Value>,
 }
 
@@ -45,6 +49,8 @@ impl TokenServer {
         let state = Arc::new(Mutex::new(Issued {
             access_token: "ya29.fake-google-access-token".into(),
             expires_in: Duration::from_secs(3600),
+            fresh_prefix: None,
+            log: Vec::new(),
             last_claims: None,
         }));
         let app = Router::new()
@@ -81,6 +87,30 @@ impl TokenServer {
         state.expires_in = expires_in;
     }
 
+    /// From now on, answer every request with a new access token
+    /// `<prefix>-<n>`, valid for `expires_in`, as Google does.
+    pub fn issue_fresh_tokens(&self, prefix: impl Into<String>, expires_in: Duration) {
+        let mut state = self.state.lock().expect("token state lock");
+        state.fresh_prefix = Some(prefix.into());
+        state.expires_in = expires_in;
+    }
+
+    /// A check, for a registry standing in for Google's, that a token was
+    /// issued here and has not expired.
+    pub fn unexpired_check(&self) -> impl Fn(&str) -> bool + Send + Sync + 'static {
+        let state = self.state.clone();
+        move |token| {
+            let now = SystemTime::now();
+            let state = state.lock().unwrap_or_else(|e| e.into_inner());
+            state.log.iter().any(|(t, expiry)| t == token && now < *expiry)
+        }
+    }
+
+    /// How many tokens were handed out.
+    pub fn issued(&self) -> usize {
+        self.state.lock().expect("token state lock").log.len()
+    }
+
     /// The claims of the last assertion received (`iss`, `scope`, `aud`, ...).
     pub fn last_claims(&self) -> Option<serde_json::Value> {
         self.state.lock().expect("token state lock").last_claims.clone()
@@ -100,6 +130,11 @@ async fn token(State((board, state)): State<(Switchboard, Arc<Mutex<Issued>>)>, 
     };
     let mut state = state.lock().expect("token state lock");
     state.last_claims = Some(claims);
+    if let Some(prefix) = &state.fresh_prefix {
+        state.access_token = format!("{prefix}-{}", state.log.len() + 1);
+    }
+    let issued = (state.access_token.clone(), SystemTime::now() + state.expires_in);
+    state.log.push(issued);
     Json(serde_json::json!({
         "access_token": state.access_token,
         "expires_in": state.expires_in.as_secs(),
