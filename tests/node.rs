@@ -560,3 +560,84 @@ async fn pods_created_right_after_their_namespace() {
     );
     s.report();
 }
+
+/// A second node beside the shared one (two kubelets, two containerds on one
+/// machine) runs a pod, then its test panics: dropping it while unwinding
+/// leaves no process, mount, cgroup or file of its own behind.
+#[tokio::test]
+async fn a_node_dropped_by_a_panic_leaves_nothing_behind() {
+    let s = Scene::new("panic_cleanup").await;
+    let node = Node::start(&s.bed.cp).await.expect("a second node starts");
+    assert_ne!(node.name(), s.node().name());
+    let registry = Registry::start(Auth::Anonymous).await.expect("anonymous registry");
+    app_image(&registry, "public/app").await;
+    node.trust_registry(&registry).unwrap();
+    namespace_with_default_sa(&s.client, "second-node", &[]).await;
+    let image = format!("{}/public/app:1", registry.host());
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "app", "namespace": "second-node"},
+        "spec": {
+            "nodeName": node.name(),
+            "hostNetwork": true,
+            "automountServiceAccountToken": false,
+            "containers": [{"name": "app", "image": image}],
+        },
+    }))
+    .unwrap();
+    Api::<Pod>::namespaced(s.client.clone(), "second-node")
+        .create(&PostParams::default(), &pod)
+        .await
+        .unwrap();
+    s.wait_running("second-node", "app").await;
+
+    let dir = node.dir().to_path_buf();
+    let name = node.name().to_string();
+    let mine = |text: &str| text.contains(dir.to_str().unwrap());
+    let processes = || -> Vec<String> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| mine(c))
+            .collect()
+    };
+    let mounts = || -> Vec<String> {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| mine(l))
+            .map(String::from)
+            .collect()
+    };
+    let cgroups = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir("/sys/fs/cgroup")
+            .unwrap()
+            .flatten()
+            .map(|h| h.path().join(&name))
+            .filter(|p| p.exists())
+            .collect()
+    };
+    let running = processes();
+    assert!(
+        running.iter().any(|p| p.contains("containerd-shim")) && running.iter().any(|p| p.contains("kubelet")),
+        "the node's kubelet, containerd and shims run: {running:#?}"
+    );
+    assert!(!mounts().is_empty(), "the runtime mounted the pod's root file systems");
+    assert!(!cgroups().is_empty(), "the node has cgroups");
+
+    let unwound = std::thread::spawn(move || {
+        let _node = node;
+        panic!("a test fails with a node running");
+    })
+    .join();
+    assert!(unwound.is_err());
+    assert_eq!(processes(), Vec::<String>::new(), "processes left running");
+    assert_eq!(mounts(), Vec::<String>::new(), "mounts left behind");
+    assert_eq!(cgroups(), Vec::<std::path::PathBuf>::new(), "cgroups left behind");
+    assert!(!dir.exists(), "{} left behind", dir.display());
+    s.report();
+}

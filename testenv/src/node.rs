@@ -513,7 +513,7 @@ mod shims {
 }
 
 /// What nodes of test processes that died without dropping them left
-/// running: their shims (and, through the cgroups, their containers).
+/// behind: their shims, their containers (found by cgroup) and their mounts.
 fn sweep_dead_nodes() {
     let owner_gone = |name: &str| {
         name.strip_prefix("regcred-node-")
@@ -538,6 +538,12 @@ fn sweep_dead_nodes() {
         cgroups::remove(&root);
     }
     shims::kill(&dead_shims);
+    // Mounts would keep the scratch sweep from removing their directories.
+    for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+        if owner_gone(&entry.file_name().to_string_lossy()) {
+            mounts::unmount_under(&entry.path());
+        }
+    }
 }
 
 /// The kubelet's links in `/var/log/containers` that point into `dir`.
