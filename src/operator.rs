@@ -43,7 +43,7 @@ pub fn main(args: RunArgs) -> ExitCode {
 }
 
 async fn client(args: &RunArgs) -> Result<Client> {
-    let config = match &args.kubeconfig {
+    let mut config = match &args.kubeconfig {
         Some(path) => {
             let kc = Kubeconfig::read_from(path)
                 .map_err(|e| Error::Config(format!("reading kubeconfig {}: {e}", path.display())))?;
@@ -55,6 +55,17 @@ async fn client(args: &RunArgs) -> Result<Client> {
             .await
             .map_err(|e| Error::Config(format!("no in-cluster config or kubeconfig: {e}")))?,
     };
+    // kube takes HTTPS_PROXY for the API server but compares NO_PROXY with
+    // the proxy's own address; other Kubernetes tools compare it with the
+    // API server's, and so does regcred.
+    if config.proxy_url.is_some()
+        && let Some(host) = config.cluster_url.host()
+        && let Some(no_proxy) = ["NO_PROXY", "no_proxy"].iter().find_map(|v| std::env::var(v).ok())
+        && no_proxy_covers(&no_proxy, host)
+    {
+        info!(api_server = %host, "NO_PROXY covers the API server: connecting directly");
+        config.proxy_url = None;
+    }
     Client::try_from(config).map_err(|e| Error::Config(format!("building the Kubernetes client: {e}")))
 }
 
@@ -133,18 +144,49 @@ async fn run(args: RunArgs) -> Result<()> {
             }
         }
     };
-    tokio::select! {
-        _ = controller::run(client, config, shutdown) => {
-            // Graceful stop: hand the Lease over at once instead of letting it expire.
-            lease_task.abort();
-            let _ = lease_task.await;
-            Ok(())
-        }
-        _ = lost => {
-            error!(identity = %identity, "lost the leader-election Lease; exiting so a standby takes over");
-            std::process::exit(2);
-        }
+    let stopped = tokio::select! {
+        _ = controller::run(client, config, shutdown) => true,
+        _ = lost => false,
+    };
+    if !stopped {
+        error!(identity = %identity, "lost the leader-election Lease; exiting so a standby takes over");
+        std::process::exit(2);
     }
+    // Graceful stop: the `lost` future, and with it the last receiver of the
+    // lease channel, is gone; the manager releases the Lease when it sees
+    // that, so a standby takes over at once instead of after the lease
+    // duration. Aborting the task instead would leave the Lease held.
+    match tokio::time::timeout(Duration::from_secs(5), lease_task).await {
+        Ok(Ok(Ok(_))) => info!(lease = %args.lease_name, "released the leader-election Lease"),
+        Ok(Ok(Err(e))) => {
+            warn!(error = %e, "releasing the leader-election Lease failed; a standby takes over when it expires")
+        }
+        Ok(Err(e)) => warn!(error = %e, "the leader-election task failed"),
+        Err(_) => warn!("releasing the leader-election Lease timed out; a standby takes over when it expires"),
+    }
+    Ok(())
+}
+
+/// Whether a `NO_PROXY` list (`*`, host names, `.domain` suffixes, IP
+/// addresses and CIDR ranges, comma-separated) covers `host`.
+pub fn no_proxy_covers(no_proxy: &str, host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+    let ip: Option<std::net::IpAddr> = host.parse().ok();
+    no_proxy
+        .split(',')
+        .map(|e| e.trim().to_ascii_lowercase())
+        .filter(|e| !e.is_empty())
+        .any(|entry| {
+            if entry == "*" {
+                return true;
+            }
+            if let (Some(ip), Ok(net)) = (ip, entry.parse::<ipnet::IpNet>()) {
+                return net.contains(&ip);
+            }
+            let entry = entry.split(':').next().unwrap_or_default();
+            let domain = entry.trim_start_matches('.');
+            host == domain || host.ends_with(&format!(".{domain}"))
+        })
 }
 
 /// The HTTP client for provider calls and registry checks: bounded timeouts,
@@ -211,4 +253,30 @@ async fn shutdown_signal() {
         _ = term.recv() => {},
     }
     info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::no_proxy_covers;
+
+    #[test]
+    fn no_proxy_matches_like_other_kubernetes_tools() {
+        let list = "localhost, .cluster.local,10.0.0.0/8,127.0.0.1,example.com:443";
+        for host in [
+            "127.0.0.1",
+            "localhost",
+            "kubernetes.default.svc.cluster.local",
+            "10.96.0.1",
+            "api.example.com",
+            "example.com",
+        ] {
+            assert!(no_proxy_covers(list, host), "{host}");
+        }
+        for host in ["192.168.0.1", "cluster.local.evil.io", "notexample.com", "::1"] {
+            assert!(!no_proxy_covers(list, host), "{host}");
+        }
+        assert!(no_proxy_covers("*", "anything"));
+        assert!(no_proxy_covers("::1/128", "[::1]"));
+        assert!(!no_proxy_covers("", "localhost"));
+    }
 }

@@ -381,9 +381,9 @@ mod tests {
         m.set_pull_auth("ecr", "a.io", "Unauthorized");
         assert!(!m.encode().contains(r#"result="Healthy""#));
         m.forget("ecr");
-        assert!(
-            !m.encode()
-                .contains(r#"regcred_credential_expiry_timestamp_seconds{credential="ecr""#)
-        );
+        let text = m.encode();
+        assert!(!text.contains(r#"regcred_credential_expiry_timestamp_seconds{credential="ecr""#));
+        // Alerts on a deleted credential's pull-auth series must stop.
+        assert!(!text.contains(r#"regcred_pull_auth{credential="ecr""#), "{text}");
     }
 }

@@ -249,7 +249,19 @@ fn invalid_cases() -> Vec<Invalid> {
             "spec.provider.gcr.auth.serviceAccountKey.secretRef.key",
             "Required value",
         ),
+        invalid(
+            "registry port out of range",
+            set(static_(), "/provider/static/registry", json!("docker.io:99999")),
+            "spec.provider.static.registry",
+            "must be a registry host without scheme or path",
+        ),
         // ACR.
+        invalid(
+            "ACR registry that is not an ACR login server",
+            set(acr(), "/provider/acr/registry", json!("registry.example.com")),
+            "spec.provider.acr",
+            "must be an ACR login server",
+        ),
         invalid(
             "upper-case ACR registry",
             set(acr(), "/provider/acr/registry", json!("MyRegistry.azurecr.io")),
@@ -486,6 +498,18 @@ fn valid_cases() -> Vec<(&'static str, Value)> {
             ),
         ),
         (
+            "ACR in Azure China",
+            set(acr(), "/provider/acr/registry", json!("myregistry.azurecr.cn")),
+        ),
+        (
+            "ACR behind a custom login server, opted in",
+            set(
+                set(acr(), "/provider/acr/registry", json!("acr-proxy.example.com:8443")),
+                "/provider/acr/customLoginServer",
+                json!(true),
+            ),
+        ),
+        (
             "IP registry with port",
             set(static_(), "/provider/static/registry", json!("127.0.0.1:5000")),
         ),
@@ -677,6 +701,28 @@ async fn invalid_specs_are_rejected_with_field_and_reason() {
         cases.len(),
         problems.join("\n")
     );
+}
+
+/// The name is a label value on every managed Secret: longer than 63
+/// characters, every write would fail and the finalizer could never run.
+#[tokio::test]
+async fn names_longer_than_a_label_value_are_rejected() {
+    let cp = ControlPlane::shared().await;
+    let api = api(cp).await;
+    let long = "a".repeat(64);
+    let err = api
+        .patch(&long, &apply_params(), &Patch::Apply(object(&long, &static_())))
+        .await
+        .expect_err("a 64-character name is rejected");
+    let kube::Error::Api(status) = err else {
+        panic!("request failed: {err}")
+    };
+    assert_eq!(status.code, 422, "{}", status.message);
+    assert!(status.message.contains("at most 63 characters"), "{}", status.message);
+    let ok = "b".repeat(63);
+    api.patch(&ok, &apply_params(), &Patch::Apply(object(&ok, &static_())))
+        .await
+        .expect("63 characters are accepted");
 }
 
 #[tokio::test]

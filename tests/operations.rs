@@ -171,3 +171,68 @@ async fn waits_for_the_crd_with_a_clear_message() {
     create_hub_rc(&h.client, json!({"namespaces": {"names": ["late"]}})).await;
     h.wait_pull_secrets("late", "default", &["hub"]).await;
 }
+
+/// On SIGTERM the leader releases its Lease, so the standby takes over
+/// without waiting out the lease duration.
+#[tokio::test]
+async fn a_graceful_stop_hands_the_lease_over_at_once() {
+    let cp = Harness::control_plane().await;
+    let client = cp.client().await.unwrap();
+    let lease = ["--leader-election", "--lease-duration", "20s"];
+    let mut a = start_operator_with(&cp, &lease, &[("POD_NAME", "replica-a")]);
+    eventually(WAIT, "replica a to lead", || {
+        let logs = a.logs();
+        async move { logs.contains("became the leader").then_some(()) }
+    })
+    .await;
+    let b = start_operator_with(&cp, &lease, &[("POD_NAME", "replica-b")]);
+    eventually(WAIT, "replica b to wait", || {
+        let logs = b.logs();
+        async move { logs.contains("waiting to become the leader").then_some(()) }
+    })
+    .await;
+    let stopped = Instant::now();
+    a.stop();
+    assert!(a.logs().contains("released the leader-election Lease"), "{}", a.logs());
+    eventually(Duration::from_secs(60), "replica b to take over", || {
+        let logs = b.logs();
+        async move { logs.contains("became the leader").then_some(()) }
+    })
+    .await;
+    let handover = stopped.elapsed();
+    println!("handover after a graceful stop: {handover:?} (lease duration 20s)");
+    assert!(
+        handover < Duration::from_secs(20),
+        "the standby waited out the lease: {handover:?}"
+    );
+    let h = Harness {
+        client,
+        operator: b,
+        cp,
+    };
+    put_source_secret(&h.client, "hub", "me", "pw").await;
+    namespace_with_default_sa(&h.client, "after", &[]).await;
+    create_hub_rc(&h.client, json!({"namespaces": {"names": ["after"]}})).await;
+    h.wait_pull_secrets("after", "default", &["hub"]).await;
+}
+
+/// Behind a corporate proxy: HTTPS_PROXY is honoured, and NO_PROXY covering
+/// the API server means a direct connection, as with kubectl.
+#[tokio::test]
+async fn starts_behind_a_proxy_when_no_proxy_covers_the_api_server() {
+    // Nothing listens on the discard port: a request sent to this proxy fails.
+    let proxy = [
+        ("HTTPS_PROXY", "http://127.0.0.1:9"),
+        ("NO_PROXY", "localhost,127.0.0.1"),
+    ];
+    let h = Harness::start_with(&[], &proxy).await;
+    put_source_secret(&h.client, "hub", "me", "pw").await;
+    namespace_with_default_sa(&h.client, "proxied", &[]).await;
+    create_hub_rc(&h.client, json!({"namespaces": {"names": ["proxied"]}})).await;
+    h.wait_pull_secrets("proxied", "default", &["hub"]).await;
+    assert!(
+        h.operator.logs().contains("NO_PROXY covers the API server"),
+        "{}",
+        h.operator.logs()
+    );
+}

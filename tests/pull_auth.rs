@@ -6,6 +6,7 @@ mod support;
 
 use std::time::Duration;
 
+use kube::ResourceExt;
 use regcred_testenv::eventually;
 use regcred_testenv::registry::{Auth, Registry};
 use serde_json::json;
@@ -48,18 +49,27 @@ async fn status_says_whether_pulls_authenticate() {
     assert_eq!(condition(&status, "PullAuthHealthy").status, "True");
     assert!(is_condition(&status, "Ready", "True"));
 
-    // A wrong password in the source: the credential is written, and status
-    // says pulls will fail.
+    // A wrong password in the source: the registry refuses it before it
+    // replaces the good credential, so every namespace keeps pulling.
+    let before = h.secrets("app").get("local").await.unwrap();
     put_source_secret(&h.client, "local", "alice", "wrong-password").await;
-    let status = wait_pull_auth(&h, "Unauthorized").await;
-    assert_eq!(condition(&status, "PullAuthHealthy").reason, "Unauthorized");
-    assert_eq!(condition(&status, "Ready").reason, "Unauthorized");
-    assert!(
-        is_condition(&status, "Synced", "True"),
-        "fan-out is not blocked by a failing check"
-    );
-    let message = &status.pull_auth.as_ref().unwrap().message;
+    let status = h
+        .wait_status("local", "CredentialRejected", |s| {
+            condition(s, "Issued").reason == "CredentialRejected"
+        })
+        .await;
+    assert_eq!(condition(&status, "Ready").reason, "CredentialRejected");
+    let message = &condition(&status, "Issued").message;
+    assert!(message.contains("keep the last good credential"), "{message}");
     assert!(!message.contains("wrong-password"), "{message}");
+    wait_event(&h.client, "CredentialRejected", Some("Warning")).await;
+    let kept = h.secrets("app").get("local").await.unwrap();
+    assert_eq!(
+        kept.resource_version(),
+        before.resource_version(),
+        "the good Secret is untouched"
+    );
+    assert_eq!(password_for(&kept, registry.host()).as_deref(), Some("right-password"));
 
     // Right password, wrong tag.
     put_source_secret(&h.client, "local", "alice", "right-password").await;
@@ -89,4 +99,29 @@ async fn status_says_whether_pulls_authenticate() {
     assert_eq!(condition(&status, "PullAuthHealthy").reason, "CheckDisabled");
     assert!(is_condition(&status, "Ready", "True"));
     assert!(!h.operator.logs().contains("right-password"));
+}
+
+/// The first credential has nothing better to protect: it is written, and
+/// status says the registry refuses it.
+#[tokio::test]
+async fn a_refused_first_credential_is_written_and_reported() {
+    let registry = Registry::start(Auth::Htpasswd {
+        users: vec![("alice".into(), "right-password".into())],
+    })
+    .await
+    .expect("docker-registry starts");
+    let ca = registry.ca_path().to_str().unwrap().to_string();
+    let h = Harness::start_with(&["--ca-bundle", &ca], &[]).await;
+    put_source_secret(&h.client, "local", "alice", "wrong-password").await;
+    namespace_with_default_sa(&h.client, "app", &[]).await;
+    let rc = json!({"apiVersion": "regcred.dev/v1alpha1", "kind": "RegistryCredential", "metadata": {"name": "local"},
+        "spec": {"provider": {"static": {"registry": registry.host(), "secretRef": {"name": "local"}}},
+                 "target": {"namespaces": {"names": ["app"]}}}});
+    apply_rc(&h.client, rc).await;
+    let status = wait_pull_auth(&h, "Unauthorized").await;
+    assert_eq!(condition(&status, "PullAuthHealthy").reason, "Unauthorized");
+    assert_eq!(condition(&status, "Ready").reason, "Unauthorized");
+    assert!(is_condition(&status, "Synced", "True"));
+    let message = &status.pull_auth.as_ref().unwrap().message;
+    assert!(!message.contains("wrong-password"), "{message}");
 }

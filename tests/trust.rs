@@ -123,7 +123,9 @@ async fn a_denied_secret_write_never_strips_the_service_account() {
         })
         .await;
     assert!(
-        status.failed_namespaces[0].message.contains("Secrets are frozen in this namespace by policy"),
+        status.failed_namespaces[0]
+            .message
+            .contains("Secrets are frozen in this namespace by policy"),
         "{:?}",
         status.failed_namespaces
     );
@@ -298,7 +300,11 @@ async fn readme_quick_start_and_static_examples_sync_and_never_touch_their_sourc
             .await;
         assert_eq!(status.namespaces.targeted, status.namespaces.synced, "{name}");
         let selected = if name == "dockerhub" { all_but_kube_system } else { all };
-        assert_eq!(status.namespaces.targeted, selected - 1, "{name}: every selected namespace but {CREDS_NS}");
+        assert_eq!(
+            status.namespaces.targeted,
+            selected - 1,
+            "{name}: every selected namespace but {CREDS_NS}"
+        );
         assert!(
             status.failed_namespaces.is_empty(),
             "{name}: {:?}",
@@ -536,6 +542,50 @@ async fn a_restart_during_an_outage_keeps_the_valid_credential() {
         password_for(s, "gcr.io").as_deref() == Some(token.as_str())
     })
     .await;
+}
+
+/// Item 8: a provider that hands back the same token and expiry at renewal
+/// time (GKE's metadata server) is asked at most once a minute, and status
+/// is not rewritten for nothing.
+#[tokio::test]
+async fn a_provider_repeating_its_token_is_not_hammered() {
+    let google = TokenServer::start().await.expect("google token endpoint");
+    let h = Harness::start().await;
+    let token = canary("cached");
+    // Renewal due after 100 s (a third before the expiry at 150 s); every
+    // later answer is the same token with the same expiry.
+    google.cache_token(token.clone(), Duration::from_secs(150));
+    put_secret(
+        &h.client,
+        "gcp-sa",
+        &[("key.json", &service_account_key_json(&google.token_uri()))],
+    )
+    .await;
+    namespace_with_default_sa(&h.client, "gke", &[]).await;
+    apply_rc(&h.client, gcr_rc(&["gke"])).await;
+    h.wait_status("gcr", "1/1", |s| s.summary.as_deref() == Some("1/1"))
+        .await;
+    let started = Instant::now();
+    let rc_version = || async { h.rcs().get("gcr").await.unwrap().resource_version().unwrap() };
+    let mut versions = vec![rc_version().await];
+    while started.elapsed() < Duration::from_secs(130) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let v = rc_version().await;
+        if versions.last() != Some(&v) {
+            versions.push(v);
+        }
+    }
+    let calls = google.calls();
+    println!(
+        "same token handed back at renewal, over {:?}: {calls} token requests, {} status writes",
+        started.elapsed(),
+        versions.len() - 1
+    );
+    // One at the start, one at the renewal time, at most one more a minute later.
+    assert!(calls <= 3, "{calls} token requests in about two minutes");
+    assert!(versions.len() - 1 <= 4, "{} status writes", versions.len() - 1);
+    let s = h.secrets("gke").get("gcr").await.unwrap();
+    assert_eq!(password_for(&s, "gcr.io").as_deref(), Some(token.as_str()));
 }
 
 /// Item 14: a selector that would silently match nothing is InvalidSpec, naming the field.

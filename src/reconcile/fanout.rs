@@ -35,17 +35,20 @@ const FOREIGN_RECHECK: Duration = Duration::from_secs(5 * 60);
 /// (RegistryCredential uid, generation, namespace): every reconcile would
 /// otherwise cost a create and a read for each of them.
 #[derive(Default)]
-pub struct Foreign(Mutex<HashMap<(String, i64, String), (Timestamp, FailedNamespace)>>);
+pub struct Foreign(Mutex<HashMap<ForeignKey, (Timestamp, FailedNamespace)>>);
+
+/// (RegistryCredential uid, generation, namespace).
+type ForeignKey = (String, i64, String);
 
 impl Foreign {
-    fn get(&self, key: &(String, i64, String), now: Timestamp) -> Option<FailedNamespace> {
+    fn get(&self, key: &ForeignKey, now: Timestamp) -> Option<FailedNamespace> {
         let map = self.0.lock().expect("foreign lock");
         map.get(key)
             .filter(|(at, _)| now < renewal::add(*at, FOREIGN_RECHECK))
             .map(|(_, f)| f.clone())
     }
 
-    fn put(&self, key: (String, i64, String), now: Timestamp, failure: FailedNamespace) {
+    fn put(&self, key: ForeignKey, now: Timestamp, failure: FailedNamespace) {
         self.0.lock().expect("foreign lock").insert(key, (now, failure));
     }
 

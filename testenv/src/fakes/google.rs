@@ -36,6 +36,8 @@ struct Issued {
     expires_in: Duration,
     /// With [`TokenServer::issue_fresh_tokens`]: the prefix of a new token per request.
     fresh_prefix: Option<String>,
+    /// With [`TokenServer::cache_token`]: one token, one absolute expiry.
+    cached_until: Option<SystemTime>,
     /// Every token handed out, with its expiry.
     log: Vec<(String, SystemTime)>,
     last_claims: Option<serde_json::Value>,
@@ -50,6 +52,7 @@ impl TokenServer {
             access_token: "ya29.fake-google-access-token".into(),
             expires_in: Duration::from_secs(3600),
             fresh_prefix: None,
+            cached_until: None,
             log: Vec::new(),
             last_claims: None,
         }));
@@ -85,6 +88,7 @@ impl TokenServer {
         let mut state = self.state.lock().expect("token state lock");
         state.access_token = access_token.into();
         state.expires_in = expires_in;
+        state.cached_until = None;
     }
 
     /// From now on, answer every request with a new access token
@@ -93,6 +97,16 @@ impl TokenServer {
         let mut state = self.state.lock().expect("token state lock");
         state.fresh_prefix = Some(prefix.into());
         state.expires_in = expires_in;
+    }
+
+    /// From now on, answer every request with the same `access_token` and
+    /// the same absolute expiry, `valid_for` from now, as GKE's metadata
+    /// server does: it caches a token until shortly before it expires.
+    pub fn cache_token(&self, access_token: impl Into<String>, valid_for: Duration) {
+        let mut state = self.state.lock().expect("token state lock");
+        state.access_token = access_token.into();
+        state.fresh_prefix = None;
+        state.cached_until = Some(SystemTime::now() + valid_for);
     }
 
     /// A check, for a registry standing in for Google's, that a token was
@@ -132,6 +146,9 @@ async fn token(State((board, state)): State<(Switchboard, Arc<Mutex<Issued>>)>, 
     state.last_claims = Some(claims);
     if let Some(prefix) = &state.fresh_prefix {
         state.access_token = format!("{prefix}-{}", state.log.len() + 1);
+    }
+    if let Some(until) = state.cached_until {
+        state.expires_in = until.duration_since(SystemTime::now()).unwrap_or_default();
     }
     let issued = (state.access_token.clone(), SystemTime::now() + state.expires_in);
     state.log.push(issued);
