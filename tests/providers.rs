@@ -363,7 +363,7 @@ async fn gcr_renews_on_expiry_rides_out_an_outage_and_recovers() {
             let api = api.clone();
             async move {
                 let s = api.get("gcr").await.ok()?.status?;
-                (condition(&s, "Issued").reason == "Expired").then_some(s)
+                (condition(&s, "Issued").reason == "Expired" && s.failed_attempts >= 2).then_some(s)
             }
         })
         .await

@@ -74,7 +74,8 @@ fn inputs_changed(f: &Facts<'_>) -> bool {
 /// status alone, so it holds across restarts: after failures, the retry
 /// planned then (`renewalTime`, which honoured any `Retry-After`) or the
 /// backoff, whichever is later; and never within [`MIN_MINT_INTERVAL`] of
-/// the last attempt, whatever the provider answered.
+/// the last successful mint, whatever the provider answered. (Failures
+/// have their own exponential backoff, from 10 s.)
 pub fn not_before(previous: &RegistryCredentialStatus) -> Option<Timestamp> {
     let backoff = (previous.failed_attempts > 0)
         .then(|| {
@@ -86,12 +87,10 @@ pub fn not_before(previous: &RegistryCredentialStatus) -> Option<Timestamp> {
             computed.max(planned)
         })
         .flatten();
-    let last_attempt = previous
+    let floor = previous
         .last_issued_time
         .as_ref()
-        .map(|t| t.0)
-        .max(previous.last_failure_time.as_ref().map(|t| t.0));
-    let floor = last_attempt.map(|t| renewal::add(t, MIN_MINT_INTERVAL));
+        .map(|t| renewal::add(t.0, MIN_MINT_INTERVAL));
     backoff.max(floor).map(renewal::truncate)
 }
 
@@ -200,7 +199,7 @@ mod tests {
                 last_failed: Some("a"),
                 status: status(None, 1, Some("2026-11-22T00:00:00Z"), Some("2026-11-22T00:00:10Z")),
                 want: Decision::Wait {
-                    until: t("2026-11-22T00:01:00Z"),
+                    until: t("2026-11-22T00:00:10Z"),
                 },
             },
             Case {
@@ -246,7 +245,7 @@ mod tests {
                     Some("2026-11-22T08:00:40Z"),
                 ),
                 want: Decision::Wait {
-                    until: t("2026-11-22T08:01:20Z"),
+                    until: t("2026-11-22T08:00:40Z"),
                 },
             },
         ];
