@@ -221,11 +221,32 @@ async fn a_graceful_stop_hands_the_lease_over_at_once() {
 #[tokio::test]
 async fn starts_behind_a_proxy_when_no_proxy_covers_the_api_server() {
     // Nothing listens on the discard port: a request sent to this proxy fails.
+    // (Named `localhost`, so that NO_PROXY covers the API server, not the proxy.)
+    let cp = Harness::control_plane().await;
+    let mut through_proxy = start_operator_with(&cp, &[], &[("HTTPS_PROXY", "http://localhost:9")]);
+    // The API server is up: only the proxy can refuse the connection.
+    eventually(WAIT, "the operator to fail through the proxy", || {
+        let logs = through_proxy.logs();
+        async move { logs.contains("client error (Connect)").then_some(()) }
+    })
+    .await;
+    assert!(
+        !through_proxy.logs().contains("caches are warm"),
+        "{}",
+        through_proxy.logs()
+    );
+    through_proxy.stop();
+
     let proxy = [
-        ("HTTPS_PROXY", "http://127.0.0.1:9"),
-        ("NO_PROXY", "localhost,127.0.0.1"),
+        ("HTTPS_PROXY", "http://localhost:9"),
+        ("NO_PROXY", "10.0.0.0/8,127.0.0.1"),
     ];
-    let h = Harness::start_with(&[], &proxy).await;
+    let operator = start_operator_with(&cp, &[], &proxy);
+    let h = Harness {
+        client: cp.client().await.unwrap(),
+        operator,
+        cp,
+    };
     put_source_secret(&h.client, "hub", "me", "pw").await;
     namespace_with_default_sa(&h.client, "proxied", &[]).await;
     create_hub_rc(&h.client, json!({"namespaces": {"names": ["proxied"]}})).await;

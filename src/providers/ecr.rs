@@ -105,7 +105,7 @@ impl Provider for EcrProvider {
 }
 
 /// `base64("AWS:<password>")` → (`AWS`, password).
-fn decode_token(token: &str) -> Result<(String, String), MintError> {
+pub fn decode_token(token: &str) -> Result<(String, String), MintError> {
     let invalid =
         || MintError::InvalidProviderResponse("the ECR authorization token is not base64 of user:password".into());
     if token.is_empty() {
@@ -130,7 +130,7 @@ fn decode_token(token: &str) -> Result<(String, String), MintError> {
 /// The registry host of a `proxyEndpoint`, which must be an ECR registry in
 /// the configured region: a credential is never written for a host the spec
 /// did not ask for.
-fn registry_host(proxy_endpoint: &str, region: &str) -> Result<String, MintError> {
+pub fn registry_host(proxy_endpoint: &str, region: &str) -> Result<String, MintError> {
     let host = proxy_endpoint
         .strip_prefix("https://")
         .unwrap_or(proxy_endpoint)

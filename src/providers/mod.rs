@@ -1,7 +1,7 @@
 //! Credential providers behind one small trait: mint → credential with expiry.
 
 pub mod acr;
-mod ecr;
+pub mod ecr;
 mod gcr;
 mod static_creds;
 

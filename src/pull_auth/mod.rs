@@ -42,13 +42,16 @@ use reqwest::{Client, StatusCode};
 use crate::api::PullAuthResult;
 use crate::dockerconfig::RegistryAuth;
 
+mod manifest;
 mod parse;
 mod session;
 mod verdict;
 
-pub use self::parse::ImageRef;
+pub use self::manifest::{ManifestCheck, check_manifest};
 use self::parse::challenges;
+pub use self::parse::{Challenge, ImageRef, Scheme, parse_challenge};
 use self::session::Session;
+pub use self::session::TokenResponse;
 use self::verdict::{Step, judge, registry_error_code};
 
 /// Upper bound for one whole check, redirects and token request included.

@@ -7,14 +7,14 @@ use super::verdict::is_code;
 
 /// The challenge a client answers.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Challenge {
-    pub(crate) scheme: Scheme,
+pub struct Challenge {
+    pub scheme: Scheme,
     /// A Bearer challenge's `error`, e.g. `insufficient_scope`, when sanitized.
-    pub(crate) error: Option<String>,
+    pub error: Option<String>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Scheme {
+pub enum Scheme {
     Basic,
     Bearer { realm: String, service: Option<String> },
     Other(String),
@@ -33,7 +33,7 @@ pub(crate) fn challenges(response: &Response) -> Option<Challenge> {
 /// The challenge to answer among those of the `WWW-Authenticate` headers:
 /// Bearer (with a realm) before Basic before anything else. Unparseable
 /// headers are ignored.
-pub(crate) fn parse_challenge<'a>(headers: impl IntoIterator<Item = &'a str>) -> Option<Challenge> {
+pub fn parse_challenge<'a>(headers: impl IntoIterator<Item = &'a str>) -> Option<Challenge> {
     let mut found: Vec<Challenge> = Vec::new();
     for header in headers {
         let Ok(parsed) = http_auth::parse_challenges(header) else {

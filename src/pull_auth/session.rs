@@ -119,23 +119,29 @@ impl Session<'_> {
                 "answered the token request at {endpoint} with something other than a token: check the registry host"
             ))
         })?;
-        body.token
-            .or(body.access_token)
-            .filter(|t| !t.is_empty())
-            .map(Sensitive::new)
-            .ok_or_else(|| {
-                unknown(&format!(
-                    "answered the token request at {endpoint} without a token: check the registry host"
-                ))
-            })
+        body.token().ok_or_else(|| {
+            unknown(&format!(
+                "answered the token request at {endpoint} without a token: check the registry host"
+            ))
+        })
     }
 }
 
 /// Docker token authentication's answer; older servers say `access_token`.
 #[derive(Deserialize)]
-pub(crate) struct TokenResponse {
-    pub(crate) token: Option<String>,
-    pub(crate) access_token: Option<String>,
+pub struct TokenResponse {
+    token: Option<String>,
+    access_token: Option<String>,
+}
+
+impl TokenResponse {
+    /// The bearer token to send, `None` when the answer holds none.
+    pub fn token(self) -> Option<Sensitive<String>> {
+        self.token
+            .or(self.access_token)
+            .filter(|t| !t.is_empty())
+            .map(Sensitive::new)
+    }
 }
 
 /// A realm for messages: scheme, host, port and path, never a query.

@@ -11,7 +11,7 @@ pub mod events;
 mod fanout;
 mod pull_auth;
 pub mod status;
-mod validate;
+pub mod validate;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
