@@ -9,6 +9,8 @@ pub mod build;
 mod credential;
 pub mod events;
 mod fanout;
+#[cfg(test)]
+mod fixtures;
 mod pull_auth;
 pub mod status;
 pub mod validate;
@@ -133,6 +135,14 @@ impl Context {
         }
     }
 
+    fn pull_auth_env(&self) -> pull_auth::Env<'_> {
+        pull_auth::Env {
+            http: &self.http,
+            metrics: &self.metrics,
+            last_checks: &self.pull_checks,
+        }
+    }
+
     /// `(namespace, name)` of every Secret the cache says `rc_name` manages.
     fn ours(&self, rc_name: &str) -> Vec<(String, String)> {
         self.managed_secrets
@@ -221,7 +231,15 @@ async fn apply_credential(rc: &RegistryCredential, ctx: &Context) -> Result<Acti
     });
     let desired_ref = desired.as_ref().map(|d| d as &(dyn Fn(&str) -> Secret + Sync));
     let fanout = fanout::run(&ctx.fanout_env(), rc, &plan, desired_ref, now).await;
-    let checked = pull_auth::step(ctx, rc, cred.current.as_ref(), cred.minted_now, &previous, now).await;
+    let checked = pull_auth::step(
+        &ctx.pull_auth_env(),
+        rc,
+        cred.current.as_ref(),
+        cred.minted_now,
+        &previous,
+        now,
+    )
+    .await;
 
     let new = status::compose(rc, provider.kind(), &previous, &cred, &fanout, &checked, now);
     let mut notes: Vec<Note> = std::mem::take(&mut cred.notes);
@@ -341,30 +359,4 @@ async fn cleanup(rc: &RegistryCredential, ctx: &Context) -> Result<Action> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn t(s: &str) -> Timestamp {
-        s.parse().unwrap()
-    }
-
-    #[test]
-    fn requeues_at_the_earliest_planned_time() {
-        let now = t("2026-11-22T00:00:00Z");
-        let at = |s| Some(t(s));
-        assert_eq!(
-            requeue_after([at("2026-11-22T00:10:00Z"), at("2026-11-22T00:02:00Z")], now),
-            Duration::from_secs(120)
-        );
-        assert_eq!(requeue_after([None, None], now), RESYNC);
-        assert_eq!(requeue_after([at("2026-11-22T05:00:00Z")], now), RESYNC);
-        // Overdue: soon, never a negative or zero wait.
-        assert_eq!(requeue_after([at("2026-11-21T23:59:00Z")], now), Duration::from_secs(1));
-    }
-
-    #[test]
-    fn failed_reconciles_back_off_to_minutes() {
-        let secs: Vec<u64> = (1..=9).map(|n| error_backoff(n).as_secs()).collect();
-        assert_eq!(secs, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
-    }
-}
+mod tests;

@@ -14,6 +14,7 @@ use super::credential::Current;
 use crate::api::{HealthCheckMode, PullAuth, PullAuthResult, RegistryCredential, RegistryCredentialStatus};
 use crate::pull_auth as probe;
 use crate::renewal;
+use crate::telemetry::Metrics;
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10 * 60);
 
@@ -35,8 +36,15 @@ pub struct Step {
     pub next_check: Option<Timestamp>,
 }
 
+/// What the step reads and records with.
+pub struct Env<'a> {
+    pub http: &'a reqwest::Client,
+    pub metrics: &'a Metrics,
+    pub last_checks: &'a LastChecks,
+}
+
 pub async fn step(
-    ctx: &super::Context,
+    env: &Env<'_>,
     rc: &RegistryCredential,
     current: Option<&Current>,
     minted_now: bool,
@@ -63,7 +71,7 @@ pub async fn step(
     };
     let interval = spec.interval.map(Duration::from).unwrap_or(DEFAULT_INTERVAL);
     let uid = rc.uid().unwrap_or_default();
-    let last = ctx.pull_checks.0.lock().expect("checks lock").get(&uid).copied();
+    let last = env.last_checks.0.lock().expect("checks lock").get(&uid).copied();
     // Checks were just turned on: check now. An `Unknown` result is not a
     // reason to probe again before the interval (a probe can take 15 s).
     let turned_on = previous
@@ -83,16 +91,16 @@ pub async fn step(
     let mut probes = Vec::new();
     for (i, auth) in current.credential.auths.iter().enumerate() {
         let image = if i == 0 { spec.image.as_deref() } else { None };
-        probes.push(probe::check(&ctx.http, auth, image).await);
+        probes.push(probe::check(env.http, auth, image).await);
     }
-    ctx.pull_checks.0.lock().expect("checks lock").insert(uid, now);
+    env.last_checks.0.lock().expect("checks lock").insert(uid, now);
     let worst = probes
         .iter()
         .find(|p| p.result != PullAuthResult::Healthy)
         .or(probes.first())
         .cloned();
     let pull_auth = worst.map(|p| {
-        ctx.metrics
+        env.metrics
             .set_pull_auth(&rc.name_any(), &p.registry, &format!("{:?}", p.result));
         PullAuth {
             result: p.result,
