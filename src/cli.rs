@@ -16,6 +16,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the operator.
     Run(RunArgs),
+    /// Say why pods cannot pull their images, with evidence (reads only).
+    Diagnose(DiagnoseArgs),
     /// Print the RegistryCredential CRD as YAML.
     Crd,
     /// Print the spec reference (a Markdown table) generated from the CRD.
@@ -72,6 +74,51 @@ pub struct RunArgs {
     /// How long to wait for the RegistryCredential CRD to be installed before giving up (e.g. 5m; 0s = forever).
     #[arg(long, default_value = "0s")]
     pub crd_wait_timeout: humantime::Duration,
+}
+
+/// `regcred diagnose`, also installed as `kubectl-regcred` (`kubectl regcred diagnose`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct DiagnoseArgs {
+    /// Namespace of the pods. Default: the kubeconfig context's namespace.
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+
+    /// Diagnose this pod only. Default: every pod of the namespace whose
+    /// container waits in ErrImagePull or ImagePullBackOff.
+    pub pod: Option<String>,
+
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+
+    /// kubeconfig file; default: $KUBECONFIG, ~/.kube/config, then in-cluster config.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// PEM file of extra CA certificates trusted for the manifest checks at
+    /// registries (a private registry's CA).
+    #[arg(long, env = "REGCRED_CA_BUNDLE")]
+    pub ca_bundle: Option<PathBuf>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+/// The `kubectl-regcred` plugin binary: `kubectl regcred diagnose ...`.
+#[derive(Parser, Debug)]
+#[command(name = "kubectl regcred", version, about = "regcred's kubectl plugin")]
+pub struct KubectlCli {
+    #[command(subcommand)]
+    pub command: KubectlCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KubectlCommand {
+    /// Say why pods cannot pull their images, with evidence (reads only).
+    Diagnose(DiagnoseArgs),
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

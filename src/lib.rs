@@ -9,12 +9,14 @@
 //! - [`targets`]: namespace and ServiceAccount selection;
 //! - [`controller`]: watches and caches; [`operator`]: `regcred run`;
 //! - [`pull_auth`]: the registry pull-auth probe and image-reference parser;
+//! - [`diagnosis`]: why a pod cannot pull, with evidence (`regcred diagnose`);
 //! - [`telemetry`]: logs and metrics; [`redact`]: secret material that never prints.
 
 pub mod api;
 pub mod bounded;
 pub mod cli;
 pub mod controller;
+pub mod diagnosis;
 pub mod dockerconfig;
 pub mod error;
 pub mod operator;

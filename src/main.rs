@@ -17,5 +17,6 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::SUCCESS
         }
         Command::Run(args) => regcred::operator::main(args),
+        Command::Diagnose(args) => regcred::diagnosis::cli::main(args),
     }
 }

@@ -1,0 +1,692 @@
+//! From what the text says and what the checks found to a cause, a message
+//! and a fix. Pure: no client, no clock (the time comes in [`Findings`]).
+
+use jiff::Timestamp;
+
+use super::classify::{Hint, Network};
+use super::{Cause, Detail, Diagnosis, Evidence};
+use crate::api::PullAuthResult;
+use crate::pull_auth::ManifestCheck;
+
+/// Everything the checks found about one container's failed pull.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Findings {
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    pub image: String,
+    /// The image's registry host, e.g. `127.0.0.1:5000` or `docker.io`.
+    pub host: String,
+    /// What the kubelet's text says.
+    pub hint: Hint,
+    /// The runtime's error text, when an Event or the waiting message had it.
+    pub text: Option<String>,
+    /// The pod's `spec.imagePullSecrets`, each as far as it could be read.
+    pub pod_secrets: Vec<PodSecret>,
+    /// `(secret, key)` of the entries the kubelet's keyring picks for the
+    /// image, in the order it tries them; `None` when a Secret of the pod
+    /// could not be read, so the keyring is not known.
+    pub sent: Option<Vec<(String, String)>>,
+    /// The RegistryCredential covering the image's host, if one does.
+    pub credential: Option<CredentialFacts>,
+    /// Whether the RegistryCredentials could be listed at all.
+    pub credentials_listed: bool,
+    /// Manifest HEADs: with the credential the pod would use (or none), and
+    /// with regcred's current one where that differs.
+    pub manifests: Vec<Manifest>,
+    pub now: Timestamp,
+    /// The checks as they ran, for the diagnosis.
+    pub evidence: Vec<Evidence>,
+}
+
+/// One Secret the pod names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodSecret {
+    pub name: String,
+    /// `Some(true)` present, `Some(false)` absent, `None` not readable.
+    pub exists: Option<bool>,
+}
+
+/// What is known of the RegistryCredential covering the image's host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CredentialFacts {
+    /// The RegistryCredential's name.
+    pub name: String,
+    /// The managed Secret's name in every namespace.
+    pub secret_name: String,
+    /// Whether it targets the pod's namespace (`None`: could not tell).
+    pub targeted: Option<bool>,
+    /// Whether the namespace holds the Secret (`None`: could not read it).
+    pub secret_exists: Option<bool>,
+    /// Whether that Secret holds the current credential (its digest equals
+    /// `status.credentialDigest`); `None` when either could not be read.
+    pub secret_current: Option<bool>,
+    /// The Secret's `regcred.dev/not-after`.
+    pub not_after: Option<Timestamp>,
+    /// The pod's ServiceAccount.
+    pub service_account: String,
+    /// Whether the ServiceAccount references the Secret (`None`: could not read it).
+    pub service_account_links: Option<bool>,
+    /// Whether the pod's own `spec.imagePullSecrets` names the Secret.
+    pub pod_links: bool,
+}
+
+/// A manifest HEAD and which credential it was made with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Manifest {
+    /// e.g. `the pod's credential (Secret team/hub)`, `no credential`.
+    pub with: String,
+    /// Whether this is regcred's current credential.
+    pub current: bool,
+    /// Whether the pod would send this credential (or none, for an anonymous check).
+    pub pods: bool,
+    pub check: ManifestCheck,
+}
+
+/// The diagnosis for `findings`.
+pub fn decide(f: Findings) -> Diagnosis {
+    let (cause, detail, message, fix) = judge(&f);
+    Diagnosis {
+        namespace: f.namespace,
+        pod: f.pod,
+        container: f.container,
+        image: f.image,
+        cause,
+        detail,
+        message,
+        fix,
+        evidence: f.evidence,
+        credential: f.credential.map(|c| c.name),
+    }
+}
+
+type Verdict = (Cause, Option<Detail>, String, String);
+
+fn judge(f: &Findings) -> Verdict {
+    let host = &f.host;
+    match f.hint {
+        Hint::Network(network) => return unreachable(f, network),
+        Hint::RateLimited => return rate_limited(f),
+        Hint::NeverPull => {
+            return unknown(
+                f,
+                "the image is not on the node and the container's imagePullPolicy is Never",
+                "load the image onto the node, or set imagePullPolicy to IfNotPresent",
+            );
+        }
+        Hint::InvalidReference => {
+            return unknown(
+                f,
+                &format!("{:?} is not a valid image reference", f.image),
+                "fix the image name in the workload (lower-case repository, tag after a colon)",
+            );
+        }
+        Hint::BlobNotFound => {
+            return unknown(
+                f,
+                &format!(
+                    "registry {host} has the manifest of {} but not one of its layers",
+                    f.image
+                ),
+                "push the image again, or re-sync the registry's pull-through cache",
+            );
+        }
+        _ => {}
+    }
+    if let Some(missing) = image_not_found(f) {
+        return missing;
+    }
+    if f.hint == Hint::Expired {
+        return expired(f, "the registry said the credential has expired");
+    }
+    let Some(c) = &f.credential else {
+        return uncovered(f);
+    };
+    let secret = format!("{}/{}", f.namespace, c.secret_name);
+    if c.targeted == Some(false) {
+        return (
+            Cause::CredentialMissing,
+            Some(Detail::NotCovered),
+            format!(
+                "RegistryCredential {} holds the credential for {host} but does not target namespace {}, so the \
+                 pull carried none",
+                c.name, f.namespace
+            ),
+            format!(
+                "add namespace {} to RegistryCredential {}'s spec.target.namespaces (names or selector), then \
+                 recreate the pod",
+                f.namespace, c.name
+            ),
+        );
+    }
+    if c.secret_exists == Some(false) {
+        return (
+            Cause::CredentialMissing,
+            Some(Detail::SecretMissing),
+            format!(
+                "namespace {} is targeted by RegistryCredential {} but has no Secret {}",
+                f.namespace, c.name, c.secret_name
+            ),
+            format!(
+                "regcred writes it within seconds while it runs: check that the operator runs and RegistryCredential \
+                 {}'s Synced condition (kubectl get registrycredential {} -o yaml)",
+                c.name, c.name
+            ),
+        );
+    }
+    if !c.pod_links {
+        return match c.service_account_links {
+            Some(true) => (
+                Cause::CredentialMissing,
+                Some(Detail::PodAdmittedBeforeLink),
+                format!(
+                    "ServiceAccount {}/{} references Secret {} now, but pod {} was admitted before it did, so its \
+                     spec.imagePullSecrets lacks it (they are copied only when a pod is created)",
+                    f.namespace, c.service_account, c.secret_name, f.pod
+                ),
+                format!(
+                    "recreate the pod (kubectl delete pod -n {} {}, or roll out its controller)",
+                    f.namespace, f.pod
+                ),
+            ),
+            Some(false) => (
+                Cause::CredentialMissing,
+                Some(Detail::ServiceAccountNotLinked),
+                format!(
+                    "pod {} runs as ServiceAccount {}, which does not reference Secret {secret}, so the pull carried \
+                     no credential for {host}",
+                    f.pod, c.service_account
+                ),
+                format!(
+                    "select ServiceAccount {} in RegistryCredential {}'s spec.target.serviceAccounts (or add {} to \
+                     the pod's imagePullSecrets), then recreate the pod",
+                    c.service_account, c.name, c.secret_name
+                ),
+            ),
+            None => (
+                Cause::CredentialMissing,
+                None,
+                format!(
+                    "pod {} does not reference Secret {secret} and ServiceAccount {} could not be read to tell why",
+                    f.pod, c.service_account
+                ),
+                format!(
+                    "make ServiceAccount {} reference {} (RegistryCredential {}'s spec.target.serviceAccounts), then \
+                     recreate the pod",
+                    c.service_account, c.secret_name, c.name
+                ),
+            ),
+        };
+    }
+    if c.secret_current == Some(false) {
+        return (
+            Cause::CredentialRejected,
+            Some(Detail::StaleCopy),
+            format!(
+                "Secret {secret} holds an older credential than RegistryCredential {}'s current one (its digest \
+                 differs from status.credentialDigest)",
+                c.name
+            ),
+            format!(
+                "regcred re-syncs the namespace while it runs; check its Synced condition and who else writes \
+                 Secret {secret}, then recreate the pod"
+            ),
+        );
+    }
+    if let Some(not_after) = c.not_after.filter(|t| *t <= f.now) {
+        return expired(f, &format!("the credential in Secret {secret} expired at {not_after}"));
+    }
+    let pods = f.manifests.iter().find(|m| m.pods);
+    let refused = |m: &Manifest| m.check.result == PullAuthResult::Unauthorized;
+    if let Some(m) = pods.filter(|m| refused(m)) {
+        let current = m.current || c.secret_current == Some(true);
+        return (
+            Cause::CredentialRejected,
+            current.then_some(Detail::Refused),
+            format!(
+                "registry {host} refuses RegistryCredential {}'s {}credential for {} (manifest HEAD: {})",
+                c.name,
+                if current { "current " } else { "" },
+                f.image,
+                status_text(&m.check)
+            ),
+            format!(
+                "the credential lacks access to this repository or is wrong: check the account, its permissions and \
+                 RegistryCredential {}'s source",
+                c.name
+            ),
+        );
+    }
+    if let Some(m) = pods.filter(|m| m.check.result == PullAuthResult::Healthy) {
+        return unknown(
+            f,
+            &format!(
+                "registry {host} now serves {} with {} (manifest HEAD: {}): whatever failed has passed",
+                f.image,
+                m.with,
+                status_text(&m.check)
+            ),
+            "wait for the kubelet's next retry, or recreate the pod to retry at once",
+        );
+    }
+    if f.sent.as_ref().is_some_and(|s| s.is_empty()) {
+        return (
+            Cause::CredentialMissing,
+            None,
+            format!(
+                "pod {} references Secret {secret}, but none of its entries matches {} as the kubelet matches them",
+                f.pod, f.image
+            ),
+            format!("check the registry host in RegistryCredential {}", c.name),
+        );
+    }
+    if matches!(f.hint, Hint::Unauthorized | Hint::Forbidden | Hint::DeniedOrMissing) {
+        let current = c.secret_current == Some(true);
+        return (
+            Cause::CredentialRejected,
+            current.then_some(Detail::Refused),
+            format!(
+                "registry {host} refused the credential from Secret {secret}; the registry could not be asked from here",
+            ),
+            format!(
+                "check the account and permissions behind RegistryCredential {}'s source",
+                c.name
+            ),
+        );
+    }
+    unknown(
+        f,
+        "no check could establish why the pull failed",
+        "see the evidence and the runtime's text",
+    )
+}
+
+/// A 404 on the manifest with a credential the registry accepted.
+fn image_not_found(f: &Findings) -> Option<Verdict> {
+    if !matches!(
+        f.hint,
+        Hint::NotFound
+            | Hint::DeniedOrMissing
+            | Hint::Unauthorized
+            | Hint::Forbidden
+            | Hint::NoCredential
+            | Hint::BackOffOnly
+            | Hint::Unrecognized
+            | Hint::SecretMissing
+    ) {
+        return None;
+    }
+    let m = f.manifests.iter().find(|m| m.check.status == Some(404))?;
+    let repository = crate::diagnosis::keyring::repo_to_pull(&f.image);
+    let (detail, what, fix) = match m.check.repository_exists {
+        Some(false) => (
+            Detail::Repository,
+            format!("registry {} has no repository {repository}", f.host),
+            "fix the image name in the workload, or push the image",
+        ),
+        _ => (
+            Detail::Tag,
+            format!("repository {repository} has no tag or digest of {}", f.image),
+            "fix the tag in the workload, or push that tag",
+        ),
+    };
+    Some((
+        Cause::ImageNotFound,
+        Some(detail),
+        format!("{what} (manifest HEAD with {}: 404)", m.with),
+        fix.to_string(),
+    ))
+}
+
+fn expired(f: &Findings, why: &str) -> Verdict {
+    let fix = match &f.credential {
+        Some(c) => format!(
+            "regcred renews before expiry while it runs: check RegistryCredential {}'s Issued condition and \
+             renewalTime, then recreate the pod",
+            c.name
+        ),
+        None => "renew the credential in the pod's pull Secret".to_string(),
+    };
+    (Cause::CredentialExpired, None, format!("{why}; the pull used it"), fix)
+}
+
+fn uncovered(f: &Findings) -> Verdict {
+    let host = &f.host;
+    if !f.credentials_listed {
+        return unknown(
+            f,
+            &format!(
+                "the RegistryCredentials could not be read, so which one covers {host} is not known; the runtime \
+                 said: {}",
+                f.text.as_deref().unwrap_or("nothing")
+            ),
+            "run regcred diagnose with a user who may read registrycredentials.regcred.dev",
+        );
+    }
+    match f.sent.as_deref() {
+        Some([first, ..]) => (
+            Cause::CredentialRejected,
+            None,
+            format!(
+                "no RegistryCredential covers {host}; the pod sent the credential of Secret {}/{} (key {}), which \
+                 registry {host} refused",
+                f.namespace, first.0, first.1
+            ),
+            format!(
+                "fix Secret {}/{}, or declare a RegistryCredential for {host}",
+                f.namespace, first.0
+            ),
+        ),
+        _ => (
+            Cause::CredentialMissing,
+            Some(Detail::NotCovered),
+            format!("no RegistryCredential covers registry {host}, and the pod holds no credential for it"),
+            format!(
+                "declare a RegistryCredential for {host} targeting namespace {}",
+                f.namespace
+            ),
+        ),
+    }
+}
+
+fn unreachable(f: &Findings, network: Network) -> Verdict {
+    let host = &f.host;
+    let (detail, what, fix) = match network {
+        Network::Dns => (
+            Some(Detail::Dns),
+            format!("the node could not resolve {}", host_name(host)),
+            format!(
+                "check the image's registry host and the node's DNS resolver for {}",
+                host_name(host)
+            ),
+        ),
+        Network::ConnectionRefused => (
+            Some(Detail::ConnectionRefused),
+            format!("the node's connection to {host} was refused"),
+            format!("check that registry {host} runs and listens on that port, and the firewall from the node"),
+        ),
+        Network::Timeout => (
+            Some(Detail::Timeout),
+            format!("the node's connection to {host} timed out"),
+            "check the network path from the node to the registry (firewall, proxy, egress allow-list)".to_string(),
+        ),
+        Network::Tls => (
+            Some(Detail::Tls),
+            format!("the node does not trust the TLS certificate of {host}"),
+            "install the registry's CA on the nodes (containerd: certs.d/<host>/hosts.toml; CRI-O: \
+             /etc/containers/certs.d)"
+                .to_string(),
+        ),
+        Network::Other => (
+            None,
+            format!("the node's connection to {host} failed"),
+            "check the network path from the node to the registry".to_string(),
+        ),
+    };
+    (
+        Cause::RegistryUnreachable,
+        detail,
+        format!("{what}: {}", f.text.as_deref().unwrap_or("no runtime text")),
+        fix,
+    )
+}
+
+fn rate_limited(f: &Findings) -> Verdict {
+    let host = &f.host;
+    let remaining = f
+        .manifests
+        .iter()
+        .find_map(|m| m.check.ratelimit_remaining.clone())
+        .map(|r| format!(" (ratelimit-remaining: {r})"))
+        .unwrap_or_default();
+    match f.sent.as_deref() {
+        Some([]) => (
+            Cause::RateLimited,
+            Some(Detail::Anonymous),
+            format!("registry {host} throttled the node's anonymous pulls{remaining}"),
+            match &f.credential {
+                Some(c) => format!(
+                    "authenticate the pulls: make the pod use Secret {} of RegistryCredential {}",
+                    c.secret_name, c.name
+                ),
+                None => format!("declare a RegistryCredential for {host} so pulls authenticate (a higher limit)"),
+            },
+        ),
+        Some(_) => (
+            Cause::RateLimited,
+            Some(Detail::Authenticated),
+            format!("registry {host} throttled pulls of the account the pod authenticates as{remaining}"),
+            "wait for the limit's window, upgrade the account, or pull through a mirror".to_string(),
+        ),
+        None => (
+            Cause::RateLimited,
+            None,
+            format!("registry {host} throttled pulls{remaining}; the pod's Secrets could not be read to tell whose"),
+            "wait for the limit's window, or authenticate pulls".to_string(),
+        ),
+    }
+}
+
+fn unknown(f: &Findings, what: &str, fix: &str) -> Verdict {
+    let text = match &f.text {
+        Some(text) => format!("; the runtime said: {text}"),
+        None => String::new(),
+    };
+    (Cause::Unknown, None, format!("{what}{text}"), fix.to_string())
+}
+
+fn status_text(check: &ManifestCheck) -> String {
+    match check.status {
+        Some(status) => status.to_string(),
+        None => check.message.clone(),
+    }
+}
+
+fn host_name(host: &str) -> &str {
+    host.rsplit_once(':').map_or(host, |(name, _)| name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn findings(hint: Hint) -> Findings {
+        Findings {
+            namespace: "team".into(),
+            pod: "app".into(),
+            container: "app".into(),
+            image: "reg.io/team/app:1".into(),
+            host: "reg.io".into(),
+            hint,
+            text: Some("runtime text".into()),
+            pod_secrets: vec![],
+            sent: Some(vec![]),
+            credential: None,
+            credentials_listed: true,
+            manifests: vec![],
+            now: "2026-11-30T12:00:00Z".parse().unwrap(),
+            evidence: vec![],
+        }
+    }
+
+    fn covered(f: &mut Findings) -> &mut CredentialFacts {
+        f.credential = Some(CredentialFacts {
+            name: "reg".into(),
+            secret_name: "reg".into(),
+            targeted: Some(true),
+            secret_exists: Some(true),
+            secret_current: Some(true),
+            not_after: None,
+            service_account: "default".into(),
+            service_account_links: Some(true),
+            pod_links: true,
+        });
+        f.sent = Some(vec![("reg".into(), "reg.io".into())]);
+        f.credential.as_mut().unwrap()
+    }
+
+    fn manifest(status: Option<u16>, result: PullAuthResult, repository_exists: Option<bool>) -> Manifest {
+        Manifest {
+            with: "the pod's credential".into(),
+            current: true,
+            pods: true,
+            check: ManifestCheck {
+                result,
+                status,
+                repository_exists,
+                ratelimit_remaining: None,
+                message: "m".into(),
+            },
+        }
+    }
+
+    fn label(f: Findings) -> String {
+        decide(f).label()
+    }
+
+    #[test]
+    fn a_404_with_an_accepted_credential_is_a_missing_tag_or_repository() {
+        let mut f = findings(Hint::NotFound);
+        covered(&mut f);
+        f.manifests = vec![manifest(Some(404), PullAuthResult::ImageNotFound, Some(true))];
+        assert_eq!(label(f.clone()), "ImageNotFound/Tag");
+        f.manifests = vec![manifest(Some(404), PullAuthResult::ImageNotFound, Some(false))];
+        assert_eq!(label(f.clone()), "ImageNotFound/Repository");
+        // Docker Hub's ambiguous denial is settled the same way.
+        f.hint = Hint::DeniedOrMissing;
+        assert_eq!(label(f), "ImageNotFound/Repository");
+    }
+
+    #[test]
+    fn no_credential_covering_the_host_is_not_covered() {
+        assert_eq!(label(findings(Hint::Unauthorized)), "CredentialMissing/NotCovered");
+    }
+
+    #[test]
+    fn a_credential_of_someone_elses_refused_is_a_rejection_without_detail() {
+        let mut f = findings(Hint::Unauthorized);
+        f.sent = Some(vec![("mine".into(), "reg.io".into())]);
+        assert_eq!(label(f), "CredentialRejected");
+    }
+
+    #[test]
+    fn a_namespace_the_credential_does_not_target_is_not_covered() {
+        let mut f = findings(Hint::Unauthorized);
+        covered(&mut f).targeted = Some(false);
+        let d = decide(f);
+        assert_eq!(d.label(), "CredentialMissing/NotCovered");
+        assert!(d.message.contains("does not target namespace team"), "{}", d.message);
+    }
+
+    #[test]
+    fn a_targeted_namespace_without_the_secret_is_secret_missing() {
+        let mut f = findings(Hint::SecretMissing);
+        covered(&mut f).secret_exists = Some(false);
+        assert_eq!(label(f), "CredentialMissing/SecretMissing");
+    }
+
+    #[test]
+    fn a_service_account_without_the_entry_is_not_linked() {
+        let mut f = findings(Hint::Unauthorized);
+        let c = covered(&mut f);
+        c.pod_links = false;
+        c.service_account_links = Some(false);
+        assert_eq!(label(f), "CredentialMissing/ServiceAccountNotLinked");
+    }
+
+    #[test]
+    fn a_linked_service_account_and_a_pod_without_the_entry_is_admitted_before_the_link() {
+        let mut f = findings(Hint::NoCredential);
+        covered(&mut f).pod_links = false;
+        let d = decide(f);
+        assert_eq!(d.label(), "CredentialMissing/PodAdmittedBeforeLink");
+        assert!(d.fix.contains("kubectl delete pod -n team app"), "{}", d.fix);
+    }
+
+    #[test]
+    fn an_older_copy_in_the_namespace_is_stale() {
+        let mut f = findings(Hint::Unauthorized);
+        covered(&mut f).secret_current = Some(false);
+        assert_eq!(label(f), "CredentialRejected/StaleCopy");
+    }
+
+    #[test]
+    fn a_current_credential_the_registry_refuses_is_refused() {
+        let mut f = findings(Hint::Unauthorized);
+        covered(&mut f);
+        f.manifests = vec![manifest(Some(401), PullAuthResult::Unauthorized, None)];
+        assert_eq!(label(f.clone()), "CredentialRejected/Refused");
+        // Without a registry answer, the text and the current digest say the same.
+        f.manifests.clear();
+        assert_eq!(label(f), "CredentialRejected/Refused");
+    }
+
+    #[test]
+    fn a_credential_past_its_not_after_is_expired() {
+        let mut f = findings(Hint::Forbidden);
+        covered(&mut f).not_after = Some("2026-11-30T11:00:00Z".parse().unwrap());
+        assert_eq!(label(f), "CredentialExpired");
+        assert_eq!(label(findings(Hint::Expired)), "CredentialExpired");
+    }
+
+    #[test]
+    fn a_rate_limit_says_whether_the_pull_was_anonymous() {
+        assert_eq!(label(findings(Hint::RateLimited)), "RateLimited/Anonymous");
+        let mut f = findings(Hint::RateLimited);
+        covered(&mut f);
+        assert_eq!(label(f), "RateLimited/Authenticated");
+    }
+
+    #[test]
+    fn network_failures_keep_their_kind() {
+        let cases = [
+            (Network::Dns, "RegistryUnreachable/DNS"),
+            (Network::ConnectionRefused, "RegistryUnreachable/ConnectionRefused"),
+            (Network::Timeout, "RegistryUnreachable/Timeout"),
+            (Network::Tls, "RegistryUnreachable/TLS"),
+            (Network::Other, "RegistryUnreachable"),
+        ];
+        for (network, want) in cases {
+            assert_eq!(label(findings(Hint::Network(network))), want);
+        }
+    }
+
+    #[test]
+    fn what_nothing_explains_is_unknown_and_keeps_the_text() {
+        let mut f = findings(Hint::Unrecognized);
+        covered(&mut f);
+        let d = decide(f);
+        assert_eq!(d.label(), "Unknown");
+        assert!(d.message.contains("runtime text"), "{}", d.message);
+        let mut f = findings(Hint::Unauthorized);
+        f.credentials_listed = false;
+        assert_eq!(label(f), "Unknown");
+    }
+
+    #[test]
+    fn the_json_shape_is_the_contracts() {
+        let mut f = findings(Hint::Network(Network::Dns));
+        f.evidence.push(Evidence::new("pod imagePullSecrets", "[]"));
+        let json = serde_json::to_value(decide(f)).unwrap();
+        let mut keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "cause",
+                "container",
+                "credential",
+                "detail",
+                "evidence",
+                "fix",
+                "image",
+                "message",
+                "namespace",
+                "pod"
+            ]
+        );
+        assert_eq!(json["credential"], serde_json::Value::Null);
+        assert_eq!(json["detail"], "DNS");
+        assert_eq!(json["evidence"][0]["check"], "pod imagePullSecrets");
+    }
+}

@@ -1,0 +1,457 @@
+//! The checks behind a diagnosis: reads from the API server and manifest
+//! HEADs at the registry, each recorded as evidence. A read the caller may
+//! not make (RBAC) is evidence too, never an error: the diagnosis works with
+//! what it could see.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, ServiceAccount};
+use kube::api::Api;
+use kube::{Client, ResourceExt};
+
+use super::Evidence;
+use super::classify::{Hint, classify};
+use super::decide::{CredentialFacts, Findings, Manifest, PodSecret};
+use super::keyring::{self, Entry};
+use crate::api::RegistryCredential;
+use crate::dockerconfig::{self, RegistryAuth};
+use crate::pull_auth::{ImageRef, check_manifest, is_docker_hub};
+use crate::reconcile::build::{NOT_AFTER_ANNOTATION, secret_name};
+use crate::redact::Sensitive;
+
+/// One container's failed pull, with what the kubelet said about it.
+pub struct Target<'a> {
+    pub pod: &'a Pod,
+    pub container: &'a str,
+    pub image: &'a str,
+    /// Candidate texts, most telling first: the waiting message, then the
+    /// kubelet's Event messages, newest first.
+    pub messages: Vec<String>,
+    /// Checks that could not run before this one (e.g. Events not readable).
+    pub evidence: Vec<Evidence>,
+}
+
+/// Run the checks for `target` and return what they found.
+pub async fn gather(client: &Client, http: &reqwest::Client, target: Target<'_>) -> Findings {
+    let pod = target.pod;
+    let namespace = pod.namespace().unwrap_or_default();
+    let image = target.image.to_string();
+    let host = keyring::image_host(&image);
+    let mut evidence = target.evidence;
+
+    let classified = target
+        .messages
+        .iter()
+        .map(|m| classify(m))
+        .find(|c| c.is_informative())
+        .or_else(|| target.messages.first().map(|m| classify(m)));
+    let (hint, text) = match classified {
+        Some(c) => (c.hint(), Some(c.text.clone()).filter(|t| !t.is_empty())),
+        None => (Hint::Unrecognized, None),
+    };
+    evidence.push(Evidence::new(
+        "kubelet's message",
+        text.clone()
+            .unwrap_or_else(|| "none with the runtime's error was found".into()),
+    ));
+    evidence.push(Evidence::new("what the message says", format!("{hint:?}")));
+
+    // The pod's Secrets, read as the kubelet reads them.
+    let spec = pod.spec.clone().unwrap_or_default();
+    let names: Vec<String> = spec
+        .image_pull_secrets
+        .iter()
+        .flatten()
+        .map(|r| r.name.clone())
+        .collect();
+    evidence.push(Evidence::new("pod imagePullSecrets", format!("[{}]", names.join(", "))));
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let mut pod_secrets = Vec::new();
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut keyring_known = true;
+    for name in &names {
+        let check = format!("Secret {namespace}/{name}");
+        match secrets.get_opt(name).await {
+            Ok(Some(secret)) => {
+                pod_secrets.push(PodSecret {
+                    name: name.clone(),
+                    exists: Some(true),
+                });
+                match keyring::entries(name, &secret_data(&secret)) {
+                    Ok(found) => {
+                        let keys: Vec<&str> = found.iter().map(|e| e.key.as_str()).collect();
+                        evidence.push(Evidence::new(
+                            check,
+                            format!("present, auths keys [{}]", keys.join(", ")),
+                        ));
+                        entries.extend(found);
+                    }
+                    Err(e) => evidence.push(Evidence::new(check, format!("present, but {e}"))),
+                }
+            }
+            Ok(None) => {
+                pod_secrets.push(PodSecret {
+                    name: name.clone(),
+                    exists: Some(false),
+                });
+                evidence.push(Evidence::new(check, "absent"));
+            }
+            Err(e) => {
+                keyring_known = false;
+                pod_secrets.push(PodSecret {
+                    name: name.clone(),
+                    exists: None,
+                });
+                evidence.push(Evidence::new(check, not_read(&e)));
+            }
+        }
+    }
+    let matched: Vec<&Entry> = keyring::lookup(&entries, &image);
+    let sent = keyring_known.then(|| {
+        matched
+            .iter()
+            .map(|e| (e.secret.clone(), e.key.clone()))
+            .collect::<Vec<_>>()
+    });
+    let repo = keyring::repo_to_pull(&image);
+    evidence.push(Evidence::new(
+        format!("kubelet keyring match for {repo}"),
+        match &sent {
+            None => "unknown: a Secret of the pod could not be read".to_string(),
+            Some(s) if s.is_empty() => "no entry matches: the pull carried no credential".to_string(),
+            Some(s) => s
+                .iter()
+                .map(|(secret, key)| format!("Secret {secret} key {key}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        },
+    ));
+
+    // The RegistryCredential covering the host, and what it should have put in place.
+    let mut credentials_listed = true;
+    let mut credential = None;
+    let mut current_auth = None;
+    match Api::<RegistryCredential>::all(client.clone())
+        .list(&Default::default())
+        .await
+    {
+        Err(e) => {
+            credentials_listed = false;
+            evidence.push(Evidence::new("RegistryCredentials", not_read(&e)));
+        }
+        Ok(list) => {
+            let covering = list.items.iter().find(|rc| {
+                rc.status.iter().flat_map(|s| &s.registries).any(|r| {
+                    let key = dockerconfig::config_key(r);
+                    keyring::key_matches(&key, &image)
+                })
+            });
+            match covering {
+                None => evidence.push(Evidence::new(
+                    format!("RegistryCredential covering {host}"),
+                    format!("none of {}", list.items.len()),
+                )),
+                Some(rc) => {
+                    let registries = rc.status.as_ref().map(|s| s.registries.join(", ")).unwrap_or_default();
+                    evidence.push(Evidence::new(
+                        format!("RegistryCredential covering {host}"),
+                        format!("{} (registries: {registries})", rc.name_any()),
+                    ));
+                    let (facts, auth) = credential_facts(client, rc, pod, &namespace, &host, &mut evidence).await;
+                    credential = Some(facts);
+                    current_auth = auth;
+                }
+            }
+        }
+    }
+
+    let manifests = if matches!(hint, Hint::NeverPull | Hint::InvalidReference) {
+        Vec::new()
+    } else {
+        manifest_checks(
+            http,
+            &image,
+            &host,
+            &matched,
+            sent.is_some(),
+            current_auth,
+            &mut evidence,
+        )
+        .await
+    };
+
+    Findings {
+        namespace,
+        pod: pod.name_any(),
+        container: target.container.to_string(),
+        image,
+        host,
+        hint,
+        text,
+        pod_secrets,
+        sent,
+        credential,
+        credentials_listed,
+        manifests,
+        now: Timestamp::now(),
+        evidence,
+    }
+}
+
+/// What `rc` should have put in place for the pod: the namespace targeted,
+/// the Secret there and current, the ServiceAccount and the pod linked.
+/// Returns the current credential for `host` too, when the namespace holds it.
+async fn credential_facts(
+    client: &Client,
+    rc: &RegistryCredential,
+    pod: &Pod,
+    namespace: &str,
+    host: &str,
+    evidence: &mut Vec<Evidence>,
+) -> (CredentialFacts, Option<RegistryAuth>) {
+    let name = rc.name_any();
+    let secret_name = secret_name(rc);
+    let spec = pod.spec.clone().unwrap_or_default();
+
+    let mut targeted = match Api::<Namespace>::all(client.clone()).get(namespace).await {
+        Ok(ns) => {
+            let selected = crate::targets::namespace_selected(&rc.spec.target.namespaces, &ns);
+            evidence.push(Evidence::new(
+                format!("namespace {namespace} targeted by {name}"),
+                if selected { "yes" } else { "no" },
+            ));
+            Some(selected)
+        }
+        Err(e) => {
+            evidence.push(Evidence::new(
+                format!("namespace {namespace} targeted by {name}"),
+                not_read(&e),
+            ));
+            None
+        }
+    };
+
+    let mut secret_exists = None;
+    let mut secret_current = None;
+    let mut not_after = None;
+    let mut current_auth = None;
+    let check = format!("Secret {namespace}/{secret_name}");
+    match Api::<Secret>::namespaced(client.clone(), namespace)
+        .get_opt(&secret_name)
+        .await
+    {
+        Ok(None) => {
+            secret_exists = Some(false);
+            evidence.push(Evidence::new(check, "absent"));
+        }
+        Err(e) => evidence.push(Evidence::new(check, not_read(&e))),
+        Ok(Some(secret)) => {
+            secret_exists = Some(true);
+            // Only regcred writes its Secrets into targeted namespaces.
+            targeted = targeted.or(Some(true));
+            let data = secret_data(&secret);
+            let bytes = data.get(dockerconfig::DATA_KEY).cloned().unwrap_or_default();
+            let digest = credential_digest(&rc.uid().unwrap_or_default(), &bytes);
+            let recorded = rc.status.as_ref().and_then(|s| s.credential_digest.clone());
+            secret_current = recorded.as_ref().map(|r| *r == digest);
+            not_after = secret
+                .annotations()
+                .get(NOT_AFTER_ANNOTATION)
+                .and_then(|t| t.parse::<Timestamp>().ok());
+            let mut result = match secret_current {
+                Some(true) => "present, the current credential (digest matches status.credentialDigest)".to_string(),
+                Some(false) => "present, an older credential (digest differs from status.credentialDigest)".to_string(),
+                None => "present; the RegistryCredential records no credentialDigest".to_string(),
+            };
+            if let Some(t) = not_after {
+                let now = Timestamp::now();
+                let when = if t <= now {
+                    format!(
+                        "expired {} ago",
+                        humantime::format_duration(std::time::Duration::from_secs(
+                            now.duration_since(t).as_secs().max(0) as u64
+                        ))
+                    )
+                } else {
+                    "not expired".to_string()
+                };
+                result.push_str(&format!(", notAfter {t} ({when})"));
+            }
+            evidence.push(Evidence::new(check, result));
+            if secret_current == Some(true) {
+                current_auth = keyring::entries(&secret_name, &data).ok().and_then(|entries| {
+                    let image = format!("{host}/x");
+                    keyring::lookup(&entries, &image).first().map(|e| auth_of(host, e))
+                });
+            }
+        }
+    }
+
+    let service_account = spec
+        .service_account_name
+        .clone()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "default".into());
+    let check = format!("ServiceAccount {namespace}/{service_account} imagePullSecrets");
+    let service_account_links = match Api::<ServiceAccount>::namespaced(client.clone(), namespace)
+        .get_opt(&service_account)
+        .await
+    {
+        Ok(Some(sa)) => {
+            let names: Vec<String> = sa.image_pull_secrets.iter().flatten().map(|r| r.name.clone()).collect();
+            let links = names.contains(&secret_name);
+            evidence.push(Evidence::new(check, format!("[{}]", names.join(", "))));
+            Some(links)
+        }
+        Ok(None) => {
+            evidence.push(Evidence::new(check, "the ServiceAccount does not exist"));
+            Some(false)
+        }
+        Err(e) => {
+            evidence.push(Evidence::new(check, not_read(&e)));
+            None
+        }
+    };
+    let pod_links = spec.image_pull_secrets.iter().flatten().any(|r| r.name == secret_name);
+
+    (
+        CredentialFacts {
+            name,
+            secret_name,
+            targeted,
+            secret_exists,
+            secret_current,
+            not_after,
+            service_account,
+            service_account_links,
+            pod_links,
+        },
+        current_auth,
+    )
+}
+
+/// HEAD the manifest with the credential the kubelet would send (or none),
+/// and with regcred's current credential when the pod would not send it.
+async fn manifest_checks(
+    http: &reqwest::Client,
+    image: &str,
+    host: &str,
+    matched: &[&Entry],
+    keyring_known: bool,
+    current: Option<RegistryAuth>,
+    evidence: &mut Vec<Evidence>,
+) -> Vec<Manifest> {
+    let hub = is_docker_hub(host);
+    let path = match image.split_once('/') {
+        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => rest,
+        _ => image,
+    };
+    let Some(reference) = ImageRef::parse(path, hub) else {
+        evidence.push(Evidence::new(
+            "manifest HEAD",
+            format!("not run: {image:?} does not parse"),
+        ));
+        return Vec::new();
+    };
+    let mut plans: Vec<(String, Option<RegistryAuth>, bool, bool)> = Vec::new();
+    if keyring_known {
+        let pods = matched.first().map(|e| auth_of(host, e));
+        let same = match (&pods, &current) {
+            (Some(a), Some(b)) => a.username == b.username && a.password == b.password,
+            _ => false,
+        };
+        let with = match matched.first() {
+            Some(e) => format!("the pod's credential (Secret {} key {})", e.secret, e.key),
+            None => "no credential, as the pod pulled".to_string(),
+        };
+        plans.push((with, pods, same, true));
+        if !same && let Some(current) = current {
+            plans.push(("regcred's current credential".into(), Some(current), true, false));
+        }
+    } else if let Some(current) = current {
+        plans.push(("regcred's current credential".into(), Some(current), true, false));
+    }
+    let mut manifests = Vec::new();
+    for (with, auth, current, pods) in plans {
+        let check = check_manifest(http, host, auth.as_ref(), &reference.repository, &reference.reference).await;
+        let mut result = match check.status {
+            Some(status) => status.to_string(),
+            None => format!("no answer: {}", check.message),
+        };
+        match check.repository_exists {
+            Some(true) => result.push_str(" (the repository exists: its tag list answers)"),
+            Some(false) => result.push_str(" (no such repository: its tag list answers 404 too)"),
+            None => {}
+        }
+        if let Some(remaining) = &check.ratelimit_remaining {
+            result.push_str(&format!(", ratelimit-remaining {remaining}"));
+        }
+        evidence.push(Evidence::new(
+            format!(
+                "manifest HEAD {host}/{}:{} with {with}",
+                reference.repository, reference.reference
+            ),
+            result,
+        ));
+        manifests.push(Manifest {
+            with,
+            current,
+            pods,
+            check,
+        });
+    }
+    manifests
+}
+
+fn auth_of(host: &str, entry: &Entry) -> RegistryAuth {
+    RegistryAuth {
+        registry: host.to_string(),
+        username: entry.username.clone(),
+        password: Sensitive::new(entry.password.expose().clone()),
+    }
+}
+
+fn secret_data(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
+    secret
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.0.clone()))
+        .collect()
+}
+
+/// `status.credentialDigest` of a `.dockerconfigjson`: `sha256:` of the
+/// RegistryCredential's uid, a NUL and the bytes. The same computation as the
+/// reconcile pipeline's (whose module is private to it); the test pins both
+/// to one value.
+fn credential_digest(uid: &str, config_json: &[u8]) -> String {
+    use aws_lc_rs::digest::{Context, SHA256};
+    let mut ctx = Context::new(&SHA256);
+    ctx.update(uid.as_bytes());
+    ctx.update(&[0]);
+    ctx.update(config_json);
+    let hex: String = ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// A read that failed, in words: RBAC's refusal says so.
+pub(super) fn not_read(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) if s.code == 403 => "not checked: forbidden for this user".to_string(),
+        kube::Error::Api(s) => format!("not checked: the API server answered {} {}", s.code, s.reason),
+        other => format!("not checked: {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_digest_is_the_one_regcred_records() {
+        // The value reconcile's fingerprint test pins for the same input.
+        assert_eq!(
+            super::credential_digest("uid", b"{}"),
+            "sha256:4b44f139e60d02e7c98576d84138874d538fd713b8423890b54968aa290baf16"
+        );
+    }
+}

@@ -1,0 +1,150 @@
+//! Why a pod cannot pull its image, with evidence.
+//!
+//! The kubelet's Event carries the runtime's error text, which cannot tell
+//! the credential cases apart (with containerd, no credential and a wrong
+//! password both read `401 Unauthorized`). The diagnosis runs in two stages:
+//!
+//! 1. [`classify`]: the text alone, pure — every message form the kubelet
+//!    and the runtimes (containerd, CRI-O, dockershim) produce, with or
+//!    without the gRPC prefix, bracketed lists of several credentials' failures;
+//! 2. [`gather`] then [`decide`]: what only regcred can know — which
+//!    RegistryCredential covers the image's host, whether the namespace holds
+//!    its current Secret, whether the ServiceAccount and the pod reference it,
+//!    what the kubelet's own keyring matching ([`keyring`]) picks from the
+//!    pod's Secrets, the Secret's expiry, and a manifest HEAD at the
+//!    registry. `gather` only reads (the API server, the registry) and turns
+//!    what it may not read into evidence; `decide` is pure.
+//!
+//! The vocabulary (`cause`, `detail`) is the contract's
+//! (`DIAGNOSIS.md`); a diagnosis never holds a secret value.
+
+pub mod classify;
+pub mod cli;
+mod decide;
+mod gather;
+pub mod keyring;
+
+pub use self::classify::{Classification, Hint, Network, classify};
+pub use self::decide::{CredentialFacts, Findings, Manifest, PodSecret, decide};
+pub use self::gather::{Target, gather};
+
+use serde::Serialize;
+
+/// What made the pull fail: the `cause` field everywhere.
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cause {
+    /// The repository or tag does not exist (proven with a credential the registry accepts).
+    ImageNotFound,
+    /// The pull carried no credential for the image's registry.
+    CredentialMissing,
+    /// A credential was sent and refused, and it was not expired.
+    CredentialRejected,
+    /// The credential the pull used had passed its expiry.
+    CredentialExpired,
+    /// The registry throttled pulls.
+    RateLimited,
+    /// The node could not talk to the registry.
+    RegistryUnreachable,
+    /// None of the above could be established; the runtime's text is kept.
+    Unknown,
+}
+
+/// The `detail` of a cause.
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Detail {
+    Tag,
+    Repository,
+    NotCovered,
+    SecretMissing,
+    ServiceAccountNotLinked,
+    PodAdmittedBeforeLink,
+    StaleCopy,
+    Refused,
+    Anonymous,
+    Authenticated,
+    #[serde(rename = "DNS")]
+    Dns,
+    ConnectionRefused,
+    Timeout,
+    #[serde(rename = "TLS")]
+    Tls,
+}
+
+impl Cause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::ImageNotFound => "ImageNotFound",
+            Cause::CredentialMissing => "CredentialMissing",
+            Cause::CredentialRejected => "CredentialRejected",
+            Cause::CredentialExpired => "CredentialExpired",
+            Cause::RateLimited => "RateLimited",
+            Cause::RegistryUnreachable => "RegistryUnreachable",
+            Cause::Unknown => "Unknown",
+        }
+    }
+}
+
+impl Detail {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Detail::Tag => "Tag",
+            Detail::Repository => "Repository",
+            Detail::NotCovered => "NotCovered",
+            Detail::SecretMissing => "SecretMissing",
+            Detail::ServiceAccountNotLinked => "ServiceAccountNotLinked",
+            Detail::PodAdmittedBeforeLink => "PodAdmittedBeforeLink",
+            Detail::StaleCopy => "StaleCopy",
+            Detail::Refused => "Refused",
+            Detail::Anonymous => "Anonymous",
+            Detail::Authenticated => "Authenticated",
+            Detail::Dns => "DNS",
+            Detail::ConnectionRefused => "ConnectionRefused",
+            Detail::Timeout => "Timeout",
+            Detail::Tls => "TLS",
+        }
+    }
+}
+
+/// One check and what it answered, e.g. `pod imagePullSecrets` → `[ecr]`.
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct Evidence {
+    pub check: String,
+    pub result: String,
+}
+
+impl Evidence {
+    pub fn new(check: impl Into<String>, result: impl Into<String>) -> Self {
+        Self {
+            check: check.into(),
+            result: result.into(),
+        }
+    }
+}
+
+/// The answer for one container of one pod, in the contract's JSON shape.
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct Diagnosis {
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    pub image: String,
+    pub cause: Cause,
+    pub detail: Option<Detail>,
+    /// What was found, in one or two sentences.
+    pub message: String,
+    /// What to do about it.
+    pub fix: String,
+    pub evidence: Vec<Evidence>,
+    /// The RegistryCredential covering the image's registry, if any.
+    pub credential: Option<String>,
+}
+
+impl Diagnosis {
+    /// `<cause>[/<detail>]`, as Events and text output show it.
+    pub fn label(&self) -> String {
+        match self.detail {
+            Some(detail) => format!("{}/{}", self.cause.as_str(), detail.as_str()),
+            None => self.cause.as_str().to_string(),
+        }
+    }
+}
