@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, CustomResourceExt};
@@ -107,24 +108,28 @@ async fn run(args: RunArgs) -> Result<()> {
     let namespace = args.leader_election_namespace.clone().unwrap_or(credentials_namespace);
     let identity = std::env::var("POD_NAME").unwrap_or_else(|_| format!("regcred-{}", std::process::id()));
     let duration = std::time::Duration::from(args.lease_duration).as_secs().max(2);
-    let manager = LeaseManagerBuilder::new(client.clone(), &args.lease_name)
-        .with_namespace(&namespace)
-        .with_identity(&identity)
-        .with_duration(duration)
-        .with_grace((duration / 3).max(1))
-        .build()
-        .await
-        .map_err(|e| {
-            Error::Config(format!(
-                "setting up leader election on Lease {namespace}/{}: {e}",
-                args.lease_name
-            ))
-        })?;
-    let (mut leader, lease_task) = manager.watch().await;
+    let manager = || async {
+        LeaseManagerBuilder::new(client.clone(), &args.lease_name)
+            .with_namespace(&namespace)
+            .with_identity(&identity)
+            .with_duration(duration)
+            .with_grace((duration / 3).max(1))
+            .build()
+            .await
+            .map_err(|e| {
+                Error::Config(format!(
+                    "setting up leader election on Lease {namespace}/{}: {e}",
+                    args.lease_name
+                ))
+            })
+    };
+    let (mut leader, mut lease_task) = manager().await?.watch().await;
     // A standby is healthy and ready: it only waits.
     health.set_ready();
     info!(lease = %args.lease_name, namespace = %namespace, identity = %identity, "waiting to become the leader");
     let mut shutdown = Box::pin(shutdown_signal());
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &namespace);
+    let mut rearm_at = tokio::time::Instant::now();
     loop {
         if *leader.borrow_and_update() {
             break;
@@ -132,6 +137,19 @@ async fn run(args: RunArgs) -> Result<()> {
         tokio::select! {
             changed = leader.changed() => if changed.is_err() {
                 return Err(Error::Config("leader election stopped".into()));
+            },
+            // The lease manager only looks again when the Lease would
+            // expire; a leader that stopped gracefully released it, so ask
+            // again at once with a fresh manager.
+            _ = async {
+                tokio::time::sleep_until(rearm_at).await;
+                released(&leases, &args.lease_name).await;
+            } => {
+                drop(leader);
+                let _ = lease_task.await;
+                (leader, lease_task) = manager().await?.watch().await;
+                // Give the new manager time to take the Lease before looking again.
+                rearm_at = tokio::time::Instant::now() + Duration::from_secs(2);
             },
             _ = &mut shutdown => return Ok(()),
         }
@@ -165,6 +183,25 @@ async fn run(args: RunArgs) -> Result<()> {
         Err(_) => warn!("releasing the leader-election Lease timed out; a standby takes over when it expires"),
     }
     Ok(())
+}
+
+/// Resolves once the Lease `name` is held by nobody (released by a leader
+/// that stopped); keeps waiting while the API server is unreachable.
+async fn released(leases: &Api<Lease>, name: &str) {
+    let free = |lease: Option<&Lease>| {
+        lease
+            .and_then(|l| l.spec.as_ref())
+            .is_some_and(|s| s.holder_identity.as_deref().is_none_or(str::is_empty))
+    };
+    loop {
+        match kube::runtime::wait::await_condition(leases.clone(), name, free).await {
+            Ok(_) => return,
+            Err(e) => {
+                warn!(error = %e, "watching the leader-election Lease failed; retrying");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    }
 }
 
 /// Whether a `NO_PROXY` list (`*`, host names, `.domain` suffixes, IP

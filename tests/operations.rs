@@ -202,7 +202,7 @@ async fn a_graceful_stop_hands_the_lease_over_at_once() {
     let handover = stopped.elapsed();
     println!("handover after a graceful stop: {handover:?} (lease duration 20s)");
     assert!(
-        handover < Duration::from_secs(20),
+        handover < Duration::from_secs(10),
         "the standby waited out the lease: {handover:?}"
     );
     let h = Harness {
