@@ -57,7 +57,7 @@ for cmd in kube-apiserver kubelet; do
   [[ -x "$out/$cmd" ]] || k8s_cmds+=("$cmd")
 done
 if ((${#k8s_cmds[@]})); then
-  log "building ${k8s_cmds[*]} $K8S_VERSION (about 10 minutes per binary on 2 cores, less together)"
+  log "building ${k8s_cmds[*]} $K8S_VERSION (5 to 10 minutes on 2 cores; together they share most packages)"
   mkdir -p "$work/k8s" && cd "$work/k8s"
   go mod init regcred.dev/envtest-kubernetes >/dev/null 2>&1
   modfile=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
