@@ -429,7 +429,7 @@ async fn acr_service_principal_workload_and_managed_identity() {
         ("IDENTITY_HEADER", &azure.identity_header()),
     ];
     let operator = start_operator_with(&cp, &["--ca-bundle", ca.to_str().unwrap()], &env);
-    let h = Harness { client, operator, cp };
+    let mut h = Harness { client, operator, cp };
     let secret = canary("azure-sp");
     put_secret(&h.client, "azure-sp", &[("clientSecret", &secret)]).await;
 
@@ -495,6 +495,13 @@ async fn acr_service_principal_workload_and_managed_identity() {
         Some(passwords[0].as_str()),
         "last good Secret kept"
     );
+    // Retry-After holds across later events and a restart of the operator.
+    let calls = azure.exchange_calls();
+    namespace_with_default_sa(&h.client, "acr-late", &[]).await;
+    h.operator.stop();
+    h.operator = start_operator_with(&h.cp, &["--ca-bundle", ca.to_str().unwrap()], &env);
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    assert_eq!(azure.exchange_calls(), calls, "retried before Retry-After ran out");
 
     let text = format!("{}{}", h.operator.logs(), events_text(&h).await);
     for p in passwords.iter().chain([&secret]) {

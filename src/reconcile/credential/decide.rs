@@ -63,11 +63,17 @@ fn due(f: &Facts<'_>) -> bool {
     }
 }
 
-/// The last attempt (failed, else the held credential's) had other inputs.
+/// The last attempt had other inputs. After failures that means the failed
+/// attempt's inputs, which only memory knows: after a restart, a failure
+/// is taken to be with today's inputs, so its backoff (and any
+/// `Retry-After`) holds.
 fn inputs_changed(f: &Facts<'_>) -> bool {
-    f.last_failed
-        .or(f.held.map(|h| h.fingerprint))
-        .is_some_and(|last| last != f.fingerprint)
+    let last = if f.previous.failed_attempts > 0 {
+        f.last_failed
+    } else {
+        f.held.map(|h| h.fingerprint)
+    };
+    last.is_some_and(|last| last != f.fingerprint)
 }
 
 /// The earliest time another mint with the same inputs may start, from
@@ -212,6 +218,23 @@ mod tests {
                 status: status(None, 3, Some("2026-11-22T00:00:00Z"), Some("2026-11-22T00:10:00Z")),
                 want: Decision::Wait {
                     until: t("2026-11-22T00:10:00Z"),
+                },
+            },
+            Case {
+                name: "after a restart, a failure whose inputs are unknown keeps its Retry-After",
+                now: "2026-11-22T00:01:00Z",
+                inputs: "b",
+                // Recovered from the Secrets: minted from other inputs than today's.
+                held: Some(("a", None)),
+                last_failed: None,
+                status: status(
+                    Some("2026-11-21T00:00:00Z"),
+                    1,
+                    Some("2026-11-22T00:00:00Z"),
+                    Some("2026-11-22T00:02:00Z"),
+                ),
+                want: Decision::Wait {
+                    until: t("2026-11-22T00:02:00Z"),
                 },
             },
             Case {
