@@ -51,6 +51,32 @@ pub enum Hint {
     Unrecognized,
 }
 
+impl Hint {
+    /// What the text says, in words, for evidence and messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Hint::NotFound => "the registry answered not found (the image may not exist)",
+            Hint::BlobNotFound => "a layer was not found behind the manifest",
+            Hint::DeniedOrMissing => "access denied or no such repository (the registry does not say which)",
+            Hint::NoCredential => "the pull carried no credential",
+            Hint::Unauthorized => "HTTP 401 (a credential was refused, or none was sent)",
+            Hint::Forbidden => "HTTP 403 (refused: permissions, scope, or an expired token)",
+            Hint::Expired => "the registry said the credential expired",
+            Hint::RateLimited => "the registry throttled pulls (429)",
+            Hint::Network(Network::Dns) => "the registry host did not resolve",
+            Hint::Network(Network::ConnectionRefused) => "the connection was refused",
+            Hint::Network(Network::Timeout) => "the connection timed out",
+            Hint::Network(Network::Tls) => "the registry's certificate was not trusted",
+            Hint::Network(Network::Other) => "the connection to the registry failed",
+            Hint::SecretMissing => "a pull Secret the pod names does not exist",
+            Hint::NeverPull => "the image is absent and the pull policy is Never",
+            Hint::InvalidReference => "the image reference does not parse",
+            Hint::BackOffOnly => "only `Back-off pulling image`, without the error",
+            Hint::Unrecognized => "no known form",
+        }
+    }
+}
+
 /// Why the node could not reach the registry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Network {

@@ -58,6 +58,8 @@ pub struct CredentialFacts {
     pub targeted: Option<bool>,
     /// Whether the namespace holds the Secret (`None`: could not read it).
     pub secret_exists: Option<bool>,
+    /// Whether a Secret of that name is there that regcred did not write.
+    pub secret_foreign: bool,
     /// Whether that Secret holds the current credential (its digest equals
     /// `status.credentialDigest`); `None` when either could not be read.
     pub secret_current: Option<bool>,
@@ -171,6 +173,22 @@ fn judge(f: &Findings) -> Verdict {
                 "regcred writes it within seconds while it runs: check that the operator runs and RegistryCredential \
                  {}'s Synced condition (kubectl get registrycredential {} -o yaml)",
                 c.name, c.name
+            ),
+        );
+    }
+    if c.secret_foreign {
+        return (
+            Cause::CredentialMissing,
+            Some(Detail::SecretMissing),
+            format!(
+                "namespace {} is targeted by RegistryCredential {}, but Secret {secret} is someone else's (regcred did \
+                 not write it and leaves it alone), so regcred's credential is not there",
+                f.namespace, c.name
+            ),
+            format!(
+                "rename spec.target.secretName of RegistryCredential {}, delete Secret {secret}, or set \
+                 spec.target.existingSecretPolicy: Adopt; then recreate the pod",
+                c.name
             ),
         );
     }
@@ -356,9 +374,9 @@ fn uncovered(f: &Findings) -> Verdict {
         return unknown(
             f,
             &format!(
-                "the RegistryCredentials could not be read, so which one covers {host} is not known; the runtime \
-                 said: {}",
-                f.text.as_deref().unwrap_or("nothing")
+                "the RegistryCredentials could not be read, so which one covers {host} is not known; the runtime's \
+                 text says {}",
+                f.hint.describe()
             ),
             "run regcred diagnose with a user who may read registrycredentials.regcred.dev",
         );
@@ -515,6 +533,7 @@ mod tests {
             secret_name: "reg".into(),
             targeted: Some(true),
             secret_exists: Some(true),
+            secret_foreign: false,
             secret_current: Some(true),
             not_after: None,
             service_account: "default".into(),
@@ -583,6 +602,15 @@ mod tests {
         let mut f = findings(Hint::SecretMissing);
         covered(&mut f).secret_exists = Some(false);
         assert_eq!(label(f), "CredentialMissing/SecretMissing");
+    }
+
+    #[test]
+    fn a_same_named_secret_regcred_did_not_write_is_secret_missing() {
+        let mut f = findings(Hint::Unauthorized);
+        covered(&mut f).secret_foreign = true;
+        let d = decide(f);
+        assert_eq!(d.label(), "CredentialMissing/SecretMissing");
+        assert!(d.fix.contains("existingSecretPolicy"), "{}", d.fix);
     }
 
     #[test]

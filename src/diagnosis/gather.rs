@@ -17,7 +17,7 @@ use super::keyring::{self, Entry};
 use crate::api::RegistryCredential;
 use crate::dockerconfig::{self, RegistryAuth};
 use crate::pull_auth::{ImageRef, check_manifest, is_docker_hub};
-use crate::reconcile::build::{NOT_AFTER_ANNOTATION, secret_name};
+use crate::reconcile::build::{NOT_AFTER_ANNOTATION, is_managed_by, secret_name};
 use crate::redact::Sensitive;
 
 /// One container's failed pull, with what the kubelet said about it.
@@ -55,7 +55,7 @@ pub async fn gather(client: &Client, http: &reqwest::Client, target: Target<'_>)
         text.clone()
             .unwrap_or_else(|| "none with the runtime's error was found".into()),
     ));
-    evidence.push(Evidence::new("what the message says", format!("{hint:?}")));
+    evidence.push(Evidence::new("what the message says", hint.describe()));
 
     // The pod's Secrets, read as the kubelet reads them.
     let spec = pod.spec.clone().unwrap_or_default();
@@ -71,7 +71,7 @@ pub async fn gather(client: &Client, http: &reqwest::Client, target: Target<'_>)
     let mut entries: Vec<Entry> = Vec::new();
     let mut keyring_known = true;
     for name in &names {
-        let check = format!("Secret {namespace}/{name}");
+        let check = format!("pod's Secret {namespace}/{name}");
         match secrets.get_opt(name).await {
             Ok(Some(secret)) => {
                 pod_secrets.push(PodSecret {
@@ -233,10 +233,11 @@ async fn credential_facts(
     };
 
     let mut secret_exists = None;
+    let mut secret_foreign = false;
     let mut secret_current = None;
     let mut not_after = None;
     let mut current_auth = None;
-    let check = format!("Secret {namespace}/{secret_name}");
+    let check = format!("Secret {namespace}/{secret_name} of RegistryCredential {name}");
     match Api::<Secret>::namespaced(client.clone(), namespace)
         .get_opt(&secret_name)
         .await
@@ -246,6 +247,15 @@ async fn credential_facts(
             evidence.push(Evidence::new(check, "absent"));
         }
         Err(e) => evidence.push(Evidence::new(check, not_read(&e))),
+        Ok(Some(secret)) if !is_managed_by(&secret, &name) => {
+            secret_exists = Some(true);
+            secret_foreign = true;
+            evidence.push(Evidence::new(
+                check,
+                "present, but not written by regcred (no regcred.dev/credential label for it): regcred leaves it \
+                 alone (SecretExists)",
+            ));
+        }
         Ok(Some(secret)) => {
             secret_exists = Some(true);
             // Only regcred writes its Secrets into targeted namespaces.
@@ -321,6 +331,7 @@ async fn credential_facts(
             secret_name,
             targeted,
             secret_exists,
+            secret_foreign,
             secret_current,
             not_after,
             service_account,

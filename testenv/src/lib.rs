@@ -8,6 +8,7 @@ mod control_plane;
 pub mod fakes;
 pub mod images;
 mod node;
+pub mod node_hosts;
 mod operator;
 pub mod pki;
 pub mod process;

@@ -1,0 +1,655 @@
+//! `regcred diagnose` on a real node: the kubelet (with containerd and runc,
+//! `regcred_testenv::Node`) fails the pulls and writes the Events; the CLI
+//! binary runs as a user would (`regcred diagnose -n NS -o json`) with a
+//! kubeconfig, and names the cause the contract's vocabulary gives it.
+//!
+//! Every failure here is the kubelet's own; nothing is posted by the test.
+//! The tests running at once share one control plane, node and operator
+//! (which maintains the Secrets and ServiceAccounts as it would in a
+//! cluster); each has its own registry and namespaces.
+
+mod support;
+
+use std::path::Path;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Client;
+use kube::api::{Api, ListParams, PostParams};
+use regcred_testenv::node_hosts::route_host;
+use regcred_testenv::registry::{Auth, Registry};
+use regcred_testenv::{ControlPlane, Node, Operator, eventually};
+use serde_json::{Value, json};
+use support::*;
+
+const POD_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The control plane, node and operator shared by the tests running at once.
+struct Bed {
+    // Field order is drop order.
+    operator: Operator,
+    node: Node,
+    cp: ControlPlane,
+}
+
+async fn bed() -> Arc<Bed> {
+    static BED: tokio::sync::Mutex<Weak<Bed>> = tokio::sync::Mutex::const_new(Weak::new());
+    let mut shared = BED.lock().await;
+    if let Some(bed) = shared.upgrade() {
+        return bed;
+    }
+    let started = Instant::now();
+    let cp = ControlPlane::start_for_nodes().await.expect("control plane for a node");
+    cp.install_crd(&regcred::api::crd_yaml()).await.expect("CRD installs");
+    let client = cp.client().await.unwrap();
+    create_namespace(&client, CREDS_NS, &[]).await;
+    let node = Node::start(&cp).await.expect("node starts and goes Ready");
+    let operator = start_operator(&cp);
+    eprintln!("test bed (control plane, node, operator) up in {:?}", started.elapsed());
+    let bed = Arc::new(Bed { operator, node, cp });
+    *shared = Arc::downgrade(&bed);
+    bed
+}
+
+struct Scene {
+    bed: Arc<Bed>,
+    client: Client,
+    started: Instant,
+    name: &'static str,
+}
+
+impl Scene {
+    async fn new(name: &'static str) -> Self {
+        let bed = bed().await;
+        let client = bed.cp.client().await.unwrap();
+        Self {
+            bed,
+            client,
+            started: Instant::now(),
+            name,
+        }
+    }
+
+    /// A pod as a user would write it for this node (see tests/node.rs).
+    async fn create_pod(&self, ns: &str, name: &str, image: &str, service_account: &str) -> Pod {
+        let pod: Pod = serde_json::from_value(json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {
+                "nodeName": self.bed.node.name(),
+                "hostNetwork": true,
+                "dnsPolicy": "Default",
+                "serviceAccountName": service_account,
+                "automountServiceAccountToken": false,
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{"name": "app", "image": image, "imagePullPolicy": "Always"}],
+            },
+        }))
+        .unwrap();
+        Api::<Pod>::namespaced(self.client.clone(), ns)
+            .create(&PostParams::default(), &pod)
+            .await
+            .unwrap_or_else(|e| panic!("creating pod {ns}/{name}: {e}"))
+    }
+
+    /// Wait until the kubelet has failed the pod's pull: its `Failed to pull
+    /// image` Event is there and the container waits in ErrImagePull or
+    /// ImagePullBackOff. Returns the Event's message.
+    async fn wait_pull_failed(&self, ns: &str, pod: &str) -> String {
+        let pods = Api::<Pod>::namespaced(self.client.clone(), ns);
+        let events = Api::<Event>::namespaced(self.client.clone(), ns);
+        eventually(
+            POD_TIMEOUT,
+            &format!("the kubelet to fail the pull of {ns}/{pod}"),
+            || async {
+                let p = pods.get(pod).await.ok()?;
+                let reason = p.status?.container_statuses?.first()?.state.clone()?.waiting?.reason?;
+                if reason != "ErrImagePull" && reason != "ImagePullBackOff" {
+                    return None;
+                }
+                let params = ListParams::default().fields(&format!("involvedObject.name={pod}"));
+                events
+                    .list(&params)
+                    .await
+                    .ok()?
+                    .items
+                    .into_iter()
+                    .filter_map(|e| e.message)
+                    .find(|m| m.starts_with("Failed to pull image"))
+            },
+        )
+        .await
+    }
+
+    fn report(&self) {
+        eprintln!("{}: {:?} on the node", self.name, self.started.elapsed());
+    }
+}
+
+impl Drop for Scene {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let logs = self.bed.operator.logs();
+            let tail: Vec<&str> = logs.lines().rev().take(30).collect();
+            eprintln!("--- {}: last operator log lines ---", self.name);
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+/// What `regcred diagnose` printed, and its exit status.
+struct Run {
+    status: std::process::ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+/// Run the built `regcred diagnose` as a user would.
+async fn diagnose(kubeconfig: &Path, args: &[&str]) -> Run {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_regcred"));
+    command.arg("diagnose").arg("--kubeconfig").arg(kubeconfig).args(args);
+    command.env_remove("KUBECONFIG");
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .expect("running regcred diagnose");
+    Run {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// `regcred diagnose -n NS -o json`: the diagnoses, by pod name. Also prints
+/// the text output, which the README quotes.
+async fn diagnoses(s: &Scene, ns: &str, ca: Option<&Path>) -> Vec<Value> {
+    let mut args = vec!["-n", ns];
+    let ca = ca.map(|p| p.display().to_string());
+    if let Some(ca) = &ca {
+        args.extend(["--ca-bundle", ca]);
+    }
+    let kubeconfig = s.bed.cp.kubeconfig();
+    let started = Instant::now();
+    let text = diagnose(kubeconfig, &args).await;
+    let elapsed = started.elapsed();
+    assert!(text.status.success(), "regcred diagnose failed: {}", text.stderr);
+    eprintln!("{}: $ regcred diagnose -n {ns} ({elapsed:?})\n{}", s.name, text.stdout);
+    args.extend(["-o", "json"]);
+    let run = diagnose(kubeconfig, &args).await;
+    assert!(run.status.success(), "regcred diagnose -o json failed: {}", run.stderr);
+    let doc: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout));
+    doc["diagnoses"].as_array().expect("a diagnoses array").clone()
+}
+
+/// The one diagnosis for `pod`, checked against the contract's shape.
+fn of<'a>(all: &'a [Value], pod: &str) -> &'a Value {
+    let found: Vec<&Value> = all.iter().filter(|d| d["pod"] == pod).collect();
+    assert_eq!(found.len(), 1, "one diagnosis for pod {pod}: {all:#?}");
+    let d = found[0];
+    for key in [
+        "namespace",
+        "pod",
+        "container",
+        "image",
+        "cause",
+        "detail",
+        "message",
+        "fix",
+        "evidence",
+        "credential",
+    ] {
+        assert!(d.get(key).is_some(), "{key} missing in {d:#}");
+    }
+    assert!(
+        d["evidence"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty() && e.iter().all(|x| x["check"].is_string() && x["result"].is_string())),
+        "{d:#}"
+    );
+    d
+}
+
+fn assert_cause(d: &Value, cause: &str, detail: Option<&str>) {
+    assert_eq!(
+        (d["cause"].as_str(), d["detail"].as_str()),
+        (Some(cause), detail),
+        "diagnosis: {d:#}"
+    );
+}
+
+fn evidence(d: &Value, check_contains: &str) -> String {
+    d["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["check"].as_str().unwrap().contains(check_contains))
+        .unwrap_or_else(|| panic!("no evidence {check_contains:?} in {d:#}"))["result"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn app_image(registry: &Registry, repository: &str) {
+    let app = regcred_testenv::images::app().expect("static app binary");
+    registry
+        .push_binary_image(repository, "1", &app)
+        .await
+        .expect("pushing the app image");
+}
+
+fn static_rc(name: &str, registry: &str, secret: &str, target: Value) -> Value {
+    json!({
+        "apiVersion": "regcred.dev/v1alpha1",
+        "kind": "RegistryCredential",
+        "metadata": {"name": name},
+        "spec": {
+            "provider": {"static": {"registry": registry, "secretRef": {"name": secret}}},
+            "target": target,
+            "healthCheck": {"mode": "Disabled"},
+        },
+    })
+}
+
+/// An htpasswd registry with `team/app:1`, trusted by the node, and a
+/// RegistryCredential `name` for it targeting `target`; returns the
+/// registry and the password.
+async fn covered_registry(s: &Scene, name: &str, target: Value) -> (Registry, String) {
+    let password = canary(name);
+    let registry = Registry::start(Auth::Htpasswd {
+        users: vec![("alice".into(), password.clone())],
+    })
+    .await
+    .expect("htpasswd registry");
+    app_image(&registry, "team/app").await;
+    s.bed.node.trust_registry(&registry).unwrap();
+    put_source_secret(&s.client, name, "alice", &password).await;
+    apply_rc(&s.client, static_rc(name, registry.host(), name, target)).await;
+    (registry, password)
+}
+
+#[tokio::test]
+async fn missing_tag_and_missing_repository_are_image_not_found() {
+    let s = Scene::new("image_not_found").await;
+    namespace_with_default_sa(&s.client, "dx-missing", &[]).await;
+    let (registry, password) =
+        covered_registry(&s, "dx-missing", json!({"namespaces": {"names": ["dx-missing"]}})).await;
+    wait_pull_secrets(&s.client, "dx-missing", &["dx-missing"]).await;
+    let host = registry.host();
+    s.create_pod("dx-missing", "no-tag", &format!("{host}/team/app:2"), "default")
+        .await;
+    s.create_pod("dx-missing", "no-repo", &format!("{host}/team/nothing:1"), "default")
+        .await;
+    let event = s.wait_pull_failed("dx-missing", "no-tag").await;
+    assert!(event.contains("not found"), "{event}");
+    s.wait_pull_failed("dx-missing", "no-repo").await;
+
+    let all = diagnoses(&s, "dx-missing", Some(registry.ca_path())).await;
+    assert_eq!(all.len(), 2, "{all:#?}");
+    let tag = of(&all, "no-tag");
+    assert_cause(tag, "ImageNotFound", Some("Tag"));
+    assert_eq!(tag["credential"], "dx-missing");
+    assert!(evidence(tag, "manifest HEAD").starts_with("404"), "{tag:#}");
+    assert_cause(of(&all, "no-repo"), "ImageNotFound", Some("Repository"));
+    assert!(!serde_json::to_string(&all).unwrap().contains(&password));
+    s.report();
+}
+
+#[tokio::test]
+async fn a_registry_no_credential_covers_is_not_covered() {
+    let s = Scene::new("not_covered").await;
+    let password = canary("dx-uncovered");
+    let registry = Registry::start(Auth::Htpasswd {
+        users: vec![("alice".into(), password)],
+    })
+    .await
+    .expect("htpasswd registry");
+    app_image(&registry, "team/app").await;
+    s.bed.node.trust_registry(&registry).unwrap();
+    namespace_with_default_sa(&s.client, "dx-uncovered", &[]).await;
+    s.create_pod(
+        "dx-uncovered",
+        "app",
+        &format!("{}/team/app:1", registry.host()),
+        "default",
+    )
+    .await;
+    let event = s.wait_pull_failed("dx-uncovered", "app").await;
+    assert!(event.contains("401 Unauthorized"), "{event}");
+
+    let all = diagnoses(&s, "dx-uncovered", Some(registry.ca_path())).await;
+    let d = of(&all, "app");
+    assert_cause(d, "CredentialMissing", Some("NotCovered"));
+    assert_eq!(d["credential"], Value::Null);
+    assert!(evidence(d, "keyring").contains("no entry matches"), "{d:#}");
+    s.report();
+}
+
+#[tokio::test]
+async fn a_namespace_the_credential_does_not_target_is_not_covered() {
+    let s = Scene::new("not_targeted").await;
+    namespace_with_default_sa(&s.client, "dx-in", &[]).await;
+    namespace_with_default_sa(&s.client, "dx-out", &[]).await;
+    let (registry, _) = covered_registry(&s, "dx-target", json!({"namespaces": {"names": ["dx-in"]}})).await;
+    wait_pull_secrets(&s.client, "dx-in", &["dx-target"]).await;
+    s.create_pod("dx-out", "app", &format!("{}/team/app:1", registry.host()), "default")
+        .await;
+    s.wait_pull_failed("dx-out", "app").await;
+
+    let all = diagnoses(&s, "dx-out", Some(registry.ca_path())).await;
+    let d = of(&all, "app");
+    assert_cause(d, "CredentialMissing", Some("NotCovered"));
+    assert_eq!(d["credential"], "dx-target");
+    assert_eq!(evidence(d, "targeted by"), "no");
+    s.report();
+}
+
+#[tokio::test]
+async fn a_service_account_without_the_entry_is_not_linked() {
+    let s = Scene::new("sa_unlinked").await;
+    namespace_with_default_sa(&s.client, "dx-sa", &[]).await;
+    create_service_account(&s.client, "dx-sa", "deployer", &[]).await;
+    let target = json!({"namespaces": {"names": ["dx-sa"]}, "serviceAccounts": {"names": ["deployer"]}});
+    let (registry, _) = covered_registry(&s, "dx-sa", target).await;
+    wait_sa_pull_secrets(&s.client, "dx-sa", "deployer", &["dx-sa"]).await;
+    s.create_pod("dx-sa", "app", &format!("{}/team/app:1", registry.host()), "default")
+        .await;
+    s.wait_pull_failed("dx-sa", "app").await;
+
+    let all = diagnoses(&s, "dx-sa", Some(registry.ca_path())).await;
+    let d = of(&all, "app");
+    assert_cause(d, "CredentialMissing", Some("ServiceAccountNotLinked"));
+    assert_eq!(evidence(d, "ServiceAccount dx-sa/default"), "[]");
+    s.report();
+}
+
+#[tokio::test]
+async fn a_pod_admitted_before_the_link_must_be_recreated() {
+    let s = Scene::new("admitted_before_link").await;
+    namespace_with_default_sa(&s.client, "dx-early", &[]).await;
+    let password = canary("dx-early");
+    let registry = Registry::start(Auth::Htpasswd {
+        users: vec![("alice".into(), password.clone())],
+    })
+    .await
+    .expect("htpasswd registry");
+    app_image(&registry, "team/app").await;
+    s.bed.node.trust_registry(&registry).unwrap();
+    // The pod comes first, as when a GitOps tool applies everything at once.
+    let pod = s
+        .create_pod("dx-early", "app", &format!("{}/team/app:1", registry.host()), "default")
+        .await;
+    assert!(pod.spec.unwrap().image_pull_secrets.is_none());
+    s.wait_pull_failed("dx-early", "app").await;
+    put_source_secret(&s.client, "dx-early", "alice", &password).await;
+    let target = json!({"namespaces": {"names": ["dx-early"]}});
+    apply_rc(&s.client, static_rc("dx-early", registry.host(), "dx-early", target)).await;
+    wait_pull_secrets(&s.client, "dx-early", &["dx-early"]).await;
+
+    let all = diagnoses(&s, "dx-early", Some(registry.ca_path())).await;
+    let d = of(&all, "app");
+    assert_cause(d, "CredentialMissing", Some("PodAdmittedBeforeLink"));
+    assert!(
+        d["fix"]
+            .as_str()
+            .unwrap()
+            .contains("kubectl delete pod -n dx-early app"),
+        "{d:#}"
+    );
+    s.report();
+}
+
+#[tokio::test]
+async fn a_wrong_password_in_the_source_is_refused() {
+    let s = Scene::new("refused").await;
+    let right = canary("dx-right");
+    let wrong = canary("dx-wrong");
+    let registry = Registry::start(Auth::Htpasswd {
+        users: vec![("alice".into(), right.clone())],
+    })
+    .await
+    .expect("htpasswd registry");
+    app_image(&registry, "team/app").await;
+    s.bed.node.trust_registry(&registry).unwrap();
+    namespace_with_default_sa(&s.client, "dx-refused", &[]).await;
+    put_source_secret(&s.client, "dx-refused", "alice", &wrong).await;
+    let target = json!({"namespaces": {"names": ["dx-refused"]}});
+    apply_rc(
+        &s.client,
+        static_rc("dx-refused", registry.host(), "dx-refused", target),
+    )
+    .await;
+    wait_pull_secrets(&s.client, "dx-refused", &["dx-refused"]).await;
+    s.create_pod(
+        "dx-refused",
+        "app",
+        &format!("{}/team/app:1", registry.host()),
+        "default",
+    )
+    .await;
+    let event = s.wait_pull_failed("dx-refused", "app").await;
+    assert!(event.contains("401 Unauthorized"), "{event}");
+
+    let all = diagnoses(&s, "dx-refused", Some(registry.ca_path())).await;
+    let d = of(&all, "app");
+    assert_cause(d, "CredentialRejected", Some("Refused"));
+    assert!(evidence(d, "manifest HEAD").starts_with("401"), "{d:#}");
+    assert!(
+        evidence(d, "of RegistryCredential dx-refused").contains("the current credential"),
+        "{d:#}"
+    );
+    let text = serde_json::to_string(&all).unwrap();
+    assert!(
+        !text.contains(&wrong) && !text.contains(&right),
+        "no password in the output"
+    );
+    s.report();
+}
+
+#[tokio::test]
+async fn connection_refused_and_an_unresolvable_host_are_unreachable() {
+    let s = Scene::new("unreachable").await;
+    namespace_with_default_sa(&s.client, "dx-net", &[]).await;
+    // A port nothing listens on, and a name that never resolves (RFC 2606).
+    let closed = format!("127.0.0.1:{}", regcred_testenv::free_port());
+    s.create_pod("dx-net", "refused", &format!("{closed}/team/app:1"), "default")
+        .await;
+    s.create_pod("dx-net", "dns", "registry.regcred-test.invalid/team/app:1", "default")
+        .await;
+    let refused = s.wait_pull_failed("dx-net", "refused").await;
+    assert!(refused.contains("connection refused"), "{refused}");
+    let dns = s.wait_pull_failed("dx-net", "dns").await;
+    assert!(dns.contains("lookup registry.regcred-test.invalid"), "{dns}");
+
+    let all = diagnoses(&s, "dx-net", None).await;
+    assert_cause(of(&all, "refused"), "RegistryUnreachable", Some("ConnectionRefused"));
+    assert_cause(of(&all, "dns"), "RegistryUnreachable", Some("DNS"));
+    s.report();
+}
+
+/// A same-named Secret that someone else wrote sits where regcred's would:
+/// regcred leaves it alone (`SecretExists`), so the namespace lacks
+/// regcred's credential.
+#[tokio::test]
+async fn a_foreign_secret_in_place_of_regcreds_is_secret_missing() {
+    let s = Scene::new("secret_missing").await;
+    namespace_with_default_sa(&s.client, "dx-foreign", &[]).await;
+    let foreign = k8s_openapi::api::core::v1::Secret {
+        metadata: ObjectMeta {
+            name: Some("dx-foreign".into()),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/dockerconfigjson".into()),
+        string_data: Some([(".dockerconfigjson".to_string(), r#"{"auths":{}}"#.to_string())].into()),
+        ..Default::default()
+    };
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(s.client.clone(), "dx-foreign")
+        .create(&PostParams::default(), &foreign)
+        .await
+        .unwrap();
+    let (registry, _) = covered_registry(&s, "dx-foreign", json!({"namespaces": {"names": ["dx-foreign"]}})).await;
+    wait_event(&s.client, "SecretExists", Some("Warning")).await;
+    s.create_pod(
+        "dx-foreign",
+        "app",
+        &format!("{}/team/app:1", registry.host()),
+        "default",
+    )
+    .await;
+    s.wait_pull_failed("dx-foreign", "app").await;
+
+    let all = diagnoses(&s, "dx-foreign", Some(registry.ca_path())).await;
+    let d = of(&all, "app");
+    assert_cause(d, "CredentialMissing", Some("SecretMissing"));
+    assert!(
+        evidence(d, "of RegistryCredential dx-foreign").contains("not written by regcred"),
+        "{d:#}"
+    );
+    s.report();
+}
+
+/// A registry whose certificate the node does not trust (its host routed
+/// with another CA), and a server that accepts connections and never
+/// answers: the kubelet's texts say TLS and timeout.
+#[tokio::test]
+async fn an_untrusted_certificate_and_a_silent_server_are_unreachable() {
+    let s = Scene::new("tls_timeout").await;
+    let registry = Registry::start(Auth::Anonymous).await.expect("anonymous registry");
+    app_image(&registry, "team/app").await;
+    let other_ca = regcred_testenv::pki::TestCa::new("a CA that signed nothing here");
+    route_host(
+        &s.bed.node,
+        "untrusted.regcred.test",
+        registry.host(),
+        other_ca.cert_pem(),
+    )
+    .unwrap();
+    // Accepts every connection, then says nothing: the TLS handshake never ends.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    route_host(&s.bed.node, "silent.regcred.test", &silent_addr, other_ca.cert_pem()).unwrap();
+    namespace_with_default_sa(&s.client, "dx-tls", &[]).await;
+    s.create_pod("dx-tls", "untrusted", "untrusted.regcred.test/team/app:1", "default")
+        .await;
+    s.create_pod("dx-tls", "silent", "silent.regcred.test/team/app:1", "default")
+        .await;
+    let untrusted = s.wait_pull_failed("dx-tls", "untrusted").await;
+    assert!(untrusted.contains("x509"), "{untrusted}");
+    let silent = s.wait_pull_failed("dx-tls", "silent").await;
+    assert!(silent.contains("timeout"), "{silent}");
+
+    let all = diagnoses(&s, "dx-tls", None).await;
+    assert_cause(of(&all, "untrusted"), "RegistryUnreachable", Some("TLS"));
+    assert_cause(of(&all, "silent"), "RegistryUnreachable", Some("Timeout"));
+    held.abort();
+    s.report();
+}
+
+/// A user who may read pods, Events and ServiceAccounts in one namespace
+/// only: the checks they may not run are listed as such, and the command
+/// still answers (exit 0).
+#[tokio::test]
+async fn a_namespace_scoped_user_gets_an_answer_with_forbidden_checks_listed() {
+    let s = Scene::new("namespace_scoped").await;
+    namespace_with_default_sa(&s.client, "dx-rbac", &[]).await;
+    let (registry, _) = covered_registry(&s, "dx-rbac", json!({"namespaces": {"names": ["dx-rbac"]}})).await;
+    wait_pull_secrets(&s.client, "dx-rbac", &["dx-rbac"]).await;
+    s.create_pod(
+        "dx-rbac",
+        "app",
+        &format!("{}/team/app:404", registry.host()),
+        "default",
+    )
+    .await;
+    s.wait_pull_failed("dx-rbac", "app").await;
+
+    let role = Role {
+        metadata: ObjectMeta {
+            name: Some("pod-reader".into()),
+            namespace: Some("dx-rbac".into()),
+            ..Default::default()
+        },
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec!["".into()]),
+            resources: Some(vec!["pods".into(), "events".into(), "serviceaccounts".into()]),
+            verbs: vec!["get".into(), "list".into()],
+            ..Default::default()
+        }]),
+    };
+    Api::<Role>::namespaced(s.client.clone(), "dx-rbac")
+        .create(&PostParams::default(), &role)
+        .await
+        .unwrap();
+    let binding = RoleBinding {
+        metadata: ObjectMeta {
+            name: Some("pod-reader".into()),
+            namespace: Some("dx-rbac".into()),
+            ..Default::default()
+        },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "Role".into(),
+            name: "pod-reader".into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "User".into(),
+            name: "dev".into(),
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            ..Default::default()
+        }]),
+    };
+    Api::<RoleBinding>::namespaced(s.client.clone(), "dx-rbac")
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    let kubeconfig = s.bed.cp.kubeconfig_for("dev", &[]).unwrap();
+    let ca = registry.ca_path().display().to_string();
+    let run = diagnose(&kubeconfig, &["-n", "dx-rbac", "-o", "json", "--ca-bundle", &ca]).await;
+    assert!(run.status.success(), "exit 0 with forbidden checks: {}", run.stderr);
+    let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+    let d = of(doc["diagnoses"].as_array().unwrap(), "app");
+    eprintln!("{}: as a namespace-scoped user:\n{d:#}", s.name);
+    assert!(
+        evidence(d, "kubelet's message").contains("not found"),
+        "Events were read: {d:#}"
+    );
+    assert!(evidence(d, "RegistryCredentials").contains("forbidden"), "{d:#}");
+    assert!(
+        evidence(d, "pod's Secret dx-rbac/dx-rbac").contains("forbidden"),
+        "{d:#}"
+    );
+
+    // A user who may not even list the pods gets an error and a failure status.
+    let outsider = s.bed.cp.kubeconfig_for("outsider", &[]).unwrap();
+    let run = diagnose(&outsider, &["-n", "dx-rbac"]).await;
+    assert!(!run.status.success());
+    assert!(
+        run.stderr.contains("listing pods in namespace dx-rbac"),
+        "{}",
+        run.stderr
+    );
+    s.report();
+}
+
+async fn wait_pull_secrets(client: &Client, ns: &str, want: &[&str]) {
+    wait_sa_pull_secrets(client, ns, "default", want).await;
+}
+
+async fn wait_sa_pull_secrets(client: &Client, ns: &str, sa: &str, want: &[&str]) {
+    let sas = Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), ns);
+    eventually(WAIT, &format!("ServiceAccount {ns}/{sa} to list {want:?}"), || async {
+        (pull_secret_names(&sas.get(sa).await.ok()?) == want).then_some(())
+    })
+    .await;
+}
