@@ -391,6 +391,17 @@ mod tests {
     }
 
     #[test]
+    fn ready_does_not_claim_pulls_authenticate_when_nothing_was_checked() {
+        let issued = Cond::new("True", "Issued", "ok");
+        let synced = synced_condition(3, 3, &[], 0);
+        let disabled = pull_auth_condition(Some(PullAuthResult::Disabled), "");
+        let ready = ready_condition(&issued, &synced, &disabled);
+        assert_eq!(ready.status, "True");
+        assert!(ready.message.contains("not checked"), "{}", ready.message);
+        assert!(!ready.message.contains("authenticate"), "{}", ready.message);
+    }
+
+    #[test]
     fn transition_time_moves_only_when_status_flips() {
         let t0 = time("2026-11-22T00:00:00Z");
         let t1 = time("2026-11-22T01:00:00Z");

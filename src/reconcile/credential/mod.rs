@@ -110,7 +110,12 @@ pub async fn step(
     let current = env
         .held
         .slot(&uid, |s| s.current.clone())
-        .or_else(|| recover(env, rc, previous, now));
+        .or_else(|| {
+            let recovered = recover(&env.managed_secrets.state(), rc, previous, now)?;
+            info!(not_after = ?recovered.schedule.map(|s| s.not_after), "took the current credential back from its Secrets after a restart");
+            env.held.slot(&uid, |s| s.current = Some(recovered.clone()));
+            Some(recovered)
+        });
     let last_failed = env.held.slot(&uid, |s| s.failed_fingerprint.clone());
     let decision = decide(&Facts {
         now,
@@ -354,7 +359,7 @@ fn previous_issued(previous: &RegistryCredentialStatus) -> Option<Cond> {
 /// provider outage: a credential that is still valid is kept until it
 /// expires.
 fn recover(
-    env: &Env<'_>,
+    managed: &[std::sync::Arc<Secret>],
     rc: &RegistryCredential,
     previous: &RegistryCredentialStatus,
     now: Timestamp,
@@ -362,7 +367,7 @@ fn recover(
     let digest = previous.credential_digest.as_deref()?;
     let uid = rc.uid().unwrap_or_default();
     let name = rc.name_any();
-    let (secret, config_json) = env.managed_secrets.state().into_iter().find_map(|s| {
+    let (secret, config_json) = managed.iter().find_map(|s| {
         let json = s.data.as_ref()?.get(dockerconfig::DATA_KEY)?.0.clone();
         (build::is_managed_by(&s, &name) && credential_digest(&uid, &json) == digest).then_some((s, json))
     })?;
@@ -398,8 +403,7 @@ fn recover(
         },
         clamped: false,
     });
-    info!(not_after = ?schedule.map(|s| s.not_after), "took the current credential back from its Secrets after a restart");
-    let current = Current {
+    Some(Current {
         credential: Credential {
             auths,
             not_after: schedule.map(|s| s.not_after),
@@ -409,12 +413,87 @@ fn recover(
         digest: digest.to_string(),
         issued,
         schedule,
-    };
-    env.held.slot(&uid, |s| s.current = Some(current.clone()));
-    Some(current)
+    })
 }
 
 /// The `regcred.dev/not-after` annotation value: RFC 3339, whole seconds.
 pub fn not_after_annotation(t: Timestamp) -> String {
     renewal::truncate(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use k8s_openapi::ByteString;
+
+    use super::*;
+    use crate::api::{GcrProvider, Provider, RegistryCredentialSpec};
+    use crate::redact::Sensitive;
+
+    fn rc() -> RegistryCredential {
+        let mut rc = RegistryCredential::new(
+            "gcr",
+            RegistryCredentialSpec {
+                provider: Provider {
+                    gcr: Some(GcrProvider {
+                        registries: vec!["us-docker.pkg.dev".into(), "gcr.io".into()],
+                        auth: None,
+                    }),
+                    ..Default::default()
+                },
+                target: Default::default(),
+                renew_before: None,
+                health_check: Default::default(),
+            },
+        );
+        rc.metadata.uid = Some("uid-gcr".into());
+        rc
+    }
+
+    fn managed(ns: &str, password: &str) -> (Arc<Secret>, Vec<u8>) {
+        let auths: Vec<_> = ["us-docker.pkg.dev", "gcr.io"]
+            .iter()
+            .map(|r| dockerconfig::RegistryAuth {
+                registry: r.to_string(),
+                username: "oauth2accesstoken".into(),
+                password: Sensitive::new(password.into()),
+            })
+            .collect();
+        let json = dockerconfig::encode(&auths);
+        let mut secret = build::desired_secret(&rc(), ns, &json, Some("2026-11-22T01:00:00Z"), "inputs");
+        secret.data = Some([(dockerconfig::DATA_KEY.to_string(), ByteString(json.clone()))].into());
+        (Arc::new(secret), json)
+    }
+
+    fn status(digest: &str) -> RegistryCredentialStatus {
+        RegistryCredentialStatus {
+            registries: vec!["us-docker.pkg.dev".into(), "gcr.io".into()],
+            not_after: Some(Time("2026-11-22T01:00:00Z".parse().unwrap())),
+            renewal_time: Some(Time("2026-11-22T00:40:00Z".parse().unwrap())),
+            credential_digest: Some(digest.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn recovery_takes_only_the_secret_status_vouches_for_in_the_providers_order() {
+        let (forged, _) = managed("aaa", "forged");
+        let (real, json) = managed("zzz", "real");
+        let digest = credential_digest("uid-gcr", &json);
+        let now: Timestamp = "2026-11-22T00:10:00Z".parse().unwrap();
+        let current = recover(&[forged.clone(), real], &rc(), &status(&digest), now).expect("recovered");
+        assert!(current.credential.auths.iter().all(|a| a.password.expose() == "real"));
+        // Not the JSON's (alphabetical) order: healthCheck.image belongs to the first.
+        assert_eq!(current.credential.registries(), ["us-docker.pkg.dev", "gcr.io"]);
+        assert_eq!(
+            current.schedule.map(|s| s.renew_at.to_string()).as_deref(),
+            Some("2026-11-22T00:40:00Z")
+        );
+        assert!(
+            recover(&[forged], &rc(), &status(&digest), now).is_none(),
+            "a look-alike is never taken"
+        );
+        assert!(recover(&[], &rc(), &RegistryCredentialStatus::default(), now).is_none());
+    }
 }
