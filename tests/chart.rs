@@ -415,9 +415,9 @@ async fn rendered_manifests_pass_server_side_dry_run() {
 
 /// Install only the chart's identity and RBAC (for real), then run the
 /// operator as that ServiceAccount through a full static scenario.
-#[tokio::test]
-async fn operator_does_its_job_with_exactly_the_charts_rbac() {
-    let cp = Harness::control_plane().await;
+/// The chart's ServiceAccount, (Cluster)Roles and bindings applied to `cp`,
+/// and a kubeconfig for that ServiceAccount's identity.
+async fn chart_identity(cp: &regcred_testenv::ControlPlane) -> (Vec<Value>, PathBuf) {
     let admin = cp.client().await.unwrap();
     let objects = render(CREDS_NS, None);
     let identity: Vec<&Value> = objects
@@ -446,6 +446,14 @@ async fn operator_does_its_job_with_exactly_the_charts_rbac() {
             ],
         )
         .unwrap();
+    (objects, kubeconfig)
+}
+
+#[tokio::test]
+async fn operator_does_its_job_with_exactly_the_charts_rbac() {
+    let cp = Harness::control_plane().await;
+    let admin = cp.client().await.unwrap();
+    let (objects, kubeconfig) = chart_identity(&cp).await;
 
     // The chart's own flags, but metrics on a free loopback port and the
     // credentials namespace passed by the harness.
@@ -616,9 +624,24 @@ async fn operator_does_its_job_with_exactly_the_charts_rbac() {
         !events.contains("forbidden") && !events.contains("Forbidden"),
         "an Event reports an RBAC denial with the chart's RBAC:\n{events}"
     );
+}
 
-    // Least privilege, checked with the operator's own identity.
-    let me = h.cp.client_from(&kubeconfig).await.unwrap();
+/// Least privilege: with the chart's identity, everything regcred does not
+/// need is denied.
+#[tokio::test]
+async fn the_charts_rbac_denies_the_rest() {
+    let cp = Harness::control_plane().await;
+    let admin = cp.client().await.unwrap();
+    let (_, kubeconfig) = chart_identity(&cp).await;
+    for ns in ["rbac-a", "rbac-taken"] {
+        namespace_with_default_sa(&admin, ns, &[]).await;
+    }
+    let me = cp.client_from(&kubeconfig).await.unwrap();
+    // What leader election needs: read and watch the Lease of its namespace.
+    Api::<Lease>::namespaced(me.clone(), CREDS_NS)
+        .list(&ListParams::default())
+        .await
+        .expect("listing Leases in the release namespace is allowed");
     // RBAC cannot tie list to a label selector: the managed-Secret watch needs
     // cluster-wide list, so listing every Secret of any namespace is allowed.
     Api::<Secret>::namespaced(me.clone(), "rbac-taken")
