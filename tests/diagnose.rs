@@ -19,6 +19,8 @@ use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
+use regcred_testenv::fakes::Fault;
+use regcred_testenv::fakes::google::{TokenServer, service_account_key_json};
 use regcred_testenv::node_hosts::route_host;
 use regcred_testenv::registry::{Auth, Registry};
 use regcred_testenv::{ControlPlane, Node, Operator, eventually};
@@ -553,6 +555,110 @@ async fn an_untrusted_certificate_and_a_silent_server_are_unreachable() {
     assert_cause(of(&all, "untrusted"), "RegistryUnreachable", Some("TLS"));
     assert_cause(of(&all, "silent"), "RegistryUnreachable", Some("Timeout"));
     held.abort();
+    s.report();
+}
+
+/// A Google token that lives 20 s, a registry that refuses it once it has
+/// expired, and a token endpoint that fails from then on: the Secret keeps
+/// the expired token (regcred never empties it), and a pod pulling with it
+/// is refused.
+#[tokio::test]
+async fn a_credential_past_its_expiry_is_expired() {
+    const HOST: &str = "gar.regcred.test";
+    const LIFETIME: Duration = Duration::from_secs(20);
+    let s = Scene::new("expired").await;
+    let google = TokenServer::start().await.expect("google token endpoint");
+    google.issue_fresh_tokens("ya29.dx-expired", LIFETIME);
+    let unexpired = google.unexpired_check();
+    let registry = Registry::start(Auth::Verified {
+        verify: Arc::new(move |user, password| user == "oauth2accesstoken" && unexpired(password)),
+        repositories: vec!["team/app".into()],
+    })
+    .await
+    .expect("registry accepting only unexpired Google tokens");
+    app_image(&registry, "team/app").await;
+    s.bed.node.route_registry(HOST, &registry).unwrap();
+    put_secret(
+        &s.client,
+        "dx-expired-gcp",
+        &[("key.json", &service_account_key_json(&google.token_uri()))],
+    )
+    .await;
+    namespace_with_default_sa(&s.client, "dx-expired", &[]).await;
+    let rc = json!({
+        "apiVersion": "regcred.dev/v1alpha1",
+        "kind": "RegistryCredential",
+        "metadata": {"name": "dx-expired"},
+        "spec": {
+            "provider": {"gcr": {"registries": [HOST], "auth": {"serviceAccountKey": {"secretRef": {"name": "dx-expired-gcp", "key": "key.json"}}}}},
+            "target": {"namespaces": {"names": ["dx-expired"]}},
+            "healthCheck": {"mode": "Disabled"},
+        },
+    });
+    apply_rc(&s.client, rc).await;
+    wait_pull_secrets(&s.client, "dx-expired", &["dx-expired"]).await;
+    google.set_fault(Fault::Status {
+        code: 503,
+        retry_after: None,
+    });
+    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(s.client.clone(), "dx-expired");
+    let not_after: jiff::Timestamp =
+        secrets.get("dx-expired").await.unwrap().metadata.annotations.unwrap()["regcred.dev/not-after"]
+            .parse()
+            .unwrap();
+    let left = not_after.duration_since(jiff::Timestamp::now()).as_secs_f64().max(0.0);
+    tokio::time::sleep(Duration::from_secs_f64(left + 1.0)).await;
+    s.create_pod("dx-expired", "app", &format!("{HOST}/team/app:1"), "default")
+        .await;
+    let event = s.wait_pull_failed("dx-expired", "app").await;
+    assert!(event.contains("401 Unauthorized"), "{event}");
+
+    let all = diagnoses(&s, "dx-expired", None).await;
+    let d = of(&all, "app");
+    assert_cause(d, "CredentialExpired", None);
+    assert!(
+        evidence(d, "of RegistryCredential dx-expired").contains("expired"),
+        "{d:#}"
+    );
+    s.report();
+}
+
+/// A token endpoint that answers 429, as a throttled registry does: a pod
+/// with regcred's credential is throttled as its account, a pod without
+/// any as anonymous.
+#[tokio::test]
+async fn a_throttled_registry_is_rate_limited_authenticated_or_anonymous() {
+    let s = Scene::new("rate_limited").await;
+    let password = canary("dx-rate");
+    let registry = Registry::start(Auth::Token {
+        users: vec![("bob".into(), password.clone())],
+        grants: vec![("bob".into(), "team/app".into())],
+    })
+    .await
+    .expect("token-auth registry");
+    app_image(&registry, "team/app").await;
+    s.bed.node.trust_registry(&registry).unwrap();
+    namespace_with_default_sa(&s.client, "dx-rate", &[]).await;
+    namespace_with_default_sa(&s.client, "dx-rate-anon", &[]).await;
+    put_source_secret(&s.client, "dx-rate", "bob", &password).await;
+    let target = json!({"namespaces": {"names": ["dx-rate"]}});
+    apply_rc(&s.client, static_rc("dx-rate", registry.host(), "dx-rate", target)).await;
+    wait_pull_secrets(&s.client, "dx-rate", &["dx-rate"]).await;
+    registry.set_token_fault(Fault::Status {
+        code: 429,
+        retry_after: Some(60),
+    });
+    let image = format!("{}/team/app:1", registry.host());
+    s.create_pod("dx-rate", "app", &image, "default").await;
+    s.create_pod("dx-rate-anon", "app", &image, "default").await;
+    let event = s.wait_pull_failed("dx-rate", "app").await;
+    assert!(event.contains("429"), "{event}");
+    s.wait_pull_failed("dx-rate-anon", "app").await;
+
+    let all = diagnoses(&s, "dx-rate", Some(registry.ca_path())).await;
+    assert_cause(of(&all, "app"), "RateLimited", Some("Authenticated"));
+    let all = diagnoses(&s, "dx-rate-anon", Some(registry.ca_path())).await;
+    assert_cause(of(&all, "app"), "RateLimited", Some("Anonymous"));
     s.report();
 }
 
