@@ -315,29 +315,10 @@ pub fn apply_sa_change(sa: &ServiceAccount, secret: &str, rc: &str, change: SaCh
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{Provider, RegistryCredentialSpec, StaticProvider, StaticSecretRef};
 
+    /// The fixture credential with a label of its own to copy.
     fn rc() -> RegistryCredential {
-        let mut rc = RegistryCredential::new(
-            "hub",
-            RegistryCredentialSpec {
-                provider: Provider {
-                    static_: Some(StaticProvider {
-                        registry: "docker.io".into(),
-                        secret_ref: StaticSecretRef {
-                            name: "hub".into(),
-                            username_key: "username".into(),
-                            password_key: "password".into(),
-                        },
-                    }),
-                    ..Default::default()
-                },
-                target: Default::default(),
-                renew_before: None,
-                health_check: Default::default(),
-            },
-        );
-        rc.metadata.uid = Some("uid-1".into());
+        let mut rc = super::super::fixtures::rc();
         rc.spec.target.secret_labels.insert("team".into(), "a".into());
         rc
     }
@@ -381,7 +362,7 @@ mod tests {
         let owner = &s.owner_references()[0];
         assert_eq!(
             (owner.kind.as_str(), owner.uid.as_str()),
-            ("RegistryCredential", "uid-1")
+            ("RegistryCredential", "uid-hub")
         );
         // blockOwnerDeletion would need registrycredentials/finalizers update,
         // which the chart does not grant.

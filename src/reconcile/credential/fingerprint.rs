@@ -89,30 +89,8 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{Provider, RegistryCredentialSpec, StaticProvider, StaticSecretRef};
+    use crate::reconcile::fixtures::rc;
     use k8s_openapi::ByteString;
-
-    fn rc() -> RegistryCredential {
-        RegistryCredential::new(
-            "hub",
-            RegistryCredentialSpec {
-                provider: Provider {
-                    static_: Some(StaticProvider {
-                        registry: "docker.io".into(),
-                        secret_ref: StaticSecretRef {
-                            name: "hub".into(),
-                            username_key: "username".into(),
-                            password_key: "password".into(),
-                        },
-                    }),
-                    ..Default::default()
-                },
-                target: Default::default(),
-                renew_before: None,
-                health_check: Default::default(),
-            },
-        )
-    }
 
     fn source(password: &str) -> Secret {
         Secret {

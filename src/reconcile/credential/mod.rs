@@ -369,7 +369,7 @@ fn recover(
     let name = rc.name_any();
     let (secret, config_json) = managed.iter().find_map(|s| {
         let json = s.data.as_ref()?.get(dockerconfig::DATA_KEY)?.0.clone();
-        (build::is_managed_by(&s, &name) && credential_digest(&uid, &json) == digest).then_some((s, json))
+        (build::is_managed_by(s, &name) && credential_digest(&uid, &json) == digest).then_some((s, json))
     })?;
     let mut auths = dockerconfig::decode_all(&config_json).ok()?;
     // The order the provider gave (status.registries), not the JSON's: the
