@@ -329,6 +329,29 @@ async fn a_registry_no_credential_covers_is_not_covered() {
     assert_cause(d, "CredentialMissing", Some("NotCovered"));
     assert_eq!(d["credential"], Value::Null);
     assert!(evidence(d, "keyring").contains("no entry matches"), "{d:#}");
+
+    // `kubectl regcred diagnose` runs the kubectl-regcred binary with the same arguments.
+    let ca = registry.ca_path().display().to_string();
+    let plugin = tokio::task::spawn_blocking({
+        let kubeconfig = s.bed.cp.kubeconfig().to_path_buf();
+        move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-regcred"))
+                .args(["diagnose", "-n", "dx-uncovered", "-o", "json", "--ca-bundle", &ca])
+                .arg("--kubeconfig")
+                .arg(kubeconfig)
+                .output()
+        }
+    })
+    .await
+    .unwrap()
+    .expect("running kubectl-regcred");
+    assert!(plugin.status.success(), "{}", String::from_utf8_lossy(&plugin.stderr));
+    let doc: Value = serde_json::from_slice(&plugin.stdout).unwrap();
+    assert_cause(
+        of(doc["diagnoses"].as_array().unwrap(), "app"),
+        "CredentialMissing",
+        Some("NotCovered"),
+    );
     s.report();
 }
 

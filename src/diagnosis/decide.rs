@@ -370,6 +370,23 @@ fn expired(f: &Findings, why: &str) -> Verdict {
 
 fn uncovered(f: &Findings) -> Verdict {
     let host = &f.host;
+    let auth_failure = matches!(
+        f.hint,
+        Hint::Unauthorized | Hint::Forbidden | Hint::NoCredential | Hint::DeniedOrMissing
+    );
+    if !f.credentials_listed && auth_failure && f.sent.as_ref().is_some_and(Vec::is_empty) {
+        return (
+            Cause::CredentialMissing,
+            None,
+            format!(
+                "the pull carried no credential for {host} (no entry of the pod's Secrets matches it); which \
+                 RegistryCredential should cover it is not known, the RegistryCredentials could not be read"
+            ),
+            format!(
+                "give the pod a pull Secret for {host}, or ask who runs regcred which RegistryCredential covers it"
+            ),
+        );
+    }
     if !f.credentials_listed {
         return unknown(
             f,
@@ -688,7 +705,11 @@ mod tests {
         assert!(d.message.contains("runtime text"), "{}", d.message);
         let mut f = findings(Hint::Unauthorized);
         f.credentials_listed = false;
-        assert_eq!(label(f), "Unknown");
+        f.sent = None;
+        assert_eq!(label(f.clone()), "Unknown");
+        // The keyring still shows an anonymous pull.
+        f.sent = Some(vec![]);
+        assert_eq!(label(f), "CredentialMissing");
     }
 
     #[test]
