@@ -685,6 +685,106 @@ async fn a_throttled_registry_is_rate_limited_authenticated_or_anonymous() {
     s.report();
 }
 
+/// A namespace whose Secrets an admission policy freezes: regcred cannot
+/// roll the corrected source credential out there, so the namespace keeps
+/// the older, wrong one while every other namespace gets the new one.
+#[tokio::test]
+async fn an_older_credential_left_in_a_namespace_is_a_stale_copy() {
+    use k8s_openapi::api::admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding};
+    let s = Scene::new("stale_copy").await;
+    let good = canary("dx-stale-good");
+    let registry = Registry::start(Auth::Htpasswd {
+        users: vec![("alice".into(), good.clone())],
+    })
+    .await
+    .expect("htpasswd registry");
+    app_image(&registry, "team/app").await;
+    s.bed.node.trust_registry(&registry).unwrap();
+    namespace_with_default_sa(&s.client, "dx-stale", &[]).await;
+    put_source_secret(&s.client, "dx-stale", "alice", &canary("dx-stale-old")).await;
+    let target = json!({"namespaces": {"names": ["dx-stale"]}});
+    apply_rc(&s.client, static_rc("dx-stale", registry.host(), "dx-stale", target)).await;
+    wait_pull_secrets(&s.client, "dx-stale", &["dx-stale"]).await;
+    let rcs = Api::<regcred::api::RegistryCredential>::all(s.client.clone());
+    let old_digest = eventually(WAIT, "the first credentialDigest", || async {
+        rcs.get("dx-stale").await.ok()?.status?.credential_digest
+    })
+    .await;
+
+    let policy: ValidatingAdmissionPolicy = serde_json::from_value(json!({
+        "metadata": {"name": "dx-stale-freeze"},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": [""], "apiVersions": ["v1"],
+                "operations": ["UPDATE", "DELETE"], "resources": ["secrets"],
+            }]},
+            "validations": [{"expression": "false", "message": "Secrets in dx-stale are frozen"}],
+        },
+    }))
+    .unwrap();
+    let binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(json!({
+        "metadata": {"name": "dx-stale-freeze"},
+        "spec": {
+            "policyName": "dx-stale-freeze",
+            "validationActions": ["Deny"],
+            "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "dx-stale"}}},
+        },
+    }))
+    .unwrap();
+    Api::<ValidatingAdmissionPolicy>::all(s.client.clone())
+        .create(&PostParams::default(), &policy)
+        .await
+        .unwrap();
+    Api::<ValidatingAdmissionPolicyBinding>::all(s.client.clone())
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    // The policy is in force once an update of a Secret there is denied.
+    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(s.client.clone(), "dx-stale");
+    eventually(
+        WAIT,
+        "the admission policy to deny Secret updates in dx-stale",
+        || async {
+            let patch = json!({"metadata": {"annotations": {"regcred-test/probe": "x"}}});
+            let denied = secrets
+                .patch(
+                    "dx-stale",
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(&patch),
+                )
+                .await
+                .is_err();
+            denied.then_some(())
+        },
+    )
+    .await;
+
+    put_source_secret(&s.client, "dx-stale", "alice", &good).await;
+    eventually(WAIT, "a new credentialDigest", || async {
+        let digest = rcs.get("dx-stale").await.ok()?.status?.credential_digest?;
+        (digest != old_digest).then_some(())
+    })
+    .await;
+    s.create_pod("dx-stale", "app", &format!("{}/team/app:1", registry.host()), "default")
+        .await;
+    let event = s.wait_pull_failed("dx-stale", "app").await;
+    assert!(event.contains("401 Unauthorized"), "{event}");
+
+    let all = diagnoses(&s, "dx-stale", Some(registry.ca_path())).await;
+    let d = of(&all, "app");
+    assert_cause(d, "CredentialRejected", Some("StaleCopy"));
+    assert!(
+        evidence(d, "of RegistryCredential dx-stale").contains("older credential"),
+        "{d:#}"
+    );
+    Api::<ValidatingAdmissionPolicyBinding>::all(s.client.clone())
+        .delete("dx-stale-freeze", &Default::default())
+        .await
+        .unwrap();
+    s.report();
+}
+
 /// A user who may read pods, Events and ServiceAccounts in one namespace
 /// only: the checks they may not run are listed as such, and the command
 /// still answers (exit 0).
