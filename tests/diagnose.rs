@@ -690,7 +690,6 @@ async fn a_throttled_registry_is_rate_limited_authenticated_or_anonymous() {
 /// the older, wrong one while every other namespace gets the new one.
 #[tokio::test]
 async fn an_older_credential_left_in_a_namespace_is_a_stale_copy() {
-    use k8s_openapi::api::admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding};
     let s = Scene::new("stale_copy").await;
     let good = canary("dx-stale-good");
     let registry = Registry::start(Auth::Htpasswd {
@@ -711,54 +710,7 @@ async fn an_older_credential_left_in_a_namespace_is_a_stale_copy() {
     })
     .await;
 
-    let policy: ValidatingAdmissionPolicy = serde_json::from_value(json!({
-        "metadata": {"name": "dx-stale-freeze"},
-        "spec": {
-            "failurePolicy": "Fail",
-            "matchConstraints": {"resourceRules": [{
-                "apiGroups": [""], "apiVersions": ["v1"],
-                "operations": ["UPDATE", "DELETE"], "resources": ["secrets"],
-            }]},
-            "validations": [{"expression": "false", "message": "Secrets in dx-stale are frozen"}],
-        },
-    }))
-    .unwrap();
-    let binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(json!({
-        "metadata": {"name": "dx-stale-freeze"},
-        "spec": {
-            "policyName": "dx-stale-freeze",
-            "validationActions": ["Deny"],
-            "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "dx-stale"}}},
-        },
-    }))
-    .unwrap();
-    Api::<ValidatingAdmissionPolicy>::all(s.client.clone())
-        .create(&PostParams::default(), &policy)
-        .await
-        .unwrap();
-    Api::<ValidatingAdmissionPolicyBinding>::all(s.client.clone())
-        .create(&PostParams::default(), &binding)
-        .await
-        .unwrap();
-    // The policy is in force once an update of a Secret there is denied.
-    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(s.client.clone(), "dx-stale");
-    eventually(
-        WAIT,
-        "the admission policy to deny Secret updates in dx-stale",
-        || async {
-            let patch = json!({"metadata": {"annotations": {"regcred-test/probe": "x"}}});
-            let denied = secrets
-                .patch(
-                    "dx-stale",
-                    &kube::api::PatchParams::default(),
-                    &kube::api::Patch::Merge(&patch),
-                )
-                .await
-                .is_err();
-            denied.then_some(())
-        },
-    )
-    .await;
+    freeze_secrets(&s.client, "dx-stale", &["UPDATE", "DELETE"]).await;
 
     put_source_secret(&s.client, "dx-stale", "alice", &good).await;
     eventually(WAIT, "a new credentialDigest", || async {
@@ -778,10 +730,43 @@ async fn an_older_credential_left_in_a_namespace_is_a_stale_copy() {
         evidence(d, "of RegistryCredential dx-stale").contains("older credential"),
         "{d:#}"
     );
-    Api::<ValidatingAdmissionPolicyBinding>::all(s.client.clone())
-        .delete("dx-stale-freeze", &Default::default())
+    s.report();
+}
+
+/// regcred's Secret deleted where an admission policy stops it from coming
+/// back: the kubelet reports the Secret it cannot retrieve
+/// (`FailedToRetrieveImagePullSecret`) and pulls without it.
+#[tokio::test]
+async fn a_deleted_secret_regcred_cannot_restore_is_secret_missing() {
+    let s = Scene::new("secret_deleted").await;
+    namespace_with_default_sa(&s.client, "dx-deleted", &[]).await;
+    let (registry, _) = covered_registry(&s, "dx-deleted", json!({"namespaces": {"names": ["dx-deleted"]}})).await;
+    wait_pull_secrets(&s.client, "dx-deleted", &["dx-deleted"]).await;
+    freeze_secrets(&s.client, "dx-deleted", &["CREATE"]).await;
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(s.client.clone(), "dx-deleted")
+        .delete("dx-deleted", &Default::default())
         .await
         .unwrap();
+    let pod = s
+        .create_pod(
+            "dx-deleted",
+            "app",
+            &format!("{}/team/app:1", registry.host()),
+            "default",
+        )
+        .await;
+    assert_eq!(pod.spec.unwrap().image_pull_secrets.unwrap()[0].name, "dx-deleted");
+    s.wait_pull_failed("dx-deleted", "app").await;
+
+    let all = diagnoses(&s, "dx-deleted", Some(registry.ca_path())).await;
+    let d = of(&all, "app");
+    assert_cause(d, "CredentialMissing", Some("SecretMissing"));
+    assert_eq!(evidence(d, "pod's Secret dx-deleted/dx-deleted"), "absent");
+    assert!(
+        evidence(d, "FailedToRetrieveImagePullSecret")
+            .contains("Unable to retrieve some image pull secrets (dx-deleted)"),
+        "{d:#}"
+    );
     s.report();
 }
 
@@ -869,6 +854,78 @@ async fn a_namespace_scoped_user_gets_an_answer_with_forbidden_checks_listed() {
         run.stderr
     );
     s.report();
+}
+
+/// Deny `operations` on Secrets in namespace `ns` with a
+/// ValidatingAdmissionPolicy (for everyone, regcred included), and wait
+/// until it is in force.
+async fn freeze_secrets(client: &Client, ns: &str, operations: &[&str]) {
+    use k8s_openapi::api::admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding};
+    let name = format!("{ns}-freeze");
+    let policy: ValidatingAdmissionPolicy = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": [""], "apiVersions": ["v1"],
+                "operations": operations, "resources": ["secrets"],
+            }]},
+            "validations": [{"expression": "false", "message": format!("Secrets in {ns} are frozen")}],
+        },
+    }))
+    .unwrap();
+    let binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "policyName": name,
+            "validationActions": ["Deny"],
+            "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}},
+        },
+    }))
+    .unwrap();
+    Api::<ValidatingAdmissionPolicy>::all(client.clone())
+        .create(&PostParams::default(), &policy)
+        .await
+        .unwrap();
+    Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    // In force once a dry-run of the first operation on a probe Secret is denied.
+    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), ns);
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let probe = k8s_openapi::api::core::v1::Secret {
+        metadata: ObjectMeta {
+            name: Some("regcred-test-probe".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    eventually(
+        WAIT,
+        &format!("the admission policy freezing Secrets in {ns}"),
+        || async {
+            let denied = match operations[0] {
+                "CREATE" => secrets.create(&dry, &probe).await.is_err(),
+                _ => {
+                    let patch = json!({"metadata": {"annotations": {"regcred-test/probe": "x"}}});
+                    let params = kube::api::PatchParams {
+                        dry_run: true,
+                        ..Default::default()
+                    };
+                    secrets
+                        .patch(ns, &params, &kube::api::Patch::Merge(&patch))
+                        .await
+                        .is_err()
+                }
+            };
+            denied.then_some(())
+        },
+    )
+    .await;
 }
 
 async fn wait_pull_secrets(client: &Client, ns: &str, want: &[&str]) {

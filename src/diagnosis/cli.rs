@@ -142,6 +142,24 @@ pub async fn diagnose_pod(client: &Client, http: &reqwest::Client, pod: &Pod) ->
         let mut evidence = Vec::new();
         match &events {
             Ok(events) => {
+                let mut reasons: Vec<&str> = events.iter().filter_map(|e| e.reason.as_deref()).collect();
+                reasons.sort_unstable();
+                reasons.dedup();
+                evidence.push(Evidence::new(
+                    "kubelet Events",
+                    if reasons.is_empty() {
+                        "none left about image pulls".to_string()
+                    } else {
+                        format!("reasons [{}]", reasons.join(", "))
+                    },
+                ));
+                if let Some(message) = events
+                    .iter()
+                    .find(|e| e.reason.as_deref() == Some("FailedToRetrieveImagePullSecret"))
+                    .and_then(|e| e.message.clone())
+                {
+                    evidence.push(Evidence::new("kubelet's FailedToRetrieveImagePullSecret", message));
+                }
                 let field_path = format!("{{{}}}", status.name);
                 messages.extend(
                     events
