@@ -54,7 +54,12 @@ pub async fn check_manifest(
             status: None,
             repository_exists: None,
             ratelimit_remaining: None,
-            message: outcome.message,
+            // What happened, without the probe's advice, which is written
+            // for the operator's network path, not the caller's.
+            message: match outcome.message.split_once("; check ") {
+                Some((what, _)) if outcome.result == PullAuthResult::Unreachable => what.to_string(),
+                _ => outcome.message,
+            },
         },
         Err(_) => ManifestCheck {
             result: PullAuthResult::Unreachable,
