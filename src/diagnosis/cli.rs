@@ -244,3 +244,35 @@ pub fn render_text(diagnoses: &[Diagnosis]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnosis::{Cause, Detail};
+
+    #[test]
+    fn text_output_names_the_pod_the_cause_the_fix_and_every_check() {
+        let d = Diagnosis {
+            namespace: "team".into(),
+            pod: "app".into(),
+            container: "main".into(),
+            image: "reg.io/team/app:1".into(),
+            cause: Cause::CredentialMissing,
+            detail: Some(Detail::PodAdmittedBeforeLink),
+            message: "admitted before the link".into(),
+            fix: "recreate the pod".into(),
+            evidence: vec![Evidence::new("pod imagePullSecrets", "[]")],
+            credential: Some("reg".into()),
+        };
+        assert_eq!(
+            render_text(&[d]),
+            "team/app container main: reg.io/team/app:1\n  CredentialMissing/PodAdmittedBeforeLink: admitted before \
+             the link\n  Fix: recreate the pod\n  RegistryCredential: reg\n  Evidence:\n    pod imagePullSecrets: \
+             []\n\n"
+        );
+        assert_eq!(
+            render_text(&[]),
+            "No container is waiting in ErrImagePull or ImagePullBackOff.\n"
+        );
+    }
+}
