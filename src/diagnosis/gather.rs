@@ -14,7 +14,7 @@ use super::Evidence;
 use super::classify::{Hint, classify};
 use super::decide::{CredentialFacts, Findings, Manifest, PodSecret};
 use super::keyring::{self, Entry};
-use crate::api::RegistryCredential;
+use crate::api::{ProviderSpec, RegistryCredential};
 use crate::dockerconfig::{self, RegistryAuth};
 use crate::pull_auth::{ImageRef, check_manifest, is_docker_hub};
 use crate::reconcile::build::{NOT_AFTER_ANNOTATION, is_managed_by, secret_name};
@@ -142,10 +142,9 @@ pub async fn gather(client: &Client, http: &reqwest::Client, target: Target<'_>)
         }
         Ok(list) => {
             let covering = list.items.iter().find(|rc| {
-                rc.status.iter().flat_map(|s| &s.registries).any(|r| {
-                    let key = dockerconfig::config_key(r);
-                    keyring::key_matches(&key, &image)
-                })
+                registries(rc)
+                    .iter()
+                    .any(|r| keyring::key_matches(&dockerconfig::config_key(r), &image))
             });
             match covering {
                 None => evidence.push(Evidence::new(
@@ -153,7 +152,7 @@ pub async fn gather(client: &Client, http: &reqwest::Client, target: Target<'_>)
                     format!("none of {}", list.items.len()),
                 )),
                 Some(rc) => {
-                    let registries = rc.status.as_ref().map(|s| s.registries.join(", ")).unwrap_or_default();
+                    let registries = registries(rc).join(", ");
                     evidence.push(Evidence::new(
                         format!("RegistryCredential covering {host}"),
                         format!("{} (registries: {registries})", rc.name_any()),
@@ -415,6 +414,26 @@ async fn manifest_checks(
     manifests
 }
 
+/// The hosts a RegistryCredential writes: those in its status, and those its
+/// spec names (so one that has not issued yet still covers its hosts).
+fn registries(rc: &RegistryCredential) -> Vec<String> {
+    let mut hosts: Vec<String> = rc.status.iter().flat_map(|s| s.registries.clone()).collect();
+    match rc.spec.provider.selected() {
+        Some(ProviderSpec::Static(p)) => hosts.push(p.registry.clone()),
+        Some(ProviderSpec::Gcr(p)) => hosts.extend(p.registries.iter().cloned()),
+        Some(ProviderSpec::Acr(p)) => hosts.push(p.registry.clone()),
+        Some(ProviderSpec::Ecr(p)) => hosts.extend(
+            p.registry_ids
+                .iter()
+                .map(|id| format!("{id}.dkr.ecr.{}.amazonaws.com", p.region)),
+        ),
+        None => {}
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    hosts.retain(|h| seen.insert(h.clone()));
+    hosts
+}
+
 fn auth_of(host: &str, entry: &Entry) -> RegistryAuth {
     RegistryAuth {
         registry: host.to_string(),
@@ -457,6 +476,27 @@ pub(super) fn not_read(e: &kube::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_credential_that_has_not_issued_yet_covers_the_hosts_of_its_spec() {
+        let rc: crate::api::RegistryCredential = serde_json::from_value(serde_json::json!({
+            "apiVersion": "regcred.dev/v1alpha1",
+            "kind": "RegistryCredential",
+            "metadata": {"name": "ecr"},
+            "spec": {"provider": {"ecr": {"region": "eu-west-1", "registryIds": ["123456789012"]}}},
+        }))
+        .unwrap();
+        assert_eq!(super::registries(&rc), ["123456789012.dkr.ecr.eu-west-1.amazonaws.com"]);
+        let mut issued = rc.clone();
+        issued.status = Some(crate::api::RegistryCredentialStatus {
+            registries: vec![
+                "123456789012.dkr.ecr.eu-west-1.amazonaws.com".into(),
+                "210987654321.dkr.ecr.eu-west-1.amazonaws.com".into(),
+            ],
+            ..Default::default()
+        });
+        assert_eq!(super::registries(&issued).len(), 2, "status and spec, once each");
+    }
+
     #[test]
     fn the_digest_is_the_one_regcred_records() {
         // The value reconcile's fingerprint test pins for the same input.
