@@ -330,6 +330,20 @@ async fn a_registry_no_credential_covers_is_not_covered() {
     assert_eq!(d["credential"], Value::Null);
     assert!(evidence(d, "keyring").contains("no entry matches"), "{d:#}");
 
+    // One pod by name; a pod that does not exist is an error.
+    let kubeconfig = s.bed.cp.kubeconfig();
+    let one = diagnose(kubeconfig, &["-n", "dx-uncovered", "app", "-o", "json"]).await;
+    assert!(one.status.success(), "{}", one.stderr);
+    let doc: Value = serde_json::from_str(&one.stdout).unwrap();
+    assert_cause(
+        of(doc["diagnoses"].as_array().unwrap(), "app"),
+        "CredentialMissing",
+        Some("NotCovered"),
+    );
+    let none = diagnose(kubeconfig, &["-n", "dx-uncovered", "nope"]).await;
+    assert!(!none.status.success());
+    assert!(none.stderr.contains("reading pod dx-uncovered/nope"), "{}", none.stderr);
+
     // `kubectl regcred diagnose` runs the kubectl-regcred binary with the same arguments.
     let ca = registry.ca_path().display().to_string();
     let plugin = tokio::task::spawn_blocking({
