@@ -29,6 +29,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 use tracing::{debug, info, instrument, warn};
 
+pub use self::credential::credential_digest;
 use self::events::Note;
 use crate::api::RegistryCredential;
 use crate::api::conditions::reason;
