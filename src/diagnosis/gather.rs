@@ -451,9 +451,6 @@ fn secret_data(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
-/// `status.credentialDigest` of a `.dockerconfigjson`: `sha256:` of the
-/// RegistryCredential's uid, a NUL and the bytes. The same computation as the
-/// reconcile pipeline's (whose module is private to it); the test pins both
 /// A read that failed, in words: RBAC's refusal says so.
 pub(super) fn not_read(e: &kube::Error) -> String {
     match e {
