@@ -15,48 +15,20 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
 use kube::discovery::{self, Scope};
 use kube::{Client, ResourceExt};
+use regcred_testenv::tools::{helm_binary, pinned};
 use regcred_testenv::{ControlPlane, Operator, eventually, free_port};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use support::*;
 
-const VERSIONS: &str = include_str!("../hack/versions.env");
 const RELEASE: &str = "regcred";
 /// Every optional part of the chart switched on.
 const FULL_VALUES: &str = "ci/full-values.yaml";
 const CRD_FILE: &str = "regcred.dev_registrycredentials.yaml";
 const FIELD_MANAGER: &str = "helm-test";
 
-fn pinned(name: &str) -> &'static str {
-    VERSIONS
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
-        .unwrap_or_else(|| panic!("{name} is not pinned in hack/versions.env"))
-}
-
 fn chart_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/regcred")
-}
-
-/// The helm binary: `REGCRED_HELM`, else where `hack/install-helm.sh` builds it.
-fn helm_binary() -> PathBuf {
-    let path = std::env::var_os("REGCRED_HELM").map(PathBuf::from).unwrap_or_else(|| {
-        let cache = std::env::var_os("REGCRED_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-            std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache")
-                })
-                .join("regcred")
-        });
-        cache.join("helm").join(pinned("HELM_VERSION")).join("helm")
-    });
-    assert!(
-        path.is_file(),
-        "helm not found at {}: run `make tools` (hack/install-helm.sh builds it from its Go module)",
-        path.display()
-    );
-    path
 }
 
 /// Run helm in the chart directory; its stdout, or a panic with its stderr.

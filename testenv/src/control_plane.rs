@@ -14,34 +14,10 @@ use tokio::sync::OnceCell;
 
 use crate::pki::{CertKey, TestCa, key_pair_pem};
 use crate::process::Process;
-use crate::{free_port, init_crypto};
+use crate::tools::envtest_dir;
 
-const VERSIONS: &str = include_str!("../../hack/versions.env");
 const START_TIMEOUT: Duration = Duration::from_secs(120);
-
-fn pinned(name: &str) -> &'static str {
-    VERSIONS
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
-        .unwrap_or_else(|| panic!("{name} is not pinned in hack/versions.env"))
-}
-
-/// Where `hack/build-envtest.sh` puts etcd, kube-apiserver and kubelet for the pinned
-/// versions (`REGCRED_ENVTEST_DIR` overrides).
-pub fn envtest_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("REGCRED_ENVTEST_DIR") {
-        return dir.into();
-    }
-    let cache = std::env::var_os("REGCRED_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-        std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache"))
-            .join("regcred")
-    });
-    cache
-        .join("envtest")
-        .join(format!("k8s-{}-etcd-{}", pinned("K8S_VERSION"), pinned("ETCD_VERSION")))
-}
+use crate::{free_port, init_crypto};
 
 pub(crate) fn binary(name: &str) -> anyhow::Result<PathBuf> {
     let path = envtest_dir().join(name);

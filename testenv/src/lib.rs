@@ -14,10 +14,12 @@ pub mod pki;
 pub mod process;
 pub mod registry;
 pub mod scratch;
+pub mod tools;
 
-pub use control_plane::{ControlPlane, envtest_dir};
+pub use control_plane::ControlPlane;
 pub use node::Node;
 pub use operator::{Operator, eventually};
+pub use tools::envtest_dir;
 
 /// A free TCP port on 127.0.0.1 (bound once, then released for a server to take).
 pub fn free_port() -> u16 {
