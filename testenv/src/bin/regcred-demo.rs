@@ -149,20 +149,67 @@ impl Stack {
     }
 }
 
+impl Stack {
+    fn cp(&self) -> anyhow::Result<&ControlPlane> {
+        self.cp.as_ref().context("the control plane is not running")
+    }
+
+    fn registry(&self) -> anyhow::Result<&Registry> {
+        self.registry.as_ref().context("the registry is not running")
+    }
+
+    fn moto(&self) -> anyhow::Result<&Moto> {
+        self.moto.as_ref().context("moto is not running")
+    }
+
+    fn operator(&mut self) -> anyhow::Result<&mut Operator> {
+        self.operator.as_mut().context("the operator is not running")
+    }
+}
+
 impl Drop for Stack {
     fn drop(&mut self) {
         self.teardown();
     }
 }
 
+/// Eight steps, one function each; `steps` times and names them.
 async fn run(stack: &mut Stack, steps: &mut Steps) -> anyhow::Result<()> {
     let operator_bin = preflight()?;
-
-    // 1
     steps.begin(
         "control plane",
         "Starting a Kubernetes control plane (etcd + kube-apiserver) and installing the RegistryCredential CRD",
     );
+    let client = start_control_plane(stack).await?;
+    steps.begin(
+        "registry + moto",
+        "Starting a private registry (user demo) with an image, and moto as a stand-in for AWS ECR",
+    );
+    start_registry_and_moto(stack).await?;
+    steps.begin("operator", "Starting the operator");
+    let metrics_addr = start_operator(stack, &client, &operator_bin).await?;
+    steps.begin(
+        "namespaces",
+        "Creating namespaces team-a and team-b (label demo=yes) and the source credentials",
+    );
+    create_namespaces_and_sources(&client).await?;
+    steps.begin("apply", "Applying two RegistryCredentials");
+    apply_registry_credentials(stack, &client).await?;
+    steps.begin(
+        "ready",
+        "Waiting until both are Ready, then looking around as a user would",
+    );
+    wait_ready_and_look_around(stack, &client, &metrics_addr).await?;
+    steps.begin("new namespace", "What happens when a new namespace appears");
+    new_namespace(stack, &client).await?;
+    steps.begin("next", "Where to look next");
+    where_next();
+    steps.end();
+    Ok(())
+}
+
+/// Step 1: etcd + kube-apiserver with the CRD; the admin client.
+async fn start_control_plane(stack: &mut Stack) -> anyhow::Result<Client> {
     let cp = stack
         .cp
         .insert(ControlPlane::start().await.context("starting etcd + kube-apiserver")?);
@@ -177,11 +224,11 @@ async fn run(stack: &mut Stack, steps: &mut Steps) -> anyhow::Result<()> {
     ));
     say("CRD         registrycredentials.regcred.dev (crds/regcred.dev_registrycredentials.yaml)");
 
-    // 2
-    steps.begin(
-        "registry + moto",
-        "Starting a private registry (user demo) with an image, and moto as a stand-in for AWS ECR",
-    );
+    Ok(client)
+}
+
+/// Step 2: the registry with an image, and moto.
+async fn start_registry_and_moto(stack: &mut Stack) -> anyhow::Result<()> {
     let (registry, moto) = tokio::try_join!(
         async {
             let registry = Registry::start(Auth::Htpasswd {
@@ -209,9 +256,13 @@ async fn run(stack: &mut Stack, steps: &mut Steps) -> anyhow::Result<()> {
         moto.url()
     ));
 
-    // 3
-    steps.begin("operator", "Starting the operator");
-    create_namespace(&client, CREDS_NS, false).await?;
+    Ok(())
+}
+
+/// Step 3: regcred, as a user would run it, until `/readyz`; its metrics address.
+async fn start_operator(stack: &mut Stack, client: &Client, operator_bin: &Path) -> anyhow::Result<String> {
+    let (cp, registry) = (stack.cp()?, stack.registry()?);
+    create_namespace(client, CREDS_NS, false).await?;
     let metrics_addr = format!("127.0.0.1:{}", free_port());
     let ca_bundle = registry.ca_path().display().to_string();
     let args = ["--ca-bundle", &ca_bundle, "--metrics-addr", &metrics_addr];
@@ -223,7 +274,7 @@ async fn run(stack: &mut Stack, steps: &mut Steps) -> anyhow::Result<()> {
     ));
     let operator = stack.operator.insert(
         Operator::start(
-            &operator_bin,
+            operator_bin,
             cp,
             CREDS_NS,
             &args,
@@ -251,13 +302,13 @@ async fn run(stack: &mut Stack, steps: &mut Steps) -> anyhow::Result<()> {
         secs(waited)
     ));
 
-    // 4
-    steps.begin(
-        "namespaces",
-        "Creating namespaces team-a and team-b (label demo=yes) and the source credentials",
-    );
+    Ok(metrics_addr)
+}
+
+/// Step 4: two team namespaces, one with someone else's pull secret, and the sources.
+async fn create_namespaces_and_sources(client: &Client) -> anyhow::Result<()> {
     for ns in TEAMS {
-        create_namespace(&client, ns, true).await?;
+        create_namespace(client, ns, true).await?;
     }
     // What a controller-manager would do, plus a pull secret someone else put there.
     let legacy = Secret {
@@ -276,13 +327,13 @@ async fn run(stack: &mut Stack, steps: &mut Steps) -> anyhow::Result<()> {
         .create(&PostParams::default(), &legacy)
         .await
         .context("creating team-a/legacy-pull")?;
-    create_default_sa(&client, "team-a", &["legacy-pull"]).await?;
-    create_default_sa(&client, "team-b", &[]).await?;
+    create_default_sa(client, "team-a", &["legacy-pull"]).await?;
+    create_default_sa(client, "team-b", &[]).await?;
     say("team-a          ServiceAccount default with imagePullSecrets [legacy-pull]: someone else's, regcred keeps it");
     say("team-b          ServiceAccount default without imagePullSecrets");
-    put_source_secret(&client, "local-registry", &[("username", USER), ("password", PASSWORD)]).await?;
+    put_source_secret(client, "local-registry", &[("username", USER), ("password", PASSWORD)]).await?;
     put_source_secret(
-        &client,
+        client,
         "aws-creds",
         &[
             ("AWS_ACCESS_KEY_ID", "AKIADEMODEMODEMODEMO"),
@@ -295,8 +346,12 @@ async fn run(stack: &mut Stack, steps: &mut Steps) -> anyhow::Result<()> {
     ));
     say("                regcred mints from. It reads Secrets only in this namespace, its credentials namespace.");
 
-    // 5
-    steps.begin("apply", "Applying two RegistryCredentials");
+    Ok(())
+}
+
+/// Step 5: a static and an ECR RegistryCredential, shown as YAML.
+async fn apply_registry_credentials(stack: &Stack, client: &Client) -> anyhow::Result<()> {
+    let (registry, moto) = (stack.registry()?, stack.moto()?);
     let target = json!({"namespaces": {"selector": {"matchLabels": {"demo": "yes"}}}});
     let manifests = [
         json!({
@@ -324,7 +379,7 @@ async fn run(stack: &mut Stack, steps: &mut Steps) -> anyhow::Result<()> {
             },
         }),
     ];
-    let rcs = rc_api(&client);
+    let rcs = rc_api(client);
     for manifest in &manifests {
         say("---");
         for line in serde_yaml::to_string(manifest)?.lines() {
@@ -342,48 +397,56 @@ async fn run(stack: &mut Stack, steps: &mut Steps) -> anyhow::Result<()> {
     say("ecr:   moto hands out ECR tokens, but there is no ECR registry behind them to check a pull");
     say("       against, so this one's health check is Disabled.");
 
-    // 6
-    steps.begin(
-        "ready",
-        "Waiting until both are Ready, then looking around as a user would",
-    );
-    let (_, waited) = wait_for(operator, READY_TIMEOUT, "both RegistryCredentials to be Ready", || {
-        let rcs = rcs.clone();
-        async move {
-            let mut pending = Vec::new();
-            for name in [LOCAL, ECR] {
-                let rc = rcs
-                    .get(name)
-                    .await
-                    .with_context(|| format!("reading RegistryCredential {name}"))?;
-                let status = &rc.data["status"];
-                let ready = condition(status, "Ready");
-                let checked = name != LOCAL || status["pullAuth"]["result"].as_str().is_some_and(|r| r != "Unknown");
-                match ready {
-                    Some((s, _, _)) if s == "True" && checked => {}
-                    Some((s, _, _)) if s == "True" => pending.push(format!("{name}: pull auth not checked yet")),
-                    Some((s, reason, message)) => pending.push(format!("{name}: Ready={s} {reason}: {message}")),
-                    None => pending.push(format!("{name}: no Ready condition yet")),
+    Ok(())
+}
+
+/// Step 6: both Ready; status, Secrets, the ServiceAccount and metrics as a user sees them.
+async fn wait_ready_and_look_around(stack: &mut Stack, client: &Client, metrics_addr: &str) -> anyhow::Result<()> {
+    let rcs = rc_api(client);
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
+    let (_, waited) = wait_for(
+        stack.operator()?,
+        READY_TIMEOUT,
+        "both RegistryCredentials to be Ready",
+        || {
+            let rcs = rcs.clone();
+            async move {
+                let mut pending = Vec::new();
+                for name in [LOCAL, ECR] {
+                    let rc = rcs
+                        .get(name)
+                        .await
+                        .with_context(|| format!("reading RegistryCredential {name}"))?;
+                    let status = &rc.data["status"];
+                    let ready = condition(status, "Ready");
+                    let checked =
+                        name != LOCAL || status["pullAuth"]["result"].as_str().is_some_and(|r| r != "Unknown");
+                    match ready {
+                        Some((s, _, _)) if s == "True" && checked => {}
+                        Some((s, _, _)) if s == "True" => pending.push(format!("{name}: pull auth not checked yet")),
+                        Some((s, reason, message)) => pending.push(format!("{name}: Ready={s} {reason}: {message}")),
+                        None => pending.push(format!("{name}: no Ready condition yet")),
+                    }
                 }
+                Ok(if pending.is_empty() {
+                    Ok(())
+                } else {
+                    Err(pending.join("; "))
+                })
             }
-            Ok(if pending.is_empty() {
-                Ok(())
-            } else {
-                Err(pending.join("; "))
-            })
-        }
-    })
+        },
+    )
     .await?;
     say(&format!("both Ready after {}", secs(waited)));
     println!();
 
-    show_table(cp, &client).await?;
+    show_table(stack.cp()?, client).await?;
     println!();
 
     say("Managed Secrets (data not shown; only the registries in .dockerconfigjson):");
     let mut rows = Vec::new();
     for ns in TEAMS {
-        rows.extend(managed_secrets(&client, ns).await?);
+        rows.extend(managed_secrets(client, ns).await?);
     }
     print_table(
         &["NAMESPACE", "NAME", "TYPE", "CREDENTIAL", "NOT-AFTER", "AUTHS"],
@@ -422,16 +485,19 @@ async fn run(stack: &mut Stack, steps: &mut Steps) -> anyhow::Result<()> {
     println!();
 
     say(&format!("Metrics (curl -s http://{metrics_addr}/metrics | grep ...):"));
-    match metrics(&http, &metrics_addr).await {
+    match metrics(&http, metrics_addr).await {
         Ok(lines) => lines.iter().for_each(|l| say(&format!("    {l}"))),
         Err(e) => say(&format!("    (could not read the metrics: {e:#})")),
     }
 
-    // 7
-    steps.begin("new namespace", "What happens when a new namespace appears");
+    Ok(())
+}
+
+/// Step 7: a new namespace gets both Secrets and the ServiceAccount patch.
+async fn new_namespace(stack: &mut Stack, client: &Client) -> anyhow::Result<()> {
     let started = Instant::now();
-    create_namespace(&client, NEW_TEAM, true).await?;
-    create_default_sa(&client, NEW_TEAM, &[]).await?;
+    create_namespace(client, NEW_TEAM, true).await?;
+    create_default_sa(client, NEW_TEAM, &[]).await?;
     say(&format!(
         "created namespace {NEW_TEAM} (label demo=yes) and its default ServiceAccount"
     ));
@@ -439,7 +505,7 @@ async fn run(stack: &mut Stack, steps: &mut Steps) -> anyhow::Result<()> {
     let sas = Api::<ServiceAccount>::namespaced(client.clone(), NEW_TEAM);
     let secrets_at = std::cell::Cell::new(None);
     let (names, _) = wait_for(
-        operator,
+        stack.operator()?,
         NEW_NAMESPACE_TIMEOUT,
         &format!("the Secrets in {NEW_TEAM} and the ServiceAccount patch"),
         || {
@@ -480,21 +546,22 @@ async fn run(stack: &mut Stack, steps: &mut Steps) -> anyhow::Result<()> {
         names.join(", "),
         secs(patched_at)
     ));
-    let mints = moto.ecr_token_calls();
+    let mints = stack.moto()?.ecr_token_calls();
     if mints == 1 {
         say("ECR was asked for a token once: one mint, fanned out to all three namespaces");
     } else {
         say(&format!("ECR GetAuthorizationToken calls so far: {mints}"));
     }
 
-    // 8
-    steps.begin("next", "Where to look next");
+    Ok(())
+}
+
+/// Step 8: pointers into the README and examples.
+fn where_next() {
     say("README.md: \"Quick start in a cluster\" (install the CRD, run the operator, first credential),");
     say("           \"Providers and cloud permissions\" (ECR, GCR/Artifact Registry, ACR, static),");
     say("           \"Status, conditions and metrics\" and \"Troubleshooting by reason\".");
     say("examples/: one RegistryCredential per provider and auth mode; the API contract: crds/ field docs.");
-    steps.end();
-    Ok(())
 }
 
 /// Fail before starting anything when a piece is missing, saying how to get it.
