@@ -10,7 +10,7 @@ export REGCRED_MOTO_SERVER := $(VENV)/bin/moto_server
 export REGCRED_HELM := $(CACHE)/helm/$(HELM_VERSION)/helm
 CARGO ?= cargo
 
-.PHONY: test demo envtest helm tools crds lint build
+.PHONY: test demo envtest helm tools crds lint build fuzz
 
 ## test: install what is missing, then run every check and test
 test: tools lint
@@ -44,3 +44,28 @@ lint:
 
 build:
 	$(CARGO) build --release
+
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS ?= dockerconfig challenge token_response image_ref ecr_token acr_jwt spec targets
+# regcred's parsers are safe Rust: panics, failed assertions and overflow
+# (debug assertions) are what the fuzzer looks for, so no address sanitizer,
+# which would cost half the executions. FUZZ_SANITIZER=address turns it on.
+FUZZ_SANITIZER ?= none
+FUZZ := RUSTC_BOOTSTRAP=1 $(CARGO) fuzz
+FUZZ_FLAGS = --fuzz-dir fuzz --target-dir fuzz/target --sanitizer $(FUZZ_SANITIZER) --debug-assertions
+
+## fuzz: run each fuzz target (fuzz/) for FUZZ_SECONDS, from the seeds in fuzz/corpus/; not part of `make test`
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	$(FUZZ) build $(FUZZ_FLAGS)
+	@mkdir -p fuzz/target/logs
+	@# New inputs go to fuzz/target/corpus (ignored); fuzz/corpus keeps only the committed seeds.
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/target/corpus/$$t; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
+	  $(FUZZ) run $(FUZZ_FLAGS) $$t fuzz/target/corpus/$$t fuzz/corpus/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 -print_final_stats=1 \
+	    >fuzz/target/logs/$$t.log 2>&1 \
+	    || { tail -n 40 fuzz/target/logs/$$t.log; echo "fuzz: $$t failed; the input is under fuzz/artifacts/$$t/"; exit 1; }; \
+	  grep -h '^Done' fuzz/target/logs/$$t.log; \
+	done
