@@ -9,6 +9,7 @@ pub mod fakes;
 pub mod images;
 mod node;
 pub mod node_hosts;
+pub mod objects;
 mod operator;
 pub mod pki;
 pub mod process;

@@ -5,13 +5,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{LocalObjectReference, Namespace, Secret, ServiceAccount};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use regcred::api::RegistryCredential;
-use regcred_testenv::{ControlPlane, Operator, eventually};
+use regcred_testenv::{ControlPlane, Operator, eventually, objects};
 
 pub const CREDS_NS: &str = "regcred-system";
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -133,21 +131,13 @@ pub fn start_operator_with(cp: &ControlPlane, args: &[&str], env: &[(&str, &str)
 /// A Secret with arbitrary string data in the credentials namespace.
 pub async fn put_secret(client: &Client, name: &str, data: &[(&str, &str)]) {
     let api: Api<Secret> = Api::namespaced(client.clone(), CREDS_NS);
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        data: Some(
-            data.iter()
-                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
-                .collect(),
-        ),
-        ..Default::default()
-    };
-    api.patch(name, &PatchParams::apply("test").force(), &Patch::Apply(&secret))
-        .await
-        .expect("secret written");
+    api.patch(
+        name,
+        &PatchParams::apply("test").force(),
+        &Patch::Apply(&objects::secret(name, data)),
+    )
+    .await
+    .expect("secret written");
 }
 
 /// A projected ServiceAccount token from the test apiserver's TokenRequest
@@ -226,20 +216,12 @@ pub async fn apply_rc(client: &Client, rc: serde_json::Value) {
 }
 
 pub fn pull_secret_names(sa: &ServiceAccount) -> Vec<String> {
-    sa.image_pull_secrets.iter().flatten().map(|r| r.name.clone()).collect()
+    objects::pull_secret_names(sa)
 }
 
 pub async fn create_namespace(client: &Client, name: &str, labels: &[(&str, &str)]) -> Namespace {
     let api: Api<Namespace> = Api::all(client.clone());
-    let ns = Namespace {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    api.create(&PostParams::default(), &ns)
+    api.create(&PostParams::default(), &objects::namespace(name, labels))
         .await
         .expect("namespace created")
 }
@@ -256,19 +238,7 @@ pub async fn label_namespace(client: &Client, name: &str, labels: &[(&str, &str)
 
 pub async fn create_service_account(client: &Client, ns: &str, name: &str, pull: &[&str]) -> ServiceAccount {
     let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-    let sa = ServiceAccount {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        image_pull_secrets: (!pull.is_empty()).then(|| {
-            pull.iter()
-                .map(|n| LocalObjectReference { name: n.to_string() })
-                .collect()
-        }),
-        ..Default::default()
-    };
-    api.create(&PostParams::default(), &sa)
+    api.create(&PostParams::default(), &objects::service_account(name, pull))
         .await
         .expect("service account created")
 }
@@ -281,21 +251,7 @@ pub async fn namespace_with_default_sa(client: &Client, name: &str, labels: &[(&
 
 /// A source Secret with username/password keys in the credentials namespace.
 pub async fn put_source_secret(client: &Client, name: &str, username: &str, password: &str) {
-    let api: Api<Secret> = Api::namespaced(client.clone(), CREDS_NS);
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        data: Some(BTreeMap::from([
-            ("username".to_string(), ByteString(username.as_bytes().to_vec())),
-            ("password".to_string(), ByteString(password.as_bytes().to_vec())),
-        ])),
-        ..Default::default()
-    };
-    api.patch(name, &PatchParams::apply("test").force(), &Patch::Apply(&secret))
-        .await
-        .expect("source secret written");
+    put_secret(client, name, &[("username", username), ("password", password)]).await;
 }
 
 /// Create RegistryCredential `hub`: the static provider for docker.io reading

@@ -18,11 +18,11 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use k8s_openapi::api::core::v1::{LocalObjectReference, Namespace, Secret, ServiceAccount};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
 use regcred_testenv::fakes::moto::Moto;
+use regcred_testenv::objects::{self, pull_secret_names};
 use regcred_testenv::registry::{self, Auth, Registry};
 use regcred_testenv::{ControlPlane, Operator, envtest_dir, free_port};
 use serde_json::{Value, json};
@@ -312,7 +312,7 @@ async fn create_namespaces_and_sources(client: &Client) -> anyhow::Result<()> {
     }
     // What a controller-manager would do, plus a pull secret someone else put there.
     let legacy = Secret {
-        metadata: meta("legacy-pull"),
+        metadata: objects::meta("legacy-pull", &[]),
         type_: Some("kubernetes.io/dockerconfigjson".into()),
         string_data: Some(
             [(
@@ -646,24 +646,10 @@ fn rc_api(client: &Client) -> Api<DynamicObject> {
     )
 }
 
-fn meta(name: &str) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name.into()),
-        ..Default::default()
-    }
-}
-
 async fn create_namespace(client: &Client, name: &str, demo: bool) -> anyhow::Result<()> {
-    let mut metadata = meta(name);
-    if demo {
-        metadata.labels = Some([("demo".to_string(), "yes".to_string())].into());
-    }
-    let ns = Namespace {
-        metadata,
-        ..Default::default()
-    };
+    let labels: &[(&str, &str)] = if demo { &[("demo", "yes")] } else { &[] };
     Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
+        .create(&PostParams::default(), &objects::namespace(name, labels))
         .await
         .with_context(|| format!("creating namespace {name}"))?;
     Ok(())
@@ -671,37 +657,19 @@ async fn create_namespace(client: &Client, name: &str, demo: bool) -> anyhow::Re
 
 /// There is no controller-manager here to create a namespace's `default` ServiceAccount.
 async fn create_default_sa(client: &Client, ns: &str, pull: &[&str]) -> anyhow::Result<()> {
-    let sa = ServiceAccount {
-        metadata: meta("default"),
-        image_pull_secrets: (!pull.is_empty()).then(|| {
-            pull.iter()
-                .map(|name| LocalObjectReference { name: name.to_string() })
-                .collect()
-        }),
-        ..Default::default()
-    };
     Api::<ServiceAccount>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &sa)
+        .create(&PostParams::default(), &objects::service_account("default", pull))
         .await
         .with_context(|| format!("creating ServiceAccount {ns}/default"))?;
     Ok(())
 }
 
 async fn put_source_secret(client: &Client, name: &str, data: &[(&str, &str)]) -> anyhow::Result<()> {
-    let secret = Secret {
-        metadata: meta(name),
-        string_data: Some(data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
-        ..Default::default()
-    };
     Api::<Secret>::namespaced(client.clone(), CREDS_NS)
-        .create(&PostParams::default(), &secret)
+        .create(&PostParams::default(), &objects::secret(name, data))
         .await
         .with_context(|| format!("creating Secret {CREDS_NS}/{name}"))?;
     Ok(())
-}
-
-fn pull_secret_names(sa: &ServiceAccount) -> Vec<String> {
-    sa.image_pull_secrets.iter().flatten().map(|r| r.name.clone()).collect()
 }
 
 /// `(status, reason, message)` of a condition in a status object.
