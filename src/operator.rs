@@ -251,6 +251,7 @@ async fn wait_for_crd(client: &Client, timeout: Duration) -> Result<()> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let started = Instant::now();
     let mut warned = false;
+    let mut unreachable_for = 0u32;
     loop {
         let established = match api.get_opt(name).await {
             Ok(Some(crd)) => crd
@@ -260,7 +261,21 @@ async fn wait_for_crd(client: &Client, timeout: Duration) -> Result<()> {
                 .iter()
                 .any(|c| c.type_ == "Established" && c.status == "True"),
             Ok(None) => false,
-            Err(e) => return Err(Error::kube(format!("reading CustomResourceDefinition {name}"))(e)),
+            // The API server refused us: a configuration problem, not a wait.
+            Err(kube::Error::Api(s)) if s.code == 401 || s.code == 403 => {
+                return Err(Error::kube(format!("reading CustomResourceDefinition {name}"))(
+                    kube::Error::Api(s),
+                ));
+            }
+            // Unreachable (starting, restarting, a network blip): wait for it,
+            // saying why, instead of exiting.
+            Err(e) => {
+                unreachable_for += 1;
+                let wait = Duration::from_secs(1 << unreachable_for.min(5)).min(Duration::from_secs(30));
+                warn!(error = %e, retry_in_secs = wait.as_secs(), "cannot reach the API server; retrying");
+                tokio::time::sleep(wait).await;
+                continue;
+            }
         };
         if established {
             info!(crd = name, "CRD is installed");

@@ -257,3 +257,56 @@ async fn starts_behind_a_proxy_when_no_proxy_covers_the_api_server() {
         h.operator.logs()
     );
 }
+
+/// Started while the API server is unreachable, regcred waits for it with
+/// backoff and says why, then works once it is reachable.
+#[tokio::test]
+async fn starts_while_the_api_server_is_unreachable_and_waits_for_it() {
+    let cp = Harness::control_plane().await;
+    // The operator's kubeconfig names a port nothing listens on yet.
+    let port = free_port();
+    let real = cp.url().trim_start_matches("https://").to_string();
+    let kubeconfig = std::fs::read_to_string(cp.kubeconfig())
+        .unwrap()
+        .replace(&real, &format!("127.0.0.1:{port}"));
+    let path = cp.kubeconfig().with_file_name("unreachable.kubeconfig");
+    std::fs::write(&path, kubeconfig).unwrap();
+    let mut operator = regcred_testenv::Operator::start_with_kubeconfig(
+        std::path::Path::new(env!("CARGO_BIN_EXE_regcred")),
+        &path,
+        CREDS_NS,
+        &[],
+        &[("AWS_EC2_METADATA_DISABLED", "true")],
+    )
+    .expect("operator starts");
+    eventually(WAIT, "the operator to say it is waiting", || {
+        let logs = operator.logs();
+        async move { logs.contains("cannot reach the API server; retrying").then_some(()) }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(operator.exited().is_none(), "regcred exited:\n{}", operator.logs());
+
+    // The API server becomes reachable on that port: a plain TCP forwarder.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let forwarder = tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let real = real.clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&real).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    let h = Harness {
+        client: cp.client().await.unwrap(),
+        operator,
+        cp,
+    };
+    put_source_secret(&h.client, "hub", "me", "pw").await;
+    namespace_with_default_sa(&h.client, "late", &[]).await;
+    create_hub_rc(&h.client, json!({"namespaces": {"names": ["late"]}})).await;
+    h.wait_pull_secrets("late", "default", &["hub"]).await;
+    forwarder.abort();
+}
