@@ -60,12 +60,14 @@ fuzz:
 	$(FUZZ) build $(FUZZ_FLAGS)
 	@mkdir -p fuzz/target/logs
 	@# New inputs go to fuzz/target/corpus (ignored); fuzz/corpus keeps only the committed seeds.
-	@for t in $(FUZZ_TARGETS); do \
+	@failed=; for t in $(FUZZ_TARGETS); do \
 	  mkdir -p fuzz/target/corpus/$$t; \
-	  echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
-	  $(FUZZ) run $(FUZZ_FLAGS) $$t fuzz/target/corpus/$$t fuzz/corpus/$$t -- \
-	    -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 -print_final_stats=1 \
-	    >fuzz/target/logs/$$t.log 2>&1 \
-	    || { tail -n 40 fuzz/target/logs/$$t.log; echo "fuzz: $$t failed; the input is under fuzz/artifacts/$$t/"; exit 1; }; \
-	  grep -h '^Done' fuzz/target/logs/$$t.log; \
-	done
+	  if $(FUZZ) run $(FUZZ_FLAGS) $$t fuzz/target/corpus/$$t fuzz/corpus/$$t -- \
+	      -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 -print_final_stats=1 \
+	      >fuzz/target/logs/$$t.log 2>&1; then \
+	    echo "fuzz: $$t: $$(grep -h '^Done' fuzz/target/logs/$$t.log)"; \
+	  else \
+	    tail -n 30 fuzz/target/logs/$$t.log; \
+	    echo "fuzz: $$t FAILED: input under fuzz/artifacts/$$t/, log fuzz/target/logs/$$t.log"; failed="$$failed $$t"; \
+	  fi; \
+	done; test -z "$$failed" || { echo "fuzz: failed:$$failed"; exit 1; }
