@@ -64,7 +64,11 @@ pub struct RegistryCredentialSpec {
     /// At least `1m`. Default: a third of the credential's actual lifetime
     /// (4h for a 12h ECR token). Ignored by the static provider, whose
     /// credentials do not expire.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "checked_duration"
+    )]
     #[schemars(length(max = 64))]
     #[x_kube(validation = grammar::renew_before())]
     pub renew_before: Option<Duration>,
@@ -472,7 +476,11 @@ pub struct HealthCheck {
     #[x_kube(validation = grammar::image_reference())]
     pub image: Option<String>,
     /// Time between checks, e.g. `10m` (the default).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "checked_duration"
+    )]
     #[schemars(length(max = 64))]
     #[x_kube(validation = grammar::positive_duration())]
     pub interval: Option<Duration>,
@@ -486,4 +494,77 @@ pub enum HealthCheckMode {
     Registry,
     /// Do not check; `status.pullAuth.result` is `Disabled`.
     Disabled,
+}
+
+/// Longest duration regcred reads from a spec; beyond it, a typo.
+const MAX_SPEC_DURATION_SECS: f64 = 100.0 * 365.0 * 24.0 * 3600.0;
+
+/// A Go duration as the CRD admits it (`1h30m`, `90s`, `1.5h`), checked
+/// before kube's parser sees it: that parser panics on a negative part or a
+/// value too large for a `Duration`, and an object stored before the CRD's
+/// rule existed must not crash the operator on every start.
+fn checked_duration<'de, D>(deserializer: D) -> Result<Option<Duration>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::de::Error as _;
+    let Some(text) = Option::<String>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let mut total = 0.0;
+    let mut rest = text.as_str();
+    if rest.is_empty() {
+        return Err(D::Error::custom("an empty duration"));
+    }
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..number_len]
+            .parse()
+            .map_err(|_| D::Error::custom(format!("{text:?} is not a duration like 1h30m")))?;
+        rest = &rest[number_len..];
+        let (unit, secs) = [
+            ("ns", 1e-9),
+            ("us", 1e-6),
+            ("µs", 1e-6),
+            ("ms", 1e-3),
+            ("s", 1.0),
+            ("m", 60.0),
+            ("h", 3600.0),
+        ]
+        .into_iter()
+        .filter(|(u, _)| rest.starts_with(u))
+        .max_by_key(|(u, _)| u.len())
+        .ok_or_else(|| D::Error::custom(format!("{text:?} is not a duration like 1h30m")))?;
+        rest = &rest[unit.len()..];
+        total += number * secs;
+    }
+    if !total.is_finite() || total > MAX_SPEC_DURATION_SECS {
+        return Err(D::Error::custom(format!("{text:?} is longer than 100 years")));
+    }
+    text.parse::<Duration>().map(Some).map_err(D::Error::custom)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn health(interval: &str) -> Result<HealthCheck, serde_json::Error> {
+        serde_json::from_value(serde_json::json!({ "interval": interval }))
+    }
+
+    #[test]
+    fn durations_kube_would_panic_on_are_errors() {
+        // Found by the `spec` fuzz target: kube-core's parser panics on both.
+        for bad in ["1h-301h30m", "99999999999999999999h", "-5m", "", "5", "1d", "1h30"] {
+            assert!(health(bad).is_err(), "{bad:?} accepted");
+        }
+        for (good, secs) in [("1h30m", 5400), ("90s", 90), ("1.5h", 5400), ("10m", 600)] {
+            let d = health(good).unwrap().interval.unwrap();
+            assert_eq!(std::time::Duration::from(d).as_secs(), secs, "{good}");
+        }
+        let absent: HealthCheck = serde_json::from_value(serde_json::json!({})).unwrap();
+        assert_eq!(absent.interval, None);
+    }
 }
