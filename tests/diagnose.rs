@@ -11,7 +11,7 @@
 mod support;
 
 use std::path::Path;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Event, Pod};
@@ -19,62 +19,18 @@ use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
+use regcred_testenv::eventually;
 use regcred_testenv::fakes::Fault;
 use regcred_testenv::fakes::google::{TokenServer, service_account_key_json};
 use regcred_testenv::node_hosts::route_host;
 use regcred_testenv::registry::{Auth, Registry};
-use regcred_testenv::{ControlPlane, Node, Operator, eventually};
 use serde_json::{Value, json};
+use support::node_bed::Scene;
 use support::*;
 
 const POD_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// The control plane, node and operator shared by the tests running at once.
-struct Bed {
-    // Field order is drop order.
-    operator: Operator,
-    node: Node,
-    cp: ControlPlane,
-}
-
-async fn bed() -> Arc<Bed> {
-    static BED: tokio::sync::Mutex<Weak<Bed>> = tokio::sync::Mutex::const_new(Weak::new());
-    let mut shared = BED.lock().await;
-    if let Some(bed) = shared.upgrade() {
-        return bed;
-    }
-    let started = Instant::now();
-    let cp = ControlPlane::start_for_nodes().await.expect("control plane for a node");
-    cp.install_crd(&regcred::api::crd_yaml()).await.expect("CRD installs");
-    let client = cp.client().await.unwrap();
-    create_namespace(&client, CREDS_NS, &[]).await;
-    let node = Node::start(&cp).await.expect("node starts and goes Ready");
-    let operator = start_operator(&cp);
-    eprintln!("test bed (control plane, node, operator) up in {:?}", started.elapsed());
-    let bed = Arc::new(Bed { operator, node, cp });
-    *shared = Arc::downgrade(&bed);
-    bed
-}
-
-struct Scene {
-    bed: Arc<Bed>,
-    client: Client,
-    started: Instant,
-    name: &'static str,
-}
-
 impl Scene {
-    async fn new(name: &'static str) -> Self {
-        let bed = bed().await;
-        let client = bed.cp.client().await.unwrap();
-        Self {
-            bed,
-            client,
-            started: Instant::now(),
-            name,
-        }
-    }
-
     /// A pod as a user would write it for this node (see tests/node.rs).
     async fn create_pod(&self, ns: &str, name: &str, image: &str, service_account: &str) -> Pod {
         let pod: Pod = serde_json::from_value(json!({

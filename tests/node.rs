@@ -17,17 +17,17 @@
 
 mod support;
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Event, Pod, ServiceAccount};
-use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
 use regcred_testenv::fakes::google::{TokenServer, service_account_key_json};
 use regcred_testenv::fakes::moto::Moto;
 use regcred_testenv::registry::{Auth, Registry};
-use regcred_testenv::{ControlPlane, Node, Operator, eventually};
+use regcred_testenv::{Node, eventually};
 use serde_json::json;
+use support::node_bed::Scene;
 use support::*;
 
 const ECR_HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
@@ -36,56 +36,7 @@ const MOTO_ECR_PASSWORD: &str = "123456789012-auth-token";
 const GCR_USER: &str = "oauth2accesstoken";
 const POD_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// The control plane, node and operator shared by the tests running at once.
-struct Bed {
-    // Field order is drop order.
-    operator: Operator,
-    node: Node,
-    cp: ControlPlane,
-}
-
-/// The running bed, or a new one if no test holds it any more.
-async fn bed() -> Arc<Bed> {
-    static BED: tokio::sync::Mutex<Weak<Bed>> = tokio::sync::Mutex::const_new(Weak::new());
-    let mut shared = BED.lock().await;
-    if let Some(bed) = shared.upgrade() {
-        return bed;
-    }
-    let started = Instant::now();
-    let cp = ControlPlane::start_for_nodes().await.expect("control plane for a node");
-    cp.install_crd(&regcred::api::crd_yaml()).await.expect("CRD installs");
-    let client = cp.client().await.unwrap();
-    create_namespace(&client, CREDS_NS, &[]).await;
-    let node_started = Instant::now();
-    let node = Node::start(&cp).await.expect("node starts and goes Ready");
-    eprintln!("node {} Ready in {:?}", node.name(), node_started.elapsed());
-    let operator = start_operator(&cp);
-    eprintln!("test bed (control plane, node, operator) up in {:?}", started.elapsed());
-    let bed = Arc::new(Bed { operator, node, cp });
-    *shared = Arc::downgrade(&bed);
-    bed
-}
-
-/// A test's view of the bed, with a client bound to the test's own runtime.
-struct Scene {
-    bed: Arc<Bed>,
-    client: Client,
-    started: Instant,
-    name: &'static str,
-}
-
 impl Scene {
-    async fn new(name: &'static str) -> Self {
-        let bed = bed().await;
-        let client = bed.cp.client().await.unwrap();
-        Self {
-            bed,
-            client,
-            started: Instant::now(),
-            name,
-        }
-    }
-
     fn node(&self) -> &Node {
         &self.bed.node
     }

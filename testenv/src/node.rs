@@ -147,7 +147,7 @@ impl Node {
     /// a top-level `ca` **and** a `[host]` table with `ca` too: with either
     /// alone it falls back to plain http, or misreports a missing tag as an
     /// x509 error. containerd reads these files at every pull.
-    fn trust(&self, host: &str, upstream: &str, ca_pem: &str) -> anyhow::Result<()> {
+    pub(crate) fn trust(&self, host: &str, upstream: &str, ca_pem: &str) -> anyhow::Result<()> {
         let host_dir = self.dir.path().join("certs.d").join(host);
         std::fs::create_dir_all(&host_dir)?;
         let ca = host_dir.join("ca.pem");

@@ -2,6 +2,8 @@
 //! test's own with the CRD installed and regcred running against it.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod node_bed;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -1,0 +1,62 @@
+//! The test bed of the real-node tests (tests/node.rs, tests/diagnose.rs):
+//! one control plane, node and operator shared by the tests of a binary
+//! running at once, gone with the last of them.
+
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use kube::Client;
+use regcred_testenv::{ControlPlane, Node, Operator};
+
+use super::{CREDS_NS, create_namespace, start_operator};
+
+/// The control plane, node and operator shared by the tests running at once.
+pub struct Bed {
+    // Field order is drop order.
+    pub operator: Operator,
+    pub node: Node,
+    pub cp: ControlPlane,
+}
+
+/// The running bed, or a new one if no test holds it any more.
+pub async fn bed() -> Arc<Bed> {
+    static BED: tokio::sync::Mutex<Weak<Bed>> = tokio::sync::Mutex::const_new(Weak::new());
+    let mut shared = BED.lock().await;
+    if let Some(bed) = shared.upgrade() {
+        return bed;
+    }
+    let started = Instant::now();
+    let cp = ControlPlane::start_for_nodes().await.expect("control plane for a node");
+    cp.install_crd(&regcred::api::crd_yaml()).await.expect("CRD installs");
+    let client = cp.client().await.unwrap();
+    create_namespace(&client, CREDS_NS, &[]).await;
+    let node_started = Instant::now();
+    let node = Node::start(&cp).await.expect("node starts and goes Ready");
+    eprintln!("node {} Ready in {:?}", node.name(), node_started.elapsed());
+    let operator = start_operator(&cp);
+    eprintln!("test bed (control plane, node, operator) up in {:?}", started.elapsed());
+    let bed = Arc::new(Bed { operator, node, cp });
+    *shared = Arc::downgrade(&bed);
+    bed
+}
+
+/// A test's view of the bed, with a client bound to the test's own runtime.
+pub struct Scene {
+    pub bed: Arc<Bed>,
+    pub client: Client,
+    pub started: Instant,
+    pub name: &'static str,
+}
+
+impl Scene {
+    pub async fn new(name: &'static str) -> Self {
+        let bed = bed().await;
+        let client = bed.cp.client().await.unwrap();
+        Self {
+            bed,
+            client,
+            started: Instant::now(),
+            name,
+        }
+    }
+}
