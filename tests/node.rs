@@ -361,6 +361,17 @@ async fn rotation_pods_pull_across_renewals_without_a_401() {
     let provider = json!({"gcr": {"registries": [HOST], "auth": {"serviceAccountKey": {"secretRef": {"name": "node-gcp-rotation", "key": "key.json"}}}}});
     apply_rc(&s.client, rc("node-rotation", provider, json!({"names": ["rotation"]}))).await;
     s.wait_pull_secrets("rotation", &["node-rotation"]).await;
+    // The Node authorizer learns which Secrets a pod may read from its own
+    // watch of pods, so the first pod on a node to name a Secret can ask
+    // for it a moment too early (`FailedToRetrieveImagePullSecret`, an
+    // anonymous pull, a 401, then a retry that succeeds): a race between
+    // the kubelet and the API server, not about the credential. An anchor
+    // pod, like any workload already running in the namespace, takes that
+    // first read and keeps the kubelet watching the Secret; every pod the
+    // assertions below judge comes after it.
+    s.create_pod("rotation", "anchor", &format!("{HOST}/regcred-test/app:1"))
+        .await;
+    s.wait_running("rotation", "anchor").await;
 
     let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(s.client.clone(), "rotation");
     let mut seen: Vec<String> = Vec::new();
