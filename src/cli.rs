@@ -74,6 +74,11 @@ pub struct RunArgs {
     /// How long to wait for the RegistryCredential CRD to be installed before giving up (e.g. 5m; 0s = forever).
     #[arg(long, default_value = "0s")]
     pub crd_wait_timeout: humantime::Duration,
+
+    /// Follow the kubelet's image-pull failures (Events), diagnose each and
+    /// repair what is regcred's own (needs get on pods, list/watch on events).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "REGCRED_DIAGNOSE_PULLS")]
+    pub diagnose_pulls: bool,
 }
 
 /// `regcred diagnose`, also installed as `kubectl-regcred` (`kubectl regcred diagnose`).

@@ -26,6 +26,8 @@ pub struct ControllerConfig {
     pub concurrency: u16,
     pub http: reqwest::Client,
     pub health: Arc<Health>,
+    /// Follow the kubelet's image-pull failures, diagnose and repair them.
+    pub diagnose_pulls: bool,
 }
 
 /// A cache of `api` filtered by `wc`, and the stream of changes that feeds it.
@@ -106,6 +108,10 @@ pub async fn run(client: Client, config: ControllerConfig, shutdown: impl Future
         info!("caches are warm");
     });
 
+    let resyncs = ctx.resyncs().expect("the controller takes the resync stream once");
+    if config.diagnose_pulls {
+        tokio::spawn(crate::diagnosis::watch::run(ctx.clone()));
+    }
     info!(credentials_namespace = %config.credentials_namespace, "controller starting");
     Controller::new(
         Api::<RegistryCredential>::all(client),
@@ -117,6 +123,7 @@ pub async fn run(client: Client, config: ControllerConfig, shutdown: impl Future
             .debounce(Duration::from_millis(50)),
     )
     .reconcile_all_on(changes)
+    .reconcile_all_on(resyncs)
     .graceful_shutdown_on(shutdown)
     .run(reconcile::reconcile, reconcile::error_policy, ctx)
     .for_each(|result| async move {

@@ -97,6 +97,7 @@ async fn run(args: RunArgs) -> Result<()> {
         concurrency: args.concurrency,
         http,
         health: health.clone(),
+        diagnose_pulls: args.diagnose_pulls,
     };
     if !args.leader_election {
         controller::run(client, config, shutdown_signal()).await;

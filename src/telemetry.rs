@@ -73,6 +73,20 @@ pub struct PullAuthLabels {
     pub result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PullFailureLabels {
+    /// The RegistryCredential covering the image's registry; empty when none does.
+    pub credential: String,
+    pub cause: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RepairLabels {
+    pub credential: String,
+    /// `resync`, `mint` or `recreate-pod`.
+    pub action: String,
+}
+
 /// Every series regcred exports.
 pub struct Metrics {
     registry: Registry,
@@ -87,6 +101,10 @@ pub struct Metrics {
     pub namespaces_synced: Family<CredentialLabels, Gauge>,
     /// 1 for the result of the last check, per credential and registry.
     pub pull_auth: Family<PullAuthLabels, Gauge>,
+    /// Failed image pulls diagnosed, by covering credential and cause.
+    pub image_pull_failures: Family<PullFailureLabels, Counter>,
+    /// Repairs of failed image pulls that took effect.
+    pub image_pull_repairs: Family<RepairLabels, Counter>,
     /// Registries with an expiry series, per credential, to remove them later
     /// (a metric family cannot be iterated).
     expiry_registries: Mutex<HashMap<String, Vec<String>>>,
@@ -116,6 +134,8 @@ impl Default for Metrics {
             namespaces_targeted: Family::default(),
             namespaces_synced: Family::default(),
             pull_auth: Family::default(),
+            image_pull_failures: Family::default(),
+            image_pull_repairs: Family::default(),
             expiry_registries: Mutex::default(),
             pull_auth_registries: Mutex::default(),
             registry: Registry::default(),
@@ -160,6 +180,16 @@ impl Default for Metrics {
             "pull_auth",
             "Result of the last pull-auth check (1 for the current result)",
             m.pull_auth.clone(),
+        );
+        registry.register(
+            "image_pull_failures",
+            "Failed image pulls regcred diagnosed, by the RegistryCredential covering the registry (empty: none) and cause",
+            m.image_pull_failures.clone(),
+        );
+        registry.register(
+            "image_pull_repairs",
+            "Repairs of failed image pulls that took effect, by RegistryCredential and action",
+            m.image_pull_repairs.clone(),
         );
         Self { registry, ..m }
     }

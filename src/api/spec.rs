@@ -401,6 +401,13 @@ pub struct Target {
     /// `argocd.argoproj.io/compare-options: IgnoreExtraneous`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secret_annotations: BTreeMap<String, String>,
+
+    /// When a pod owned by a controller (ReplicaSet, StatefulSet, DaemonSet,
+    /// Job) cannot pull because it was admitted before its ServiceAccount
+    /// referenced the Secret, delete it so its controller recreates it with
+    /// the reference. A pod without a controller is never deleted. Default: false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recreate_pods_missing_link: bool,
 }
 
 /// Namespaces to write into: those matching `selector` or listed in `names`,

@@ -68,6 +68,11 @@ pub struct RegistryCredentialStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull_auth: Option<PullAuth>,
 
+    /// Failed image pulls on this credential's registries that regcred
+    /// diagnosed, newest first (at most 20).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pull_failures: Vec<PullFailure>,
+
     /// `Issued`, `Synced`, `PullAuthHealthy` and `Ready`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
@@ -128,6 +133,28 @@ pub struct ServiceAccountCounts {
     /// ServiceAccounts that could not be patched.
     #[serde(default)]
     pub failed: u32,
+}
+
+/// A failed image pull regcred diagnosed (see `regcred diagnose`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PullFailure {
+    pub namespace: String,
+    pub pod: String,
+    pub image: String,
+    /// `ImageNotFound`, `CredentialMissing`, `CredentialRejected`,
+    /// `CredentialExpired`, `RateLimited`, `RegistryUnreachable` or `Unknown`.
+    pub cause: String,
+    /// The cause's detail, e.g. `SecretMissing`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// What was found and what to do.
+    pub message: String,
+    /// When the failure was last diagnosed.
+    pub last_seen: Time,
+    /// Whether regcred repaired what it could (see Events `ImagePullRepaired`).
+    #[serde(default)]
+    pub repaired: bool,
 }
 
 /// Outcome of the last pull-authentication check.

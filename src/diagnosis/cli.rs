@@ -100,10 +100,9 @@ async fn run(args: &DiagnoseArgs) -> Result<Vec<Diagnosis>, String> {
     Ok(diagnoses)
 }
 
-/// A diagnosis per container of `pod` that is waiting on a failed pull.
-pub async fn diagnose_pod(client: &Client, http: &reqwest::Client, pod: &Pod) -> Vec<Diagnosis> {
-    let failing: Vec<&ContainerStatus> = pod
-        .status
+/// The containers of `pod` waiting on a failed pull.
+fn failing_containers(pod: &Pod) -> Vec<&ContainerStatus> {
+    pod.status
         .iter()
         .flat_map(|s| {
             s.init_container_statuses
@@ -118,7 +117,17 @@ pub async fn diagnose_pod(client: &Client, http: &reqwest::Client, pod: &Pod) ->
                 .and_then(|w| w.reason.as_deref())
                 .is_some_and(|r| PULL_FAILURES.contains(&r))
         })
-        .collect();
+        .collect()
+}
+
+/// Whether a container of `pod` waits on a failed pull now.
+pub fn pull_failing(pod: &Pod) -> bool {
+    !failing_containers(pod).is_empty()
+}
+
+/// A diagnosis per container of `pod` that is waiting on a failed pull.
+pub async fn diagnose_pod(client: &Client, http: &reqwest::Client, pod: &Pod) -> Vec<Diagnosis> {
+    let failing = failing_containers(pod);
     if failing.is_empty() {
         return Vec::new();
     }

@@ -23,6 +23,8 @@ pub mod cli;
 mod decide;
 mod gather;
 pub mod keyring;
+pub mod repair;
+pub mod watch;
 
 pub use self::classify::{Classification, Hint, Network, classify};
 pub use self::decide::{CredentialFacts, Findings, Manifest, PodSecret, decide};

@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use kube::api::Api;
@@ -63,6 +64,9 @@ pub struct Context {
     foreign: fanout::Foreign,
     /// Consecutive failed reconciles per RegistryCredential, for [`error_policy`].
     failures: Mutex<HashMap<String, u32>>,
+    /// Reconciles asked for out of band (a diagnosed pull failure's repair).
+    resync: UnboundedSender<()>,
+    resyncs: Mutex<Option<UnboundedReceiver<()>>>,
 }
 
 /// The caches reconcile reads instead of the API server.
@@ -90,6 +94,7 @@ impl Context {
             managed_secrets,
             source_secrets,
         } = caches;
+        let (resync, resyncs) = futures::channel::mpsc::unbounded();
         Self {
             client,
             credentials_namespace,
@@ -104,7 +109,32 @@ impl Context {
             pull_checks: pull_auth::LastChecks::default(),
             foreign: fanout::Foreign::default(),
             failures: Mutex::default(),
+            resync,
+            resyncs: Mutex::new(Some(resyncs)),
         }
+    }
+
+    /// The stream of reconciles asked for with [`Context::resync`], for the
+    /// controller; `None` after the first call.
+    pub fn resyncs(&self) -> Option<UnboundedReceiver<()>> {
+        self.resyncs.lock().expect("resyncs lock").take()
+    }
+
+    /// Reconcile `rc` now: its Secrets and ServiceAccounts in every targeted
+    /// namespace are checked and rewritten where they differ. (Every
+    /// RegistryCredential is, as for a watch event: kube's controller takes
+    /// single-object triggers only behind an unstable feature; the others
+    /// find nothing to write, from their caches.)
+    pub fn resync(&self, _rc: &RegistryCredential) {
+        // Fails only when the controller has stopped.
+        let _ = self.resync.unbounded_send(());
+    }
+
+    /// Mint a new credential for `rc` at its next reconcile (within its
+    /// failure backoff, past the one-mint-a-minute floor), and reconcile it now.
+    pub fn mint_now(&self, rc: &RegistryCredential) {
+        self.held.request_mint(&rc.uid().unwrap_or_default());
+        self.resync(rc);
     }
 
     /// Wait until every cache holds a complete list.

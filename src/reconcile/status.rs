@@ -67,6 +67,8 @@ pub fn compose(
         },
         summary: Some(format!("{}/{}", fanout.synced, fanout.targeted)),
         pull_auth: checked.pull_auth.clone(),
+        // Written by the diagnosis alone (its own field manager).
+        pull_failures: Vec::new(),
         conditions: conditions(
             &previous.conditions,
             rc.metadata.generation,
@@ -104,6 +106,7 @@ pub fn invalid(
                 (conditions::READY, invalid),
             ],
         ),
+        pull_failures: Vec::new(),
         ..previous.clone()
     }
 }
@@ -341,6 +344,8 @@ pub fn needs_write(old: Option<&RegistryCredentialStatus>, new: &RegistryCredent
         if let Some(p) = s.pull_auth.as_mut() {
             p.checked_time = None;
         }
+        // Not reconcile's field: the diagnosis writes it with its own manager.
+        s.pull_failures.clear();
         s
     };
     strip(old) != strip(new)

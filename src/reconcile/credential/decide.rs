@@ -25,6 +25,9 @@ pub struct Facts<'a> {
     pub held: Option<HeldView<'a>>,
     /// The inputs of the last failed attempt, if regcred remembers one.
     pub last_failed: Option<&'a Fingerprint>,
+    /// A diagnosed pull failure found the credential in the Secrets expired
+    /// or refused and asked for a new one (rate-limited by the diagnosis).
+    pub mint_requested: bool,
     pub previous: &'a RegistryCredentialStatus,
 }
 
@@ -49,14 +52,26 @@ pub fn decide(f: &Facts<'_>) -> Decision {
     if inputs_changed(f) {
         return Decision::Mint;
     }
+    // A repair: the pods cannot pull with what they hold, so the
+    // one-mint-a-minute floor gives way; the failure backoff does not.
+    if f.mint_requested {
+        return match backoff_until(f.previous) {
+            Some(until) if f.now < until => Decision::Wait { until },
+            _ => Decision::Mint,
+        };
+    }
     match not_before(f.previous) {
         Some(until) if f.now < until => Decision::Wait { until },
         _ => Decision::Mint,
     }
 }
 
-/// No credential held, inputs changed since it was minted, or its renewal time has come.
+/// No credential held, inputs changed since it was minted, its renewal
+/// time has come, or a repair asked for a new one.
 fn due(f: &Facts<'_>) -> bool {
+    if f.mint_requested {
+        return true;
+    }
     match f.held {
         None => true,
         Some(h) => h.fingerprint != f.fingerprint || h.renew_at.is_some_and(|t| f.now >= t),
@@ -83,7 +98,17 @@ fn inputs_changed(f: &Facts<'_>) -> bool {
 /// the last successful mint, whatever the provider answered. (Failures
 /// have their own exponential backoff, from 10 s.)
 pub fn not_before(previous: &RegistryCredentialStatus) -> Option<Timestamp> {
-    let backoff = (previous.failed_attempts > 0)
+    let floor = previous
+        .last_issued_time
+        .as_ref()
+        .map(|t| renewal::add(t.0, MIN_MINT_INTERVAL));
+    backoff_until(previous).max(floor).map(renewal::truncate)
+}
+
+/// After failures, the retry planned then (`renewalTime`, which honoured
+/// any `Retry-After`) or the backoff, whichever is later.
+fn backoff_until(previous: &RegistryCredentialStatus) -> Option<Timestamp> {
+    (previous.failed_attempts > 0)
         .then(|| {
             let computed = previous
                 .last_failure_time
@@ -92,12 +117,8 @@ pub fn not_before(previous: &RegistryCredentialStatus) -> Option<Timestamp> {
             let planned = previous.renewal_time.as_ref().map(|t| t.0);
             computed.max(planned)
         })
-        .flatten();
-    let floor = previous
-        .last_issued_time
-        .as_ref()
-        .map(|t| renewal::add(t.0, MIN_MINT_INTERVAL));
-    backoff.max(floor).map(renewal::truncate)
+        .flatten()
+        .map(renewal::truncate)
 }
 
 #[cfg(test)]
@@ -119,6 +140,7 @@ mod tests {
         inputs: &'static str,
         held: Option<(&'static str, Option<&'static str>)>,
         last_failed: Option<&'static str>,
+        requested: bool,
         status: RegistryCredentialStatus,
         want: Decision,
     }
@@ -147,6 +169,7 @@ mod tests {
                 inputs: "a",
                 held: None,
                 last_failed: None,
+                requested: false,
                 status: status(None, 0, None, None),
                 want: Decision::Mint,
             },
@@ -156,6 +179,7 @@ mod tests {
                 inputs: "a",
                 held: Some(("a", Some("2026-11-22T08:00:00Z"))),
                 last_failed: None,
+                requested: false,
                 status: status(Some("2026-11-22T00:00:00Z"), 0, None, Some("2026-11-22T08:00:00Z")),
                 want: Decision::Reuse,
             },
@@ -165,6 +189,7 @@ mod tests {
                 inputs: "a",
                 held: Some(("a", None)),
                 last_failed: None,
+                requested: false,
                 status: status(Some("2026-11-22T00:00:00Z"), 0, None, None),
                 want: Decision::Reuse,
             },
@@ -174,6 +199,7 @@ mod tests {
                 inputs: "a",
                 held: Some(("a", Some("2026-11-22T08:00:00Z"))),
                 last_failed: None,
+                requested: false,
                 status: status(Some("2026-11-22T00:00:00Z"), 0, None, Some("2026-11-22T08:00:00Z")),
                 want: Decision::Mint,
             },
@@ -183,6 +209,7 @@ mod tests {
                 inputs: "b",
                 held: Some(("a", None)),
                 last_failed: None,
+                requested: false,
                 status: status(Some("2026-11-22T00:00:00Z"), 0, None, None),
                 want: Decision::Mint,
             },
@@ -192,6 +219,7 @@ mod tests {
                 inputs: "a",
                 held: Some(("a", Some("2026-11-22T00:00:00Z"))),
                 last_failed: None,
+                requested: false,
                 status: status(Some("2026-11-22T00:00:00Z"), 0, None, Some("2026-11-22T00:00:00Z")),
                 want: Decision::Wait {
                     until: t("2026-11-22T00:01:00Z"),
@@ -203,6 +231,7 @@ mod tests {
                 inputs: "a",
                 held: Some(("a", Some("2026-11-22T00:00:00Z"))),
                 last_failed: Some("a"),
+                requested: false,
                 status: status(None, 1, Some("2026-11-22T00:00:00Z"), Some("2026-11-22T00:00:10Z")),
                 want: Decision::Wait {
                     until: t("2026-11-22T00:00:10Z"),
@@ -215,6 +244,7 @@ mod tests {
                 // After a restart: nothing in memory but what status says.
                 held: None,
                 last_failed: None,
+                requested: false,
                 status: status(None, 3, Some("2026-11-22T00:00:00Z"), Some("2026-11-22T00:10:00Z")),
                 want: Decision::Wait {
                     until: t("2026-11-22T00:10:00Z"),
@@ -227,6 +257,7 @@ mod tests {
                 // Recovered from the Secrets: minted from other inputs than today's.
                 held: Some(("a", None)),
                 last_failed: None,
+                requested: false,
                 status: status(
                     Some("2026-11-21T00:00:00Z"),
                     1,
@@ -243,6 +274,7 @@ mod tests {
                 inputs: "a",
                 held: None,
                 last_failed: Some("a"),
+                requested: false,
                 status: status(None, 3, Some("2026-11-22T00:00:00Z"), Some("2026-11-22T00:10:00Z")),
                 want: Decision::Mint,
             },
@@ -252,6 +284,7 @@ mod tests {
                 inputs: "b",
                 held: None,
                 last_failed: Some("a"),
+                requested: false,
                 status: status(None, 4, Some("2026-11-22T00:00:00Z"), Some("2026-11-22T00:02:40Z")),
                 want: Decision::Mint,
             },
@@ -261,6 +294,7 @@ mod tests {
                 inputs: "a",
                 held: Some(("a", Some("2026-11-22T08:00:00Z"))),
                 last_failed: None,
+                requested: false,
                 status: status(
                     Some("2026-11-22T00:00:00Z"),
                     2,
@@ -269,6 +303,33 @@ mod tests {
                 ),
                 want: Decision::Wait {
                     until: t("2026-11-22T08:00:40Z"),
+                },
+            },
+            Case {
+                name: "a repair asks for a new credential before its renewal time, within the minute floor",
+                now: "2026-11-22T00:00:30Z",
+                inputs: "a",
+                held: Some(("a", Some("2026-11-22T00:01:00Z"))),
+                last_failed: None,
+                requested: true,
+                status: status(Some("2026-11-22T00:00:00Z"), 0, None, Some("2026-11-22T00:01:00Z")),
+                want: Decision::Mint,
+            },
+            Case {
+                name: "a repair waits out the failure backoff",
+                now: "2026-11-22T00:00:05Z",
+                inputs: "a",
+                held: Some(("a", Some("2026-11-22T00:00:00Z"))),
+                last_failed: Some("a"),
+                requested: true,
+                status: status(
+                    Some("2026-11-21T23:00:00Z"),
+                    2,
+                    Some("2026-11-22T00:00:00Z"),
+                    Some("2026-11-22T00:00:20Z"),
+                ),
+                want: Decision::Wait {
+                    until: t("2026-11-22T00:00:20Z"),
                 },
             },
         ];
@@ -284,6 +345,7 @@ mod tests {
                     renew_at: renew.map(t),
                 }),
                 last_failed: last_failed.as_ref(),
+                mint_requested: c.requested,
                 previous: &c.status,
             };
             assert_eq!(decide(&facts), c.want, "{}", c.name);
@@ -309,6 +371,7 @@ mod tests {
                     renew_at: Some(r),
                 }),
                 last_failed: None,
+                mint_requested: false,
                 previous: &status,
             };
             if decide(&facts) == Decision::Mint {

@@ -44,6 +44,8 @@ struct Slot {
     current: Option<Current>,
     /// Fingerprint of the inputs of the last failed attempt: a change retries at once.
     failed_fingerprint: Option<Fingerprint>,
+    /// A diagnosed pull failure asked for a new credential now (expired or refused).
+    mint_requested: bool,
 }
 
 /// The credential now in the Secrets.
@@ -67,6 +69,13 @@ impl Held {
             .expect("held lock")
             .entry(uid.to_string())
             .or_default())
+    }
+
+    /// Ask for a new credential at the next reconcile of `uid`, whatever its
+    /// renewal time, within the failure backoff (a diagnosed pull found the
+    /// credential in the Secrets expired or refused). The caller rate-limits.
+    pub fn request_mint(&self, uid: &str) {
+        self.slot(uid, |s| s.mint_requested = true);
     }
 
     pub fn forget(&self, uid: &str) {
@@ -116,7 +125,9 @@ pub async fn step(
             env.held.slot(&uid, |s| s.current = Some(recovered.clone()));
             Some(recovered)
         });
-    let last_failed = env.held.slot(&uid, |s| s.failed_fingerprint.clone());
+    let (last_failed, mint_requested) = env
+        .held
+        .slot(&uid, |s| (s.failed_fingerprint.clone(), s.mint_requested));
     let decision = decide(&Facts {
         now,
         fingerprint: &fp,
@@ -125,8 +136,13 @@ pub async fn step(
             renew_at: c.schedule.map(|s| s.renew_at),
         }),
         last_failed: last_failed.as_ref(),
+        mint_requested,
         previous,
     });
+    if decision == Decision::Mint {
+        // Answered by this attempt, whatever its outcome; a failure has its own backoff.
+        env.held.slot(&uid, |s| s.mint_requested = false);
+    }
 
     let mut step = Step {
         issued: issued_true(current.as_ref()),

@@ -1,0 +1,512 @@
+//! The operator's side of diagnosis: follow the kubelet's image-pull
+//! Events, diagnose the pod each one names, say so on the pod, count it,
+//! record it in the covering RegistryCredential's status, and repair what
+//! is regcred's own (`repair.rs` says which and how often).
+//!
+//! No cache of Pods or Events: a watch of Warning Events about Pods flows
+//! through, and only a pod an image-pull Event names is read, once per
+//! [`POD_INTERVAL`]. Memory follows the failing pods, not the cluster.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Event, Pod, Secret, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::events::{Event as Note, EventType};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
+use tokio::sync::Semaphore;
+use tracing::{debug, info, warn};
+
+use super::repair::{self, EVENT_INTERVAL, Limiter, MINT_INTERVAL, RESYNC_INTERVAL, Repair};
+use super::{Detail, Diagnosis, cli};
+use crate::api::{PullFailure, RegistryCredential};
+use crate::dockerconfig;
+use crate::reconcile::Context;
+use crate::reconcile::build::{is_managed_by, secret_name};
+use crate::telemetry::{PullFailureLabels, RepairLabels};
+
+/// A pod is diagnosed at most once in this window, however many Events name it.
+const POD_INTERVAL: Duration = Duration::from_secs(30);
+/// Events older than this are history, not a failing pull.
+const RECENT: Duration = Duration::from_secs(10 * 60);
+/// Diagnoses running at once (each reads a few objects and HEADs a manifest).
+const CONCURRENT: usize = 8;
+/// How long a repair is given to take effect before it is called failed.
+const REPAIR_WAIT: Duration = Duration::from_secs(30);
+/// The field manager of `status.pullFailures`; reconcile never writes it.
+const FIELD_MANAGER: &str = "regcred-diagnosis";
+/// At most this many entries in `status.pullFailures`.
+pub const MAX_PULL_FAILURES: usize = 20;
+
+/// Whether an Event is the kubelet's about an image pull (and not, say, a
+/// container restart back-off, which shares the reason `BackOff`).
+pub fn is_pull_event(reason: &str, message: &str) -> bool {
+    match reason {
+        "FailedToRetrieveImagePullSecret" | "ErrImageNeverPull" | "InspectFailed" => true,
+        "Failed" => {
+            message.starts_with("Failed to pull image")
+                || message.contains("ErrImagePull")
+                || message.contains("ImagePullBackOff")
+                || message.contains("InvalidImageName")
+        }
+        "BackOff" => message.starts_with("Back-off pulling image"),
+        _ => false,
+    }
+}
+
+struct Watch {
+    ctx: Arc<Context>,
+    pods: Mutex<Limiter<(String, String)>>,
+    announced: Mutex<Limiter<(String, String, &'static str)>>,
+    repairs: Mutex<Limiter<(String, String, Repair)>>,
+    /// Serializes writes of `status.pullFailures` (read, modify, apply).
+    status: tokio::sync::Mutex<()>,
+    running: Semaphore,
+}
+
+/// Run until the process ends; watch errors are retried with backoff.
+pub async fn run(ctx: Arc<Context>) {
+    let watch = Arc::new(Watch {
+        ctx: ctx.clone(),
+        pods: Mutex::default(),
+        announced: Mutex::default(),
+        repairs: Mutex::default(),
+        status: tokio::sync::Mutex::default(),
+        running: Semaphore::new(CONCURRENT),
+    });
+    let config = watcher::Config::default().fields("type=Warning,involvedObject.kind=Pod");
+    let mut events = watcher(Api::<Event>::all(ctx.client.clone()), config)
+        .default_backoff()
+        .applied_objects()
+        .boxed();
+    info!("following the kubelet's image-pull failures");
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(event) => watch.consider(event),
+            Err(e) => warn!(error = %e, "watching Events failed; retrying with backoff"),
+        }
+    }
+}
+
+impl Watch {
+    fn consider(self: &Arc<Self>, event: Event) {
+        let (Some(reason), Some(message)) = (event.reason.as_deref(), event.message.as_deref()) else {
+            return;
+        };
+        if !is_pull_event(reason, message) || !recent(&event) {
+            return;
+        }
+        let object = &event.involved_object;
+        let (Some(namespace), Some(name)) = (object.namespace.clone(), object.name.clone()) else {
+            return;
+        };
+        let key = (namespace, name);
+        if !self
+            .pods
+            .lock()
+            .expect("pods lock")
+            .allow(&key, POD_INTERVAL, Instant::now())
+        {
+            return;
+        }
+        let this = self.clone();
+        let uid = object.uid.clone();
+        tokio::spawn(async move {
+            let Ok(_permit) = this.running.acquire().await else {
+                return;
+            };
+            let (namespace, name) = &key;
+            let Some(pod) = this.failing_pod(namespace, name, uid.as_deref()).await else {
+                // Not failing (yet or any more): let the next Event look again.
+                this.pods.lock().expect("pods lock").forget(&key);
+                return;
+            };
+            let diagnoses = cli::diagnose_pod(&this.ctx.client, &this.ctx.http, &pod).await;
+            for d in diagnoses {
+                this.handle(&pod, d).await;
+            }
+        });
+    }
+
+    /// The pod once the kubelet has marked its pull failed (its Event may
+    /// come a moment before the status), or `None` if it does not.
+    async fn failing_pod(&self, namespace: &str, name: &str, uid: Option<&str>) -> Option<Pod> {
+        let pods: Api<Pod> = Api::namespaced(self.ctx.client.clone(), namespace);
+        for _ in 0..10 {
+            match pods.get_opt(name).await {
+                Ok(Some(pod)) if uid.is_some() && pod.uid().as_deref() != uid => return None,
+                Ok(Some(pod)) if cli::pull_failing(&pod) => return Some(pod),
+                Ok(Some(_)) => {}
+                Ok(None) => return None,
+                Err(e) => {
+                    debug!(error = %e, pod = %format!("{namespace}/{name}"), "reading a pod named by a pull failure failed");
+                    return None;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        None
+    }
+
+    async fn handle(&self, pod: &Pod, d: Diagnosis) {
+        let credential = d.credential.clone().unwrap_or_default();
+        self.ctx
+            .metrics
+            .image_pull_failures
+            .get_or_create(&PullFailureLabels {
+                credential: credential.clone(),
+                cause: d.cause.as_str().into(),
+            })
+            .inc();
+        let uid = pod.uid().unwrap_or_default();
+        let announce = self.announced.lock().expect("announced lock").allow(
+            &(uid.clone(), d.image.clone(), d.cause.as_str()),
+            EVENT_INTERVAL,
+            Instant::now(),
+        );
+        if announce {
+            info!(pod = %format!("{}/{}", d.namespace, d.pod), image = %d.image, diagnosis = %d.label(), "image pull failure diagnosed");
+            self.publish(
+                pod,
+                EventType::Warning,
+                "ImagePullDiagnosed",
+                "Diagnose",
+                repair::event_message(&d),
+            )
+            .await;
+        }
+        let rc = match &d.credential {
+            Some(name) => Api::<RegistryCredential>::all(self.ctx.client.clone())
+                .get_opt(name)
+                .await
+                .ok()
+                .flatten(),
+            None => None,
+        };
+        let Some(rc) = rc else { return };
+        let provider = rc.spec.provider.selected().map(|p| p.kind());
+        let repair = repair::repair_for(&d, provider, rc.spec.target.recreate_pods_missing_link, pod);
+        let mut repaired = false;
+        if let Some(repair) = repair {
+            let (key, every) = match repair {
+                Repair::Resync => (d.namespace.clone(), RESYNC_INTERVAL),
+                Repair::Mint => (String::new(), MINT_INTERVAL),
+                Repair::RecreatePod => (uid.clone(), EVENT_INTERVAL),
+            };
+            let allowed = self.repairs.lock().expect("repairs lock").allow(
+                &(credential.clone(), key, repair),
+                every,
+                Instant::now(),
+            );
+            if allowed {
+                match self.repair(&rc, pod, &d, repair).await {
+                    Ok(()) => {
+                        repaired = true;
+                        info!(pod = %format!("{}/{}", d.namespace, d.pod), action = repair.action(), "image pull failure repaired");
+                        self.ctx
+                            .metrics
+                            .image_pull_repairs
+                            .get_or_create(&RepairLabels {
+                                credential: credential.clone(),
+                                action: repair.action().into(),
+                            })
+                            .inc();
+                    }
+                    Err(why) => {
+                        warn!(pod = %format!("{}/{}", d.namespace, d.pod), action = repair.action(), %why, "repair did not take effect")
+                    }
+                }
+            }
+        }
+        if announce || repaired {
+            self.record(&rc, &d, repaired).await;
+        }
+    }
+
+    /// Carry out `repair`, wait until it has taken effect and announce it
+    /// on the pod (`ImagePullRepaired`); or say why it did not take effect.
+    async fn repair(&self, rc: &RegistryCredential, pod: &Pod, d: &Diagnosis, repair: Repair) -> Result<(), String> {
+        let name = rc.name_any();
+        let secret = secret_name(rc);
+        let ns = &d.namespace;
+        match repair {
+            Repair::Resync => {
+                self.ctx.resync(rc);
+                let service_account =
+                    (d.detail == Some(Detail::ServiceAccountNotLinked)).then(|| service_account_of(pod));
+                self.until(|| self.namespace_current(&name, ns, &secret, service_account.as_deref()))
+                    .await?;
+                let message = match service_account {
+                    Some(sa) => format!(
+                        "Re-synced namespace {ns}: ServiceAccount {sa} references Secret {secret} of RegistryCredential {name} again; pods created from now on carry it"
+                    ),
+                    None => format!(
+                        "Re-synced namespace {ns}: Secret {ns}/{secret} holds RegistryCredential {name}'s current credential; the kubelet's next pull uses it"
+                    ),
+                };
+                self.publish(pod, EventType::Normal, "ImagePullRepaired", "Repair", message)
+                    .await;
+                Ok(())
+            }
+            Repair::Mint => {
+                let before = rc.status.as_ref().and_then(|s| s.credential_digest.clone());
+                self.ctx.mint_now(rc);
+                self.until(|| async {
+                    let digest = self.current_digest(&name).await?;
+                    if Some(&digest) == before.as_ref() {
+                        return None;
+                    }
+                    self.namespace_current(&name, ns, &secret, None).await
+                })
+                .await?;
+                let message = format!(
+                    "Minted a new credential for RegistryCredential {name} and wrote it to Secret {ns}/{secret}; the kubelet's next pull uses it"
+                );
+                self.publish(pod, EventType::Normal, "ImagePullRepaired", "Repair", message)
+                    .await;
+                Ok(())
+            }
+            Repair::RecreatePod => {
+                let controller = repair::recreating_controller(pod).unwrap_or_default();
+                let message = format!(
+                    "Deleted pod {ns}/{} (admitted before ServiceAccount {} referenced Secret {secret}) so that {controller} recreates it with the reference (spec.target.recreatePodsMissingLink)",
+                    d.pod,
+                    service_account_of(pod)
+                );
+                // Said before the pod goes, so that the Event finds its object.
+                self.publish(pod, EventType::Normal, "ImagePullRepaired", "Repair", message)
+                    .await;
+                let params = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        uid: pod.uid(),
+                        resource_version: None,
+                    }),
+                    ..Default::default()
+                };
+                Api::<Pod>::namespaced(self.ctx.client.clone(), ns)
+                    .delete(&d.pod, &params)
+                    .await
+                    .map_err(|e| format!("deleting the pod: {e}"))?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Poll `check` until it answers, for at most [`REPAIR_WAIT`].
+    async fn until<F, Fut>(&self, mut check: F) -> Result<(), String>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Option<()>>,
+    {
+        let deadline = Instant::now() + REPAIR_WAIT;
+        loop {
+            if check().await.is_some() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("not in effect after {}s", REPAIR_WAIT.as_secs()));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    async fn current_digest(&self, rc: &str) -> Option<String> {
+        Api::<RegistryCredential>::all(self.ctx.client.clone())
+            .get_opt(rc)
+            .await
+            .ok()??
+            .status?
+            .credential_digest
+    }
+
+    /// Whether `ns` holds `rc`'s current credential in `secret` (and
+    /// `service_account`, if given, references it).
+    async fn namespace_current(&self, rc: &str, ns: &str, secret: &str, service_account: Option<&str>) -> Option<()> {
+        let current = Api::<RegistryCredential>::all(self.ctx.client.clone())
+            .get_opt(rc)
+            .await
+            .ok()??;
+        let digest = current.status.as_ref()?.credential_digest.clone()?;
+        let held = Api::<Secret>::namespaced(self.ctx.client.clone(), ns)
+            .get_opt(secret)
+            .await
+            .ok()??;
+        if !is_managed_by(&held, rc) {
+            return None;
+        }
+        let bytes = held.data.as_ref()?.get(dockerconfig::DATA_KEY)?.0.clone();
+        if crate::reconcile::credential_digest(&current.uid()?, &bytes) != digest {
+            return None;
+        }
+        if let Some(sa) = service_account {
+            let sa = Api::<ServiceAccount>::namespaced(self.ctx.client.clone(), ns)
+                .get_opt(sa)
+                .await
+                .ok()??;
+            sa.image_pull_secrets.iter().flatten().find(|r| r.name == secret)?;
+        }
+        Some(())
+    }
+
+    async fn publish(&self, pod: &Pod, type_: EventType, reason: &str, action: &str, message: String) {
+        let note = Note {
+            type_,
+            reason: reason.into(),
+            note: Some(message.chars().take(1000).collect()),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.ctx.recorder.publish(&note, &pod.object_ref(&())).await {
+            warn!(error = %e, "publishing an Event on a pod failed");
+        }
+    }
+
+    /// Put `d` at the head of the RegistryCredential's `status.pullFailures`.
+    async fn record(&self, rc: &RegistryCredential, d: &Diagnosis, repaired: bool) {
+        let _serial = self.status.lock().await;
+        let api: Api<RegistryCredential> = Api::all(self.ctx.client.clone());
+        let name = rc.name_any();
+        let Ok(Some(fresh)) = api.get_opt(&name).await else {
+            return;
+        };
+        let entry = PullFailure {
+            namespace: d.namespace.clone(),
+            pod: d.pod.clone(),
+            image: d.image.clone(),
+            cause: d.cause.as_str().into(),
+            detail: d.detail.map(|x| x.as_str().into()),
+            message: repair::event_message(d),
+            last_seen: Time(Timestamp::now()),
+            repaired,
+        };
+        let list = with_failure(fresh.status.map(|s| s.pull_failures).unwrap_or_default(), entry);
+        let patch = serde_json::json!({
+            "apiVersion": RegistryCredential::api_version(&()),
+            "kind": RegistryCredential::kind(&()),
+            "status": {"pullFailures": list},
+        });
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        if let Err(e) = api.patch_status(&name, &params, &Patch::Apply(&patch)).await {
+            warn!(error = %e, registrycredential = %name, "recording a pull failure in status failed");
+        }
+    }
+}
+
+/// `entry` first, the same pod and image once, at most [`MAX_PULL_FAILURES`].
+pub fn with_failure(mut list: Vec<PullFailure>, entry: PullFailure) -> Vec<PullFailure> {
+    list.retain(|f| !(f.namespace == entry.namespace && f.pod == entry.pod && f.image == entry.image));
+    list.insert(0, entry);
+    list.truncate(MAX_PULL_FAILURES);
+    list
+}
+
+fn service_account_of(pod: &Pod) -> String {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.service_account_name.clone())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "default".into())
+}
+
+/// Whether the Event was seen within [`RECENT`] (the kubelet updates its
+/// Events' `lastTimestamp` each time the failure repeats).
+fn recent(event: &Event) -> bool {
+    let seen = event
+        .last_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .or_else(|| event.event_time.as_ref().map(|t| t.0))
+        .or_else(|| event.first_timestamp.as_ref().map(|t| t.0));
+    seen.is_none_or(|t| Timestamp::now().duration_since(t).as_secs() < RECENT.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_events_are_told_from_other_warnings() {
+        for (reason, message) in [
+            (
+                "Failed",
+                "Failed to pull image \"r.example/app:1\": rpc error: code = NotFound",
+            ),
+            ("Failed", "Error: ErrImagePull"),
+            ("Failed", "Error: ImagePullBackOff"),
+            ("Failed", "Error: InvalidImageName"),
+            ("BackOff", "Back-off pulling image \"r.example/app:1\""),
+            (
+                "FailedToRetrieveImagePullSecret",
+                "Unable to retrieve some image pull secrets (ecr); attempting to pull the image may not succeed.",
+            ),
+            (
+                "ErrImageNeverPull",
+                "Container image \"app:1\" is not present with pull policy of Never",
+            ),
+            ("InspectFailed", "Failed to inspect image \"app\": rpc error"),
+        ] {
+            assert!(is_pull_event(reason, message), "{reason}: {message}");
+        }
+        for (reason, message) in [
+            (
+                "BackOff",
+                "Back-off restarting failed container app in pod app_team(uid)",
+            ),
+            ("Failed", "Error: failed to create containerd task"),
+            ("Unhealthy", "Readiness probe failed"),
+            ("FailedScheduling", "0/3 nodes are available"),
+        ] {
+            assert!(!is_pull_event(reason, message), "{reason}: {message}");
+        }
+    }
+
+    fn failure(pod: &str, image: &str) -> PullFailure {
+        PullFailure {
+            namespace: "team".into(),
+            pod: pod.into(),
+            image: image.into(),
+            cause: "CredentialExpired".into(),
+            detail: None,
+            message: "m".into(),
+            last_seen: Time(Timestamp::UNIX_EPOCH),
+            repaired: false,
+        }
+    }
+
+    #[test]
+    fn pull_failures_are_newest_first_once_each_and_bounded() {
+        let mut list = Vec::new();
+        for i in 0..30 {
+            list = with_failure(list, failure(&format!("p{i}"), "a:1"));
+        }
+        assert_eq!(list.len(), MAX_PULL_FAILURES);
+        assert_eq!(list[0].pod, "p29");
+        list = with_failure(list, failure("p20", "a:1"));
+        assert_eq!(list[0].pod, "p20");
+        assert_eq!(
+            list.iter().filter(|f| f.pod == "p20").count(),
+            1,
+            "the same pod and image once"
+        );
+        list = with_failure(list, failure("p20", "b:1"));
+        assert_eq!(
+            list.iter().filter(|f| f.pod == "p20").count(),
+            2,
+            "another image is another entry"
+        );
+    }
+
+    #[test]
+    fn old_events_are_history() {
+        let mut event = Event::default();
+        assert!(recent(&event), "no time: taken as now");
+        event.last_timestamp = Some(Time(Timestamp::now()));
+        assert!(recent(&event));
+        event.last_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
+        assert!(!recent(&event));
+    }
+}
