@@ -7,7 +7,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use regcred::api::conditions::{self, reason};
 use regcred::api::{
-    EcrProvider, FailedNamespace, NamespaceCounts, Provider, ProviderKind, PullAuth, PullAuthResult,
+    EcrProvider, FailedNamespace, NamespaceCounts, Provider, ProviderKind, PullAuth, PullAuthResult, PullFailure,
     RegistryCredential, RegistryCredentialSpec, RegistryCredentialStatus, ServiceAccountCounts,
 };
 use regcred_testenv::ControlPlane;
@@ -83,6 +83,16 @@ fn full_status() -> RegistryCredentialStatus {
             checked_time: Some(time(ISSUED_AT)),
             message: String::new(),
         }),
+        pull_failures: vec![PullFailure {
+            namespace: "ci".into(),
+            pod: "build-7d4f9".into(),
+            image: format!("{REGISTRY}/team/app:1"),
+            cause: "CredentialMissing".into(),
+            detail: Some("SecretMissing".into()),
+            message: "CredentialMissing/SecretMissing: namespace ci lacks Secret regcred-ecr. Fix: see status.failedNamespaces.".into(),
+            last_seen: time(ISSUED_AT),
+            repaired: false,
+        }],
         conditions: vec![
             condition(conditions::ISSUED, "True", reason::ISSUED, "Credential valid until 2026-11-22T10:00:00Z."),
             condition(

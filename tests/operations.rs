@@ -310,3 +310,90 @@ async fn starts_while_the_api_server_is_unreachable_and_waits_for_it() {
     h.wait_pull_secrets("late", "default", &["hub"]).await;
     forwarder.abort();
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the operator's /proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// The pull diagnosis watches Warning Events about Pods without caching
+/// them (or the Pods): 5,000 Events about pods that are nothing to regcred
+/// — restarts, probes, and pull failures of pods that no longer exist —
+/// flow through, and the operator's memory stays where it was. Prints the
+/// figure; the bound only catches a cache (5,000 Events held would cost
+/// more than it allows).
+#[tokio::test]
+async fn pull_diagnosis_memory_stays_flat_with_thousands_of_unrelated_events() {
+    use futures::StreamExt;
+    use k8s_openapi::api::core::v1::Event;
+    use kube::api::{Api, PostParams};
+    const EVENTS: usize = 5_000;
+    const NAMESPACES: usize = 10;
+    let h = Harness::start().await;
+    eventually(WAIT, "the operator following pull failures", || async {
+        let logs = h.operator.logs();
+        (logs.contains("caches are warm") && logs.contains("following the kubelet's image-pull failures")).then_some(())
+    })
+    .await;
+    for n in 0..NAMESPACES {
+        create_namespace(&h.client, &format!("ev-{n}"), &[]).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = rss_kib(h.operator.pid());
+    let started = Instant::now();
+    let created = futures::stream::iter(0..EVENTS)
+        .map(|i| {
+            let client = h.client.clone();
+            async move {
+                let ns = format!("ev-{}", i % NAMESPACES);
+                let pod = format!("gone-{i}");
+                let (type_, reason, message) = match i % 4 {
+                    0 => (
+                        "Warning",
+                        "Failed",
+                        format!("Failed to pull image \"registry.example/app:{i}\": failed to resolve reference: 401 Unauthorized"),
+                    ),
+                    1 => ("Warning", "BackOff", format!("Back-off restarting failed container app in pod {pod}")),
+                    2 => ("Warning", "Unhealthy", "Readiness probe failed: HTTP probe failed with statuscode: 503".to_string()),
+                    _ => ("Normal", "Pulled", format!("Successfully pulled image \"registry.example/app:{i}\" in 1.2s")),
+                };
+                let now = jiff::Timestamp::now();
+                let event: Event = serde_json::from_value(json!({
+                    "metadata": {"name": format!("{pod}.{i:x}"), "namespace": ns},
+                    "involvedObject": {"kind": "Pod", "namespace": ns, "name": pod, "uid": format!("00000000-0000-0000-0000-{i:012}"), "apiVersion": "v1"},
+                    "type": type_,
+                    "reason": reason,
+                    "message": message,
+                    "source": {"component": "kubelet", "host": "node-x"},
+                    "firstTimestamp": now,
+                    "lastTimestamp": now,
+                    "count": 1,
+                }))
+                .unwrap();
+                Api::<Event>::namespaced(client, &ns).create(&PostParams::default(), &event).await.is_ok()
+            }
+        })
+        .buffer_unordered(16)
+        .filter(|ok| futures::future::ready(*ok))
+        .count()
+        .await;
+    assert_eq!(created, EVENTS, "every Event was created");
+    let posted = started.elapsed();
+    // Let the watch deliver them all and the diagnosis look up the pods it names.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let after = rss_kib(h.operator.pid());
+    let delta = after as i64 - before as i64;
+    eprintln!(
+        "bench: operator RSS {before} KiB before, {after} KiB after {EVENTS} unrelated pod Events (posted in {posted:?}): Δ {delta} KiB"
+    );
+    assert!(delta < 16 * 1024, "RSS grew by {delta} KiB");
+    assert!(
+        h.operator
+            .logs()
+            .contains("following the kubelet's image-pull failures")
+    );
+}

@@ -125,6 +125,47 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
     }
 }
 
+/// Paces the diagnoses of one thing (a pod): the first at once, then
+/// after `first`, doubling up to `max` while it keeps failing, so that pods
+/// that fail for hours cost little and a new failure is diagnosed at once.
+pub struct Pacer<K> {
+    first: Duration,
+    max: Duration,
+    next: HashMap<K, (Instant, Duration)>,
+}
+
+impl<K: Hash + Eq + Clone> Pacer<K> {
+    pub fn new(first: Duration, max: Duration) -> Self {
+        Self {
+            first,
+            max,
+            next: HashMap::new(),
+        }
+    }
+
+    /// Whether `key` may be diagnosed now; if so, when it may be next.
+    pub fn allow(&mut self, key: &K, now: Instant) -> bool {
+        if self.next.len() > 1024 {
+            let max = self.max;
+            self.next.retain(|_, (at, _)| now.saturating_duration_since(*at) < max);
+        }
+        let interval = match self.next.get(key) {
+            Some((at, _)) if now < *at => return false,
+            // Quiet for a long while: a new failure, not the same one going on.
+            Some((at, _)) if now.saturating_duration_since(*at) >= self.max => self.first,
+            Some((_, interval)) => (*interval * 2).min(self.max),
+            None => self.first,
+        };
+        self.next.insert(key.clone(), (now + interval, interval));
+        true
+    }
+
+    /// Forget `key` (it was not failing after all): the next Event looks again.
+    pub fn forget(&mut self, key: &K) {
+        self.next.remove(key);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,5 +339,29 @@ mod tests {
         }
         l.allow(&key("late"), every, t0 + Duration::from_secs(3600));
         assert!(l.len() < 10, "{} keys kept", l.len());
+    }
+
+    #[test]
+    fn a_pod_failing_for_long_is_diagnosed_less_and_less_often() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut p = Pacer::new(s(30), s(600));
+        let key = "team/app".to_string();
+        let mut diagnosed = Vec::new();
+        for second in (0..3600).step_by(5) {
+            if p.allow(&key, t0 + s(second)) {
+                diagnosed.push(second);
+            }
+        }
+        assert_eq!(&diagnosed[..6], &[0, 30, 90, 210, 450, 930], "{diagnosed:?}");
+        assert!(diagnosed.windows(2).all(|w| w[1] - w[0] <= 600), "{diagnosed:?}");
+        assert!(p.allow(&"other".to_string(), t0 + s(1)), "another pod at once");
+        // Quiet for the longest interval: a new failure is diagnosed at once, then after 30 s.
+        let later = t0 + s(3600 + 1200);
+        assert!(p.allow(&key, later));
+        assert!(!p.allow(&key, later + s(29)));
+        assert!(p.allow(&key, later + s(30)));
+        p.forget(&key);
+        assert!(p.allow(&key, later + s(31)));
     }
 }

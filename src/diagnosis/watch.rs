@@ -21,7 +21,7 @@ use kube::{Resource, ResourceExt};
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
-use super::repair::{self, EVENT_INTERVAL, Limiter, MINT_INTERVAL, RESYNC_INTERVAL, Repair};
+use super::repair::{self, EVENT_INTERVAL, Limiter, MINT_INTERVAL, Pacer, RESYNC_INTERVAL, Repair};
 use super::{Detail, Diagnosis, cli};
 use crate::api::{PullFailure, RegistryCredential};
 use crate::dockerconfig;
@@ -29,8 +29,10 @@ use crate::reconcile::Context;
 use crate::reconcile::build::{is_managed_by, secret_name};
 use crate::telemetry::{PullFailureLabels, RepairLabels};
 
-/// A pod is diagnosed at most once in this window, however many Events name it.
+/// A pod is diagnosed again at most this soon, however many Events name
+/// it; the interval doubles while it keeps failing, up to [`POD_INTERVAL_MAX`].
 const POD_INTERVAL: Duration = Duration::from_secs(30);
+const POD_INTERVAL_MAX: Duration = Duration::from_secs(10 * 60);
 /// Events older than this are history, not a failing pull.
 const RECENT: Duration = Duration::from_secs(10 * 60);
 /// Diagnoses running at once (each reads a few objects and HEADs a manifest).
@@ -60,9 +62,11 @@ pub fn is_pull_event(reason: &str, message: &str) -> bool {
 
 struct Watch {
     ctx: Arc<Context>,
-    pods: Mutex<Limiter<(String, String)>>,
+    pods: Mutex<Pacer<(String, String)>>,
     announced: Mutex<Limiter<(String, String, &'static str)>>,
     repairs: Mutex<Limiter<(String, String, Repair)>>,
+    /// Status entries, per pod, image and diagnosis (cause and detail).
+    recorded: Mutex<Limiter<(String, String, String)>>,
     /// Serializes writes of `status.pullFailures` (read, modify, apply).
     status: tokio::sync::Mutex<()>,
     running: Semaphore,
@@ -72,9 +76,10 @@ struct Watch {
 pub async fn run(ctx: Arc<Context>) {
     let watch = Arc::new(Watch {
         ctx: ctx.clone(),
-        pods: Mutex::default(),
+        pods: Mutex::new(Pacer::new(POD_INTERVAL, POD_INTERVAL_MAX)),
         announced: Mutex::default(),
         repairs: Mutex::default(),
+        recorded: Mutex::default(),
         status: tokio::sync::Mutex::default(),
         running: Semaphore::new(CONCURRENT),
     });
@@ -105,18 +110,13 @@ impl Watch {
             return;
         };
         let key = (namespace, name);
-        if !self
-            .pods
-            .lock()
-            .expect("pods lock")
-            .allow(&key, POD_INTERVAL, Instant::now())
-        {
+        if !self.pods.lock().expect("pods lock").allow(&key, Instant::now()) {
             return;
         }
         let this = self.clone();
         let uid = object.uid.clone();
         tokio::spawn(async move {
-            let Ok(_permit) = this.running.acquire().await else {
+            let Ok(permit) = this.running.acquire().await else {
                 return;
             };
             let (namespace, name) = &key;
@@ -126,6 +126,8 @@ impl Watch {
                 return;
             };
             let diagnoses = cli::diagnose_pod(&this.ctx.client, &this.ctx.http, &pod).await;
+            // Repairs wait for their effect; other pods' diagnoses need not.
+            drop(permit);
             for d in diagnoses {
                 this.handle(&pod, d).await;
             }
@@ -222,7 +224,15 @@ impl Watch {
                 }
             }
         }
-        if announce || repaired {
+        // A new diagnosis of the same cause (say NotCovered, then
+        // PodAdmittedBeforeLink once the credential exists) is not announced
+        // again within the Event interval, but status shows it.
+        let changed = self.recorded.lock().expect("recorded lock").allow(
+            &(uid, d.image.clone(), d.label()),
+            EVENT_INTERVAL,
+            Instant::now(),
+        );
+        if announce || repaired || changed {
             self.record(&rc, &d, repaired).await;
         }
     }
@@ -310,7 +320,7 @@ impl Watch {
             if Instant::now() > deadline {
                 return Err(format!("not in effect after {}s", REPAIR_WAIT.as_secs()));
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 

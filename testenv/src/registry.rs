@@ -1,6 +1,6 @@
 //! A real container registry for pull-auth checks: Debian's `docker-registry`
 //! (distribution 2.8) on a free loopback port, over TLS with a certificate
-//! from a [`TestCa`] of its own (trust [`Registry::ca_path`]), storing in a
+//! from the process's registry CA (trust [`Registry::ca_path`] or [`shared_ca_pem`]), storing in a
 //! temporary directory, with one of these kinds of authentication:
 //!
 //! - [`Auth::Anonymous`]: none (anyone may pull);
@@ -109,6 +109,20 @@ pub struct Registry {
     dir: tempfile::TempDir,
 }
 
+/// The CA that signs every registry (and token server) of this process, as
+/// one private CA signs an organisation's registries: an operator started
+/// with `--ca-bundle` of [`shared_ca_pem`] trusts them all. The node trusts
+/// each registry on its own ([`crate::Node::trust_registry`]).
+fn shared_ca() -> &'static TestCa {
+    static CA: std::sync::OnceLock<TestCa> = std::sync::OnceLock::new();
+    CA.get_or_init(|| TestCa::new("regcred-testenv registry CA"))
+}
+
+/// PEM of the CA of every [`Registry`] this process starts.
+pub fn shared_ca_pem() -> &'static str {
+    shared_ca().cert_pem()
+}
+
 impl Registry {
     /// Start a registry with `auth` and wait until it answers `/v2/`.
     ///
@@ -122,7 +136,7 @@ impl Registry {
         }
         crate::init_crypto();
         let dir = crate::scratch::dir("registry")?;
-        let ca = TestCa::new("regcred-testenv registry CA");
+        let ca = shared_ca();
         let tls = ca.server(&[]);
         let ca_path = dir.path().join("ca.pem");
         std::fs::write(&ca_path, ca.cert_pem())?;
@@ -158,7 +172,7 @@ impl Registry {
                     ),
                     Auth::Anonymous | Auth::Htpasswd { .. } => unreachable!("matched above"),
                 };
-                let issuer = Arc::new(Issuer::new(&ca)?);
+                let issuer = Arc::new(Issuer::new(ca)?);
                 let state = Arc::new(TokenState {
                     users: users.into_iter().collect(),
                     grants: grants.into_iter().collect(),

@@ -8,12 +8,14 @@ use std::time::Instant;
 use kube::Client;
 use regcred_testenv::{ControlPlane, Node, Operator};
 
-use super::{CREDS_NS, create_namespace, start_operator};
+use super::{CREDS_NS, create_namespace, start_operator_with};
 
 /// The control plane, node and operator shared by the tests running at once.
 pub struct Bed {
     // Field order is drop order.
     pub operator: Operator,
+    /// The operator's `/metrics` URL.
+    pub metrics: String,
     pub node: Node,
     pub cp: ControlPlane,
 }
@@ -33,9 +35,27 @@ pub async fn bed() -> Arc<Bed> {
     let node_started = Instant::now();
     let node = Node::start(&cp).await.expect("node starts and goes Ready");
     eprintln!("node {} Ready in {:?}", node.name(), node_started.elapsed());
-    let operator = start_operator(&cp);
+    // The operator trusts the test registries' CA, as a cluster's operator
+    // is given its private registries' CA (`--ca-bundle`), so that its
+    // diagnoses can ask the registry; and serves metrics on a known port.
+    let ca = cp.kubeconfig().with_file_name("registries-ca.pem");
+    std::fs::write(&ca, regcred_testenv::registry::shared_ca_pem()).expect("writing the registries' CA");
+    let metrics = format!("127.0.0.1:{}", regcred_testenv::free_port());
+    let operator = start_operator_with(
+        &cp,
+        &[
+            &format!("--ca-bundle={}", ca.display()),
+            &format!("--metrics-addr={metrics}"),
+        ],
+        &[],
+    );
     eprintln!("test bed (control plane, node, operator) up in {:?}", started.elapsed());
-    let bed = Arc::new(Bed { operator, node, cp });
+    let bed = Arc::new(Bed {
+        operator,
+        metrics: format!("http://{metrics}/metrics"),
+        node,
+        cp,
+    });
     *shared = Arc::downgrade(&bed);
     bed
 }
