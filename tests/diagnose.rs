@@ -160,6 +160,14 @@ impl Drop for Scene {
     }
 }
 
+/// The operator, following the kubelet's Events, names the same cause on
+/// the pod (`ImagePullDiagnosed`) as the CLI.
+async fn operator_says(s: &Scene, ns: &str, pod: &str, label: &str) {
+    let prefix = format!("{label}: ");
+    s.wait_operator_event(ns, pod, "ImagePullDiagnosed", POD_TIMEOUT, |n| n.starts_with(&prefix))
+        .await;
+}
+
 /// What `regcred diagnose` printed, and its exit status.
 struct Run {
     status: std::process::ExitStatus,
@@ -532,6 +540,69 @@ async fn an_expired_credential_is_minted_anew_and_the_next_pull_succeeds() {
     s.report();
 }
 
+/// regcred's Secret deleted while the API server refused to let it back
+/// (a policy, then lifted): regcred tries again only 30 s later, but a pod
+/// that fails meanwhile is diagnosed `SecretMissing`, the repair re-syncs
+/// the namespace at once, and the kubelet's next pull succeeds.
+#[tokio::test]
+async fn a_secret_missing_after_refused_writes_is_restored_by_the_repair() {
+    let s = Scene::new("resync_repair").await;
+    namespace_with_default_sa(&s.client, "dx-restore", &[]).await;
+    let (registry, _) = covered_registry(&s, "dx-restore", json!({"namespaces": {"names": ["dx-restore"]}})).await;
+    wait_pull_secrets(&s.client, "dx-restore", &["dx-restore"]).await;
+    freeze_secrets(&s.client, "dx-restore", &["CREATE"]).await;
+    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(s.client.clone(), "dx-restore");
+    secrets.delete("dx-restore", &Default::default()).await.unwrap();
+    let rcs = Api::<regcred::api::RegistryCredential>::all(s.client.clone());
+    eventually(WAIT, "the refused write in status", || async {
+        let status = rcs.get("dx-restore").await.ok()?.status?;
+        status
+            .failed_namespaces
+            .iter()
+            .any(|f| f.reason == "NamespaceWriteFailed")
+            .then_some(())
+    })
+    .await;
+    thaw_secrets(&s.client, "dx-restore").await;
+    let thawed = Instant::now();
+    s.create_pod(
+        "dx-restore",
+        "app",
+        &format!("{}/team/app:1", registry.host()),
+        "default",
+    )
+    .await;
+    let notes = s
+        .wait_operator_event("dx-restore", "app", "ImagePullRepaired", POD_TIMEOUT, |n| {
+            n.starts_with("Re-synced namespace dx-restore")
+        })
+        .await;
+    eprintln!("{}: repaired {:?} after the thaw: {notes:?}", s.name, thawed.elapsed());
+    s.wait_operator_event("dx-restore", "app", "ImagePullDiagnosed", POD_TIMEOUT, |n| {
+        n.starts_with("CredentialMissing/SecretMissing: ")
+    })
+    .await;
+    let pods = Api::<Pod>::namespaced(s.client.clone(), "dx-restore");
+    eventually(POD_TIMEOUT, "the pod running after the repair", || async {
+        let pod = pods.get("app").await.ok()?;
+        (pod.status?.phase.as_deref() == Some("Running")).then_some(())
+    })
+    .await;
+    let entry = s
+        .wait_pull_failure("dx-restore", "app", "CredentialMissing/SecretMissing")
+        .await;
+    assert!(entry.repaired, "{entry:?}");
+    let value = s
+        .metric(&[
+            "regcred_image_pull_repairs_total{",
+            "credential=\"dx-restore\"",
+            "action=\"resync\"",
+        ])
+        .await;
+    assert!(value.is_some_and(|n| n >= 1.0), "{value:?}");
+    s.report();
+}
+
 /// With `recreatePodsMissingLink`, a pod of a controller (a ReplicaSet
 /// here; nothing but regcred acts on it, as no controller-manager runs)
 /// that was admitted before its ServiceAccount had the link is deleted for
@@ -678,6 +749,7 @@ async fn a_registry_no_credential_covers_is_not_covered() {
         "CredentialMissing",
         Some("NotCovered"),
     );
+    operator_says(&s, "dx-uncovered", "app", "CredentialMissing/NotCovered").await;
     s.report();
 }
 
@@ -697,6 +769,7 @@ async fn a_namespace_the_credential_does_not_target_is_not_covered() {
     assert_cause(d, "CredentialMissing", Some("NotCovered"));
     assert_eq!(d["credential"], "dx-target");
     assert_eq!(evidence(d, "targeted by"), "no");
+    operator_says(&s, "dx-out", "app", "CredentialMissing/NotCovered").await;
     s.report();
 }
 
@@ -716,6 +789,7 @@ async fn a_service_account_without_the_entry_is_not_linked() {
     let d = of(&all, "app");
     assert_cause(d, "CredentialMissing", Some("ServiceAccountNotLinked"));
     assert_eq!(evidence(d, "ServiceAccount dx-sa/default"), "[]");
+    operator_says(&s, "dx-sa", "app", "CredentialMissing/ServiceAccountNotLinked").await;
     s.report();
 }
 
@@ -752,6 +826,8 @@ async fn a_pod_admitted_before_the_link_must_be_recreated() {
             .contains("kubectl delete pod -n dx-early app"),
         "{d:#}"
     );
+    s.wait_pull_failure("dx-early", "app", "CredentialMissing/PodAdmittedBeforeLink")
+        .await;
     s.report();
 }
 
@@ -799,6 +875,7 @@ async fn a_wrong_password_in_the_source_is_refused() {
         !text.contains(&wrong) && !text.contains(&right),
         "no password in the output"
     );
+    operator_says(&s, "dx-refused", "app", "CredentialRejected/Refused").await;
     s.report();
 }
 
@@ -820,6 +897,8 @@ async fn connection_refused_and_an_unresolvable_host_are_unreachable() {
     let all = diagnoses(&s, "dx-net", None).await;
     assert_cause(of(&all, "refused"), "RegistryUnreachable", Some("ConnectionRefused"));
     assert_cause(of(&all, "dns"), "RegistryUnreachable", Some("DNS"));
+    operator_says(&s, "dx-net", "refused", "RegistryUnreachable/ConnectionRefused").await;
+    operator_says(&s, "dx-net", "dns", "RegistryUnreachable/DNS").await;
     s.report();
 }
 
@@ -861,6 +940,7 @@ async fn a_foreign_secret_in_place_of_regcreds_is_secret_missing() {
         evidence(d, "of RegistryCredential dx-foreign").contains("not written by regcred"),
         "{d:#}"
     );
+    operator_says(&s, "dx-foreign", "app", "CredentialMissing/SecretMissing").await;
     s.report();
 }
 
@@ -904,6 +984,8 @@ async fn an_untrusted_certificate_and_a_silent_server_are_unreachable() {
     assert_cause(of(&all, "untrusted"), "RegistryUnreachable", Some("TLS"));
     assert_cause(of(&all, "silent"), "RegistryUnreachable", Some("Timeout"));
     held.abort();
+    operator_says(&s, "dx-tls", "untrusted", "RegistryUnreachable/TLS").await;
+    operator_says(&s, "dx-tls", "silent", "RegistryUnreachable/Timeout").await;
     s.report();
 }
 
@@ -969,6 +1051,7 @@ async fn a_credential_past_its_expiry_is_expired() {
         evidence(d, "of RegistryCredential dx-expired").contains("expired"),
         "{d:#}"
     );
+    operator_says(&s, "dx-expired", "app", "CredentialExpired").await;
     s.report();
 }
 
@@ -1008,6 +1091,8 @@ async fn a_throttled_registry_is_rate_limited_authenticated_or_anonymous() {
     assert_cause(of(&all, "app"), "RateLimited", Some("Authenticated"));
     let all = diagnoses(&s, "dx-rate-anon", Some(registry.ca_path())).await;
     assert_cause(of(&all, "app"), "RateLimited", Some("Anonymous"));
+    operator_says(&s, "dx-rate", "app", "RateLimited/Authenticated").await;
+    operator_says(&s, "dx-rate-anon", "app", "RateLimited/Anonymous").await;
     s.report();
 }
 
@@ -1056,6 +1141,7 @@ async fn an_older_credential_left_in_a_namespace_is_a_stale_copy() {
         evidence(d, "of RegistryCredential dx-stale").contains("older credential"),
         "{d:#}"
     );
+    operator_says(&s, "dx-stale", "app", "CredentialRejected/StaleCopy").await;
     s.report();
 }
 
@@ -1093,6 +1179,7 @@ async fn a_deleted_secret_regcred_cannot_restore_is_secret_missing() {
             .contains("Unable to retrieve some image pull secrets (dx-deleted)"),
         "{d:#}"
     );
+    operator_says(&s, "dx-deleted", "app", "CredentialMissing/SecretMissing").await;
     s.report();
 }
 
@@ -1251,6 +1338,36 @@ async fn freeze_secrets(client: &Client, ns: &str, operations: &[&str]) {
             denied.then_some(())
         },
     )
+    .await;
+}
+
+/// Undo [`freeze_secrets`] (a CREATE freeze): once a dry-run create passes.
+async fn thaw_secrets(client: &Client, ns: &str) {
+    use k8s_openapi::api::admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding};
+    let name = format!("{ns}-freeze");
+    Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
+        .delete(&name, &Default::default())
+        .await
+        .unwrap();
+    Api::<ValidatingAdmissionPolicy>::all(client.clone())
+        .delete(&name, &Default::default())
+        .await
+        .unwrap();
+    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), ns);
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let probe = k8s_openapi::api::core::v1::Secret {
+        metadata: ObjectMeta {
+            name: Some("regcred-test-probe".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    eventually(WAIT, &format!("Secrets in {ns} thawed"), || async {
+        secrets.create(&dry, &probe).await.ok().map(|_| ())
+    })
     .await;
 }
 

@@ -35,6 +35,7 @@ use self::events::Note;
 use crate::api::RegistryCredential;
 use crate::api::conditions::reason;
 use crate::error::{Error, Result};
+use crate::renewal;
 use crate::targets;
 use crate::telemetry::{ErrorLabels, Metrics};
 
@@ -64,6 +65,9 @@ pub struct Context {
     foreign: fanout::Foreign,
     /// Consecutive failed reconciles per RegistryCredential, for [`error_policy`].
     failures: Mutex<HashMap<String, u32>>,
+    /// Consecutive reconciles per RegistryCredential in which the API server
+    /// refused a Secret or ServiceAccount write, for [`Context::write_retry`].
+    refused_writes: Mutex<HashMap<String, u32>>,
     /// Reconciles asked for out of band (a diagnosed pull failure's repair).
     resync: UnboundedSender<()>,
     resyncs: Mutex<Option<UnboundedReceiver<()>>>,
@@ -109,6 +113,7 @@ impl Context {
             pull_checks: pull_auth::LastChecks::default(),
             foreign: fanout::Foreign::default(),
             failures: Mutex::default(),
+            refused_writes: Mutex::default(),
             resync,
             resyncs: Mutex::new(Some(resyncs)),
         }
@@ -172,6 +177,23 @@ impl Context {
             metrics: &self.metrics,
             last_checks: &self.pull_checks,
         }
+    }
+
+    /// When to try again after the API server refused some of this
+    /// reconcile's writes (a 429, a 5xx, a webhook or policy that denies):
+    /// 30 s doubling to 5 min while they keep failing; `None` once all went
+    /// through. Without it, nothing would look again before the next watch
+    /// event or the 30-minute resync.
+    fn write_retry(&self, rc: &RegistryCredential, fanout: &fanout::FanOut) -> Option<Duration> {
+        let refused = fanout.sa_failed > 0 || fanout.failed.iter().any(|f| f.reason == reason::NAMESPACE_WRITE_FAILED);
+        let mut map = self.refused_writes.lock().expect("refused writes lock");
+        if !refused {
+            map.remove(&rc.name_any());
+            return None;
+        }
+        let n = map.entry(rc.name_any()).or_default();
+        *n = n.saturating_add(1);
+        Some(write_retry_backoff(*n))
     }
 
     /// `(namespace, name)` of every Secret the cache says `rc_name` manages.
@@ -277,7 +299,11 @@ async fn apply_credential(rc: &RegistryCredential, ctx: &Context) -> Result<Acti
     notes.extend(status::transitions(&previous, &new));
     events::publish(&ctx.recorder, rc, notes).await;
     record_metrics(ctx, rc, &new, &fanout, plan.clean.len());
-    let next = requeue_after([new.renewal_time.as_ref().map(|t| t.0), checked.next_check], now);
+    let retry_writes = ctx.write_retry(rc, &fanout).map(|wait| renewal::add(now, wait));
+    let next = requeue_after(
+        [new.renewal_time.as_ref().map(|t| t.0), checked.next_check, retry_writes],
+        now,
+    );
     status::write(&ctx.client, rc, new).await?;
     if !fanout.clean_errors.is_empty() {
         return Err(Error::Clean(fanout.clean_errors));
@@ -316,6 +342,13 @@ fn record_metrics(
 
 /// Wake up at the earliest planned time (a time already past: in a second),
 /// and at least every [`RESYNC`].
+/// 30 s doubling to 5 min.
+fn write_retry_backoff(refusals: u32) -> Duration {
+    Duration::from_secs(30)
+        .saturating_mul(1 << refusals.saturating_sub(1).min(4))
+        .min(Duration::from_secs(5 * 60))
+}
+
 fn requeue_after(planned: impl IntoIterator<Item = Option<Timestamp>>, now: Timestamp) -> Duration {
     planned
         .into_iter()

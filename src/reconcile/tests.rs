@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::fixtures::*;
-use super::{RESYNC, error_backoff, requeue_after};
+use super::{RESYNC, error_backoff, requeue_after, write_retry_backoff};
 use super::{build, status};
 use crate::api::{ProviderKind, RegistryCredentialStatus, conditions};
 use crate::targets;
@@ -140,4 +140,11 @@ fn requeues_at_the_earliest_planned_time() {
 fn failed_reconciles_back_off_to_minutes() {
     let secs: Vec<u64> = (1..=9).map(|n| error_backoff(n).as_secs()).collect();
     assert_eq!(secs, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+}
+
+#[test]
+fn refused_writes_are_tried_again_from_30_s_doubling_to_5_min() {
+    let secs: Vec<u64> = (1..=7).map(|n| write_retry_backoff(n).as_secs()).collect();
+    assert_eq!(secs, [30, 60, 120, 240, 300, 300, 300]);
+    assert_eq!(write_retry_backoff(u32::MAX).as_secs(), 300);
 }
