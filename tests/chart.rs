@@ -281,6 +281,7 @@ fn deployment_is_restricted_and_wired_as_documented() {
             "--metrics-addr=0.0.0.0:8080",
             "--log-format=json",
             "--credentials-namespace=regcred-system",
+            "--diagnose-pulls=true",
         ])
     );
     assert_eq!(
@@ -636,6 +637,13 @@ async fn the_charts_rbac_denies_the_rest() {
     assert_forbidden(
         Api::<ConfigMap>::namespaced(me.clone(), CREDS_NS).get("any").await,
         "reading a ConfigMap",
+    );
+    // Deleting pods is only for recreatePodsMissingLink, off by default.
+    assert_forbidden(
+        Api::<Pod>::namespaced(me.clone(), "rbac-a")
+            .delete("any", &DeleteParams::default().dry_run())
+            .await,
+        "deleting a Pod (diagnosis.recreatePods is off)",
     );
     assert_forbidden(
         Api::<Namespace>::all(me.clone())
