@@ -96,12 +96,14 @@ fn recover<K: Send + 'static>(
     struct State<S> {
         events: std::pin::Pin<Box<S>>,
         failures: u32,
+        last_gone: bool,
         recovered: tokio::sync::watch::Receiver<u64>,
     }
     let recovered = recovery.0.subscribe();
     let state = State {
         events: Box::pin(events),
         failures: 0,
+        last_gone: false,
         recovered,
     };
     futures::stream::unfold(state, move |mut state| {
@@ -114,6 +116,7 @@ fn recover<K: Send + 'static>(
                         if state.failures > 0 {
                             info!(kind = %kind, failures = state.failures, "watch recovered");
                             state.failures = 0;
+                            state.last_gone = false;
                             recovery.announce();
                         }
                         return Some((event, state));
@@ -121,7 +124,8 @@ fn recover<K: Send + 'static>(
                     Err(error) => error,
                 };
                 state.failures = state.failures.saturating_add(1);
-                let wait = watch_retry_delay(&error, state.failures);
+                let wait = watch_retry_delay(&error, state.failures, state.last_gone);
+                state.last_gone = is_gone(&error);
                 if matches!(wait, WatchRetry::Now) {
                     info!(kind = %kind, error = %error, "watch expired; re-listing");
                     continue;
@@ -162,22 +166,31 @@ impl WatchRetry {
     }
 }
 
-/// When to retry after the `failures`-th watch error in a row.
-fn watch_retry_delay(error: &watcher::Error, failures: u32) -> WatchRetry {
-    let status = match error {
+/// The API's answer inside a watch error, if it carries one.
+fn api_status(error: &watcher::Error) -> Option<&kube::core::Status> {
+    match error {
         watcher::Error::WatchError(status) => Some(status.as_ref()),
         watcher::Error::InitialListFailed(kube::Error::Api(status))
         | watcher::Error::WatchStartFailed(kube::Error::Api(status))
         | watcher::Error::WatchFailed(kube::Error::Api(status)) => Some(status.as_ref()),
         _ => None,
-    };
+    }
+}
+
+fn is_gone(error: &watcher::Error) -> bool {
+    api_status(error).is_some_and(|s| s.code == 410)
+}
+
+/// When to retry after the `failures`-th watch error in a row;
+/// `after_gone`: the previous one was a `410 Gone` too.
+fn watch_retry_delay(error: &watcher::Error, failures: u32, after_gone: bool) -> WatchRetry {
     let backoff = jittered(
         WATCH_BACKOFF_MIN
             .saturating_mul(1 << failures.saturating_sub(1).min(8))
             .min(WATCH_BACKOFF_MAX),
     );
-    match status {
-        Some(s) if s.code == 410 && failures == 1 => WatchRetry::Now,
+    match api_status(error) {
+        Some(s) if s.code == 410 && !after_gone => WatchRetry::Now,
         Some(s) if s.code == 429 => {
             let retry_after = s.details.as_ref().map_or(0, |d| d.retry_after_seconds);
             WatchRetry::NotBefore(backoff.max(Duration::from_secs(retry_after.into())))

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use regcred_testenv::eventually;
 use serde_json::json;
 use support::*;
 
@@ -100,4 +101,329 @@ async fn converges_within_seconds_after_an_api_server_outage() {
         assert_eq!(pull_secret_names(&sa), ["foreign", "hub"], "{n}: builder");
     }
     assert!(h.operator.exited().is_none(), "regcred exited:\n{}", h.operator.logs());
+}
+
+/// Soak parameters: `make soak` raises them (hack/soak.sh), `make test`
+/// runs the defaults.
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .map(|s| s.parse().unwrap_or_else(|_| panic!("{name} must be a number")))
+        .unwrap_or(default)
+}
+
+/// A small xorshift generator; the seed is printed so a run can be repeated
+/// with `REGCRED_SOAK_SEED`.
+struct Rng(u64);
+
+impl Rng {
+    fn from_env() -> Self {
+        let seed = env_or(
+            "REGCRED_SOAK_SEED",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64,
+        );
+        println!("FAULTS soak: seed {seed} (REGCRED_SOAK_SEED={seed} repeats this run)");
+        Self(seed | 1)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+/// Foreign entries every soak ServiceAccount starts with, before regcred's.
+const FOREIGN: [&str; 2] = ["a", "b"];
+
+/// Create `n` namespaces `soak-NNNN`, each with a `default` ServiceAccount
+/// holding [`FOREIGN`], 16 at a time.
+async fn soak_namespaces(client: &kube::Client, n: u64) -> Vec<String> {
+    use futures::StreamExt;
+    let names: Vec<String> = (0..n).map(|i| format!("soak-{i:04}")).collect();
+    futures::stream::iter(names.clone())
+        .for_each_concurrent(16, |ns| async move {
+            create_namespace(client, &ns, &[("soak", "yes")]).await;
+            create_service_account(client, &ns, "default", &FOREIGN).await;
+        })
+        .await;
+    names
+}
+
+/// What is wrong in the cluster against the promise: every namespace holds
+/// the current credential and nothing else, every ServiceAccount keeps its
+/// foreign entries once each, in order, with regcred's entry exactly once
+/// after them. Empty when all is well.
+async fn violations(client: &kube::Client, names: &[String], password: &str) -> Vec<String> {
+    use kube::ResourceExt;
+    let mut out = Vec::new();
+    let secrets = kube::Api::<Secret>::all(client.clone())
+        .list(&kube::api::ListParams::default().labels("app.kubernetes.io/managed-by=regcred"))
+        .await;
+    let sas = kube::Api::<k8s_openapi::api::core::v1::ServiceAccount>::all(client.clone())
+        .list(&kube::api::ListParams::default())
+        .await;
+    let (Ok(secrets), Ok(sas)) = (secrets, sas) else {
+        return vec!["listing Secrets and ServiceAccounts failed".into()];
+    };
+    let secrets: std::collections::BTreeMap<String, Secret> = secrets
+        .items
+        .into_iter()
+        .map(|s| (format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any()), s))
+        .collect();
+    let want_sa: Vec<String> = FOREIGN.iter().map(|s| s.to_string()).chain(["hub".into()]).collect();
+    for ns in names {
+        match secrets.get(&format!("{ns}/hub")) {
+            None => out.push(format!("{ns}: no Secret")),
+            Some(s) => {
+                let valid = s
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get(".dockerconfigjson"))
+                    .is_some_and(|b| !b.0.is_empty());
+                if !valid {
+                    out.push(format!("{ns}: empty Secret"));
+                } else {
+                    let config = docker_config(s);
+                    let auths = config["auths"].as_object().map(|a| a.len()).unwrap_or(0);
+                    let current = password_for(s, HUB).as_deref() == Some(password);
+                    if !current || auths != 1 {
+                        out.push(format!(
+                            "{ns}: Secret holds {:?} ({auths} registries), not the current credential",
+                            password_for(s, HUB)
+                        ));
+                    }
+                }
+            }
+        }
+        match sas
+            .items
+            .iter()
+            .find(|sa| sa.namespace().as_deref() == Some(ns) && sa.name_any() == "default")
+        {
+            None => out.push(format!("{ns}: default ServiceAccount gone")),
+            Some(sa) => {
+                let got = pull_secret_names(sa);
+                // The concurrent writer's own entry comes and goes; at most once.
+                let writer = got.iter().filter(|n| *n == "writer").count();
+                let got: Vec<String> = got.into_iter().filter(|n| n != "writer").collect();
+                if got != want_sa || writer > 1 {
+                    out.push(format!("{ns}: default imagePullSecrets {got:?}, want {want_sa:?}"));
+                }
+            }
+        }
+    }
+    let extra = secrets.len().saturating_sub(names.len());
+    if extra > 0 {
+        out.push(format!("{extra} managed Secrets outside the targeted namespaces"));
+    }
+    out
+}
+
+/// Wait until nothing is wrong (or fail, listing what still is); returns how long it took.
+async fn converge(h: &Harness, names: &[String], password: &str, what: &str) -> Duration {
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(env_or("REGCRED_SOAK_CONVERGE_SECS", 120));
+    loop {
+        let wrong = violations(&h.client, names, password).await;
+        if wrong.is_empty() {
+            return start.elapsed();
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "{what}: not converged after {:?}; {} problems, first: {:#?}",
+                start.elapsed(),
+                wrong.len(),
+                &wrong[..wrong.len().min(10)]
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Another controller editing the same ServiceAccounts' `imagePullSecrets`
+/// (GET, toggle its own entry, PUT with the resourceVersion) until
+/// `stop` is set; it leaves without its entry. Returns (writes, conflicts).
+fn concurrent_writer(
+    client: kube::Client,
+    names: Vec<String>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<(u32, u32)> {
+    use k8s_openapi::api::core::v1::{LocalObjectReference, ServiceAccount};
+    tokio::spawn(async move {
+        let (mut writes, mut conflicts) = (0, 0);
+        let mut i = 0;
+        let mut leaving = false;
+        let mut holding: std::collections::BTreeSet<String> = Default::default();
+        loop {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                leaving = true;
+            }
+            let ns = if leaving {
+                match holding.iter().next() {
+                    Some(ns) => ns.clone(),
+                    None => break,
+                }
+            } else {
+                i += 1;
+                names[i % names.len()].clone()
+            };
+            let api: kube::Api<ServiceAccount> = kube::Api::namespaced(client.clone(), &ns);
+            let Ok(mut sa) = api.get("default").await else {
+                // The API server may be down in the middle of a fault.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            };
+            let list = sa.image_pull_secrets.get_or_insert_default();
+            let had = list.iter().position(|r| r.name == "writer");
+            match had {
+                Some(p) => {
+                    list.remove(p);
+                }
+                None if !leaving => list.push(LocalObjectReference { name: "writer".into() }),
+                None => {
+                    holding.remove(&ns);
+                    continue;
+                }
+            }
+            match api.replace("default", &PostParams::default(), &sa).await {
+                Ok(_) => {
+                    writes += 1;
+                    if had.is_some() {
+                        holding.remove(&ns);
+                    } else {
+                        holding.insert(ns);
+                    }
+                }
+                Err(kube::Error::Api(s)) if s.code == 409 => conflicts += 1,
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        (writes, conflicts)
+    })
+}
+
+/// The fault suite: kill -9 of the operator at random points of rotations
+/// and the API server stopped in the middle of one, under a concurrent
+/// ServiceAccount writer; after each, nothing stale, empty or lost; after
+/// the RegistryCredential's deletion, nothing left.
+/// `REGCRED_SOAK_NAMESPACES` (default 100), `REGCRED_SOAK_KILLS` (3),
+/// `REGCRED_SOAK_OUTAGE_SECS` (10).
+#[tokio::test]
+async fn soak_kill_9_and_api_server_restarts_under_a_concurrent_writer() {
+    let n = env_or("REGCRED_SOAK_NAMESPACES", 100);
+    let kills = env_or("REGCRED_SOAK_KILLS", 3);
+    let outage = Duration::from_secs(env_or("REGCRED_SOAK_OUTAGE_SECS", 10));
+    let mut rng = Rng::from_env();
+    let mut h = Harness::start().await;
+    put_source_secret(&h.client, "hub", "me", "pw-0").await;
+    let names = soak_namespaces(&h.client, n).await;
+    let start = Instant::now();
+    create_hub_rc(
+        &h.client,
+        json!({"namespaces": {"selector": {"matchLabels": {"soak": "yes"}}}}),
+    )
+    .await;
+    let fan_out = converge(&h, &names, "pw-0", "initial fan-out").await;
+    println!(
+        "FAULTS soak: fan-out to {n} namespaces in {:?}",
+        start.elapsed().max(fan_out)
+    );
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = concurrent_writer(h.client.clone(), names[..names.len().min(20)].to_vec(), stop.clone());
+
+    // How long one rotation takes, so kills land anywhere inside one.
+    put_source_secret(&h.client, "hub", "me", "pw-1").await;
+    let rotation = converge(&h, &names, "pw-1", "a rotation").await;
+    println!("FAULTS soak: a rotation over {n} namespaces converged in {rotation:?}");
+    let window = rotation.as_millis().max(50) as u64;
+
+    let mut after_kill = Vec::new();
+    for k in 0..kills {
+        let password = format!("pw-kill-{k}");
+        put_source_secret(&h.client, "hub", "me", &password).await;
+        let at = rng.below(window);
+        tokio::time::sleep(Duration::from_millis(at)).await;
+        h.operator.kill();
+        h.operator = start_operator(&h.cp);
+        let took = converge(&h, &names, &password, &format!("kill -9 #{k} {at} ms into a rotation")).await;
+        after_kill.push(took);
+    }
+    if !after_kill.is_empty() {
+        after_kill.sort();
+        println!(
+            "FAULTS soak: {kills} kill -9 at random points of a rotation over {n} namespaces; converged after the restart in p50 {:?}, max {:?}",
+            after_kill[after_kill.len() / 2],
+            after_kill.last().unwrap()
+        );
+    }
+
+    // The API server stopped in the middle of a rotation.
+    put_source_secret(&h.client, "hub", "me", "pw-outage").await;
+    tokio::time::sleep(Duration::from_millis(rng.below(window))).await;
+    h.cp.stop_apiserver();
+    tokio::time::sleep(outage).await;
+    h.cp.start_apiserver().await.expect("kube-apiserver restarts");
+    h.client = h.cp.client().await.unwrap();
+    // And a managed Secret deleted right after the return.
+    let victim = &names[rng.below(n) as usize];
+    h.secrets(victim).delete("hub", &DeleteParams::default()).await.unwrap();
+    let took = converge(&h, &names, "pw-outage", "API server restarted in a rotation").await;
+    println!("FAULTS soak: API server down {outage:?} in a rotation; converged {took:?} after its return");
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (writes, conflicts) = writer.await.unwrap();
+    println!("FAULTS soak: concurrent ServiceAccount writer: {writes} writes, {conflicts} conflicts");
+    converge(&h, &names, "pw-outage", "after the writer left").await;
+    assert!(writes > 0, "the concurrent writer never got a write in");
+    assert!(h.operator.exited().is_none(), "regcred exited:\n{}", h.operator.logs());
+
+    // Deletion leaves nothing behind.
+    delete_rc(&h.client, "hub").await;
+    let left = eventually(WAIT, "the RegistryCredential's cleanup", || {
+        let client = h.client.clone();
+        async move {
+            let rc = kube::Api::<regcred::api::RegistryCredential>::all(client.clone())
+                .get_opt("hub")
+                .await
+                .ok()?;
+            let secrets = kube::Api::<Secret>::all(client.clone())
+                .list(&kube::api::ListParams::default().labels("app.kubernetes.io/managed-by=regcred"))
+                .await
+                .ok()?;
+            (rc.is_none() && secrets.items.is_empty()).then_some(())
+        }
+    })
+    .await;
+    let _: () = left;
+    let sas = kube::Api::<k8s_openapi::api::core::v1::ServiceAccount>::all(h.client.clone())
+        .list(&Default::default())
+        .await
+        .unwrap();
+    for sa in sas.items.iter().filter(|sa| {
+        names
+            .iter()
+            .any(|n| Some(n.as_str()) == sa.metadata.namespace.as_deref())
+    }) {
+        assert_eq!(
+            pull_secret_names(sa),
+            FOREIGN,
+            "{:?}: after deletion",
+            sa.metadata.namespace
+        );
+        assert!(
+            !sa.metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key("regcred.dev/pull-secrets")),
+            "{:?}: regcred's annotation left",
+            sa.metadata.namespace
+        );
+    }
 }

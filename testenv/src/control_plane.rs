@@ -51,15 +51,17 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Start a control plane of this test's own.
     pub async fn start() -> anyhow::Result<Self> {
-        Self::launch(false, false).await
+        Self::launch(false, &[]).await
     }
 
-    /// Start a control plane with API Priority and Fairness on (the other
-    /// constructors turn it off, as envtest does), so that FlowSchemas and
-    /// PriorityLevelConfigurations applied by the test throttle clients with
-    /// `429 Too Many Requests` and `Retry-After`.
-    pub async fn start_with_priority_and_fairness() -> anyhow::Result<Self> {
-        Self::launch(false, true).await
+    /// Like [`ControlPlane::start`], with extra kube-apiserver flags, which
+    /// win over the defaults: e.g. `--enable-priority-and-fairness=true`
+    /// (off by default, as in envtest) so that FlowSchemas the test applies
+    /// throttle clients with `429` and `Retry-After`, or
+    /// `--watch-cache=false` so that watches are served by etcd and a
+    /// compacted resourceVersion answers `410 Gone`.
+    pub async fn start_with_flags(flags: &[&str]) -> anyhow::Result<Self> {
+        Self::launch(false, flags).await
     }
 
     /// Start a control plane that a [`crate::Node`] can join, authorizing as
@@ -71,10 +73,10 @@ impl ControlPlane {
     /// `automountServiceAccountToken: false` (there is no controller-manager
     /// to publish `kube-root-ca.crt`).
     pub async fn start_for_nodes() -> anyhow::Result<Self> {
-        Self::launch(true, false).await
+        Self::launch(true, &[]).await
     }
 
-    async fn launch(for_nodes: bool, priority_and_fairness: bool) -> anyhow::Result<Self> {
+    async fn launch(for_nodes: bool, flags: &[&str]) -> anyhow::Result<Self> {
         init_crypto();
         let started = Instant::now();
         let dir = crate::scratch::dir("envtest")?;
@@ -129,7 +131,7 @@ impl ControlPlane {
             format!("--service-account-key-file={}", sa_pub_file.display()),
             format!("--service-account-signing-key-file={}", sa_key_file.display()),
             "--allow-privileged=true".into(),
-            format!("--enable-priority-and-fairness={priority_and_fairness}"),
+            "--enable-priority-and-fairness=false".into(),
             "--profiling=false".into(),
             "--endpoint-reconciler-type=none".into(),
         ];
@@ -148,6 +150,8 @@ impl ControlPlane {
                 "--enable-admission-plugins=OwnerReferencesPermissionEnforcement".into(),
             ]);
         }
+        // pflag: the last value of a flag wins.
+        args.extend(flags.iter().map(|f| f.to_string()));
         let mut cmd = Command::new(&apiserver_bin);
         cmd.args(&args);
         let apiserver = Process::spawn("kube-apiserver", cmd, &dir.path().join("kube-apiserver.log"))?;
