@@ -342,3 +342,75 @@ pub async fn run(client: Client, config: ControllerConfig, shutdown: impl Future
     watches.abort_all();
     info!("controller stopped");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::{Status, response::StatusDetails};
+
+    fn status(code: u16, retry_after_seconds: u32) -> Box<Status> {
+        Box::new(Status {
+            code,
+            details: Some(StatusDetails {
+                name: String::new(),
+                group: String::new(),
+                kind: String::new(),
+                uid: String::new(),
+                causes: Vec::new(),
+                retry_after_seconds,
+            }),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn an_expired_watch_relists_at_once_but_not_twice_in_a_row() {
+        let gone = watcher::Error::WatchError(status(410, 0));
+        assert_eq!(watch_retry_delay(&gone, 1, false), WatchRetry::Now);
+        assert_eq!(
+            watch_retry_delay(&gone, 7, false),
+            WatchRetry::Now,
+            "after an outage's connection errors too"
+        );
+        let again = watch_retry_delay(&gone, 2, true);
+        assert!(matches!(again, WatchRetry::After(d) if d > Duration::ZERO), "{again:?}");
+    }
+
+    #[test]
+    fn a_throttled_watch_waits_at_least_the_servers_retry_after() {
+        let throttled = watcher::Error::InitialListFailed(kube::Error::Api(status(429, 3)));
+        let wait = watch_retry_delay(&throttled, 1, false);
+        assert!(
+            matches!(wait, WatchRetry::NotBefore(d) if d >= Duration::from_secs(3)),
+            "{wait:?}"
+        );
+    }
+
+    #[test]
+    fn other_watch_errors_back_off_from_a_quarter_second_to_four_seconds() {
+        let refused = watcher::Error::WatchStartFailed(kube::Error::Api(status(503, 0)));
+        let first = watch_retry_delay(&refused, 1, false).delay();
+        assert!(
+            (WATCH_BACKOFF_MIN / 2..=WATCH_BACKOFF_MIN).contains(&first),
+            "{first:?}"
+        );
+        for failures in [6, 30, u32::MAX] {
+            let d = watch_retry_delay(&refused, failures, false).delay();
+            assert!(
+                (WATCH_BACKOFF_MAX / 2..=WATCH_BACKOFF_MAX).contains(&d),
+                "{failures}: {d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_controllers_trigger_backoff_stays_under_a_second_and_resets() {
+        use kube::runtime::utils::Backoff;
+        let mut backoff = TriggerBackoff::default();
+        let delays: Vec<Duration> = backoff.by_ref().take(40).collect();
+        assert!(delays.iter().all(|d| *d <= Duration::from_secs(1)), "{delays:?}");
+        assert!(delays[39] >= Duration::from_millis(500), "{delays:?}");
+        backoff.reset();
+        assert!(backoff.next().unwrap() <= Duration::from_millis(100));
+    }
+}

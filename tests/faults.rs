@@ -246,8 +246,9 @@ async fn converge(h: &Harness, names: &[String], password: &str, what: &str) -> 
 }
 
 /// Another controller editing the same ServiceAccounts' `imagePullSecrets`
-/// (GET, toggle its own entry, PUT with the resourceVersion) until
-/// `stop` is set; it leaves without its entry. Returns (writes, conflicts).
+/// (GET, toggle its own entry, PUT with the resourceVersion; every 7th
+/// edit also drops regcred's entry) until `stop` is set; it leaves without
+/// its entry. Returns (writes, conflicts).
 fn concurrent_writer(
     client: kube::Client,
     names: Vec<String>,
@@ -279,6 +280,11 @@ fn concurrent_writer(
                 continue;
             };
             let list = sa.image_pull_secrets.get_or_insert_default();
+            // Now and then a careless edit drops regcred's entry too, which
+            // regcred must put back while this writer keeps writing.
+            if !leaving && i % 7 == 0 {
+                list.retain(|r| r.name != "hub");
+            }
             let had = list.iter().position(|r| r.name == "writer");
             match had {
                 Some(p) => {
@@ -353,6 +359,7 @@ async fn soak_kill_9_and_api_server_restarts_under_a_concurrent_writer() {
         h.operator.kill();
         h.operator = start_operator(&h.cp);
         let took = converge(&h, &names, &password, &format!("kill -9 #{k} {at} ms into a rotation")).await;
+        println!("FAULTS soak: kill -9 #{k} {at} ms into a rotation: converged {took:?} after the restart");
         after_kill.push(took);
     }
     if !after_kill.is_empty() {
@@ -425,5 +432,416 @@ async fn soak_kill_9_and_api_server_restarts_under_a_concurrent_writer() {
             "{:?}: regcred's annotation left",
             sa.metadata.namespace
         );
+    }
+}
+
+/// RegistryCredential `name` for the static source `hub`, writing Secret
+/// `name` into the namespaces labelled `soak=yes`.
+async fn create_rc_named(client: &kube::Client, name: &str) {
+    apply_rc(
+        client,
+        json!({
+            "apiVersion": "regcred.dev/v1alpha1",
+            "kind": "RegistryCredential",
+            "metadata": {"name": name},
+            "spec": {
+                "provider": {"static": {"registry": "docker.io", "secretRef": {"name": "hub"}}},
+                "target": {"namespaces": {"selector": {"matchLabels": {"soak": "yes"}}}},
+                "healthCheck": {"mode": "Disabled"},
+            }
+        }),
+    )
+    .await;
+}
+
+/// Wait until every namespace holds Secret `name` with the source's password
+/// and its default ServiceAccount references it once; returns how long it took.
+async fn fanned_out(client: &kube::Client, names: &[String], name: &str) -> Duration {
+    use kube::ResourceExt;
+    let start = Instant::now();
+    let what = format!("Secret {name} in {} namespaces", names.len());
+    eventually(
+        Duration::from_secs(env_or("REGCRED_SOAK_CONVERGE_SECS", 120)),
+        &what,
+        || {
+            let client = client.clone();
+            async move {
+                let secrets = kube::Api::<Secret>::all(client.clone())
+                    .list(&kube::api::ListParams::default().labels(&format!("regcred.dev/credential={name}")))
+                    .await
+                    .ok()?;
+                let good = secrets
+                    .items
+                    .iter()
+                    .filter(|s| s.name_any() == name && password_for(s, HUB).as_deref() == Some("pw"))
+                    .count();
+                let sas = kube::Api::<k8s_openapi::api::core::v1::ServiceAccount>::all(client)
+                    .list(&Default::default())
+                    .await
+                    .ok()?;
+                let linked = sas
+                    .items
+                    .iter()
+                    .filter(|sa| pull_secret_names(sa).iter().filter(|n| *n == name).count() == 1)
+                    .count();
+                (good == names.len() && linked == names.len()).then_some(())
+            }
+        },
+    )
+    .await;
+    start.elapsed()
+}
+
+/// `429`s the API server's priority and fairness answered to requests of
+/// the priority level `level`, from its own metrics.
+async fn rejected(cp: &regcred_testenv::ControlPlane, level: &str) -> u64 {
+    let text = cp.metrics().await.expect("apiserver /metrics");
+    text.lines()
+        .filter(|l| {
+            l.starts_with("apiserver_flowcontrol_rejected_requests_total{")
+                && l.contains(&format!("priority_level=\"{level}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// With API Priority and Fairness on and a tight priority level for
+/// regcred's own user, a fan-out meets `429 Too Many Requests` with
+/// `Retry-After`: regcred backs off and loses nothing; the figure is what
+/// the throttling cost against the same fan-out unthrottled.
+/// `REGCRED_APF_NAMESPACES` (default 200).
+#[tokio::test]
+async fn throttled_by_priority_and_fairness_regcred_backs_off_and_loses_nothing() {
+    use k8s_openapi::api::flowcontrol::v1::{FlowSchema, PriorityLevelConfiguration};
+    use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+    let n = env_or("REGCRED_APF_NAMESPACES", 200);
+    let cp = regcred_testenv::ControlPlane::start_with_flags(&["--enable-priority-and-fairness=true"])
+        .await
+        .expect("control plane with APF");
+    cp.install_crd(&regcred::api::crd_yaml()).await.unwrap();
+    let client = cp.client().await.unwrap();
+    create_namespace(&client, CREDS_NS, &[]).await;
+    // regcred as a user of its own (an admin would fall under the exempt
+    // priority level of system:masters).
+    let user = "regcred-apf";
+    let binding: ClusterRoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": user},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    }))
+    .unwrap();
+    kube::Api::<ClusterRoleBinding>::all(client.clone())
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    let kubeconfig = cp.kubeconfig_for(user, &[]).unwrap();
+    put_source_secret(&client, "hub", "me", "pw").await;
+    let names = soak_namespaces(&client, n).await;
+    let mut operator = regcred_testenv::Operator::start_with_kubeconfig(
+        std::path::Path::new(env!("CARGO_BIN_EXE_regcred")),
+        &kubeconfig,
+        CREDS_NS,
+        &[],
+        &[("AWS_EC2_METADATA_DISABLED", "true")],
+    )
+    .expect("operator starts");
+
+    create_rc_named(&client, "free").await;
+    let free = fanned_out(&client, &names, "free").await;
+
+    // One seat for regcred's user, and whatever does not fit is rejected
+    // at once (429 with Retry-After) rather than queued.
+    let level: PriorityLevelConfiguration = serde_json::from_value(json!({
+        "metadata": {"name": "regcred-tight"},
+        "spec": {"type": "Limited", "limited": {
+            "nominalConcurrencyShares": 1,
+            "lendablePercent": 0,
+            "limitResponse": {"type": "Reject"},
+        }},
+    }))
+    .unwrap();
+    let schema: FlowSchema = serde_json::from_value(json!({
+        "metadata": {"name": "regcred-tight"},
+        "spec": {
+            "priorityLevelConfiguration": {"name": "regcred-tight"},
+            "matchingPrecedence": 500,
+            "distinguisherMethod": {"type": "ByUser"},
+            "rules": [{
+                "subjects": [{"kind": "User", "user": {"name": user}}],
+                "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"], "clusterScope": true, "namespaces": ["*"]}],
+                "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+            }],
+        },
+    }))
+    .unwrap();
+    kube::Api::<PriorityLevelConfiguration>::all(client.clone())
+        .create(&PostParams::default(), &level)
+        .await
+        .unwrap();
+    kube::Api::<FlowSchema>::all(client.clone())
+        .create(&PostParams::default(), &schema)
+        .await
+        .unwrap();
+    // The API server's APF configuration controller picks them up.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = rejected(&cp, "regcred-tight").await;
+    create_rc_named(&client, "tight").await;
+    let tight = fanned_out(&client, &names, "tight").await;
+    let throttled = rejected(&cp, "regcred-tight").await - before;
+    println!(
+        "FAULTS apf: fan-out to {n} namespaces {free:?} unthrottled, {tight:?} under a one-seat priority level \
+         ({throttled} requests answered 429; throttling cost {:?})",
+        tight.saturating_sub(free)
+    );
+    assert!(
+        throttled > 0,
+        "the tight priority level never rejected a request: the test proves nothing"
+    );
+    // Nothing lost: the first fan-out is intact too.
+    fanned_out(&client, &names, "free").await;
+    assert!(operator.exited().is_none(), "regcred exited:\n{}", operator.logs());
+}
+
+/// A TCP forwarder to the API server that a test can cut off: while it is
+/// down, open connections are dropped and new ones closed at once, as
+/// through a broken network path.
+struct Cutter {
+    port: u16,
+    up: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Cutter {
+    async fn start(target: String) -> Self {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (up, _) = tokio::sync::watch::channel(true);
+        let state = up.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut up = state.subscribe();
+                if !*up.borrow_and_update() {
+                    continue;
+                }
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = up.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Self { port, up, task }
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.send_replace(up);
+    }
+}
+
+impl Drop for Cutter {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A watch whose resourceVersion was compacted away must re-list: with the
+/// watch cache off (watches served by etcd), regcred's connections are cut,
+/// a managed Secret is deleted and etcd's history compacted; when the path
+/// returns, every watch resumes into `410 Gone`, re-lists, and the Secret is
+/// restored.
+#[tokio::test]
+async fn a_watch_expired_by_compaction_relists_and_restores() {
+    let cp = regcred_testenv::ControlPlane::start_with_flags(&["--watch-cache=false"])
+        .await
+        .expect("control plane without watch cache");
+    cp.install_crd(&regcred::api::crd_yaml()).await.unwrap();
+    let client = cp.client().await.unwrap();
+    create_namespace(&client, CREDS_NS, &[]).await;
+    let real = cp.url().trim_start_matches("https://").to_string();
+    let cutter = Cutter::start(real.clone()).await;
+    let kubeconfig = std::fs::read_to_string(cp.kubeconfig())
+        .unwrap()
+        .replace(&real, &format!("127.0.0.1:{}", cutter.port));
+    let path = cp.kubeconfig().with_file_name("cuttable.kubeconfig");
+    std::fs::write(&path, kubeconfig).unwrap();
+    let operator = regcred_testenv::Operator::start_with_kubeconfig(
+        std::path::Path::new(env!("CARGO_BIN_EXE_regcred")),
+        &path,
+        CREDS_NS,
+        &[],
+        &[("AWS_EC2_METADATA_DISABLED", "true")],
+    )
+    .expect("operator starts");
+    let h = Harness { client, operator, cp };
+    put_source_secret(&h.client, "hub", "me", "pw").await;
+    let names = soak_namespaces(&h.client, 10).await;
+    create_hub_rc(
+        &h.client,
+        json!({"namespaces": {"selector": {"matchLabels": {"soak": "yes"}}}}),
+    )
+    .await;
+    converge(&h, &names, "pw", "fan-out").await;
+
+    cutter.set_up(false);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    h.secrets(&names[3])
+        .delete("hub", &DeleteParams::default())
+        .await
+        .unwrap();
+    // More history, so that every watch's resourceVersion is behind.
+    create_namespace(&h.client, "unrelated", &[]).await;
+    let revision = h.cp.compact_etcd().await.expect("etcd compaction");
+    cutter.set_up(true);
+    let back = Instant::now();
+    let took = converge(&h, &names, "pw", "after compaction").await;
+    let logs = h.operator.logs();
+    let expired = logs.matches("watch expired; re-listing").count();
+    println!(
+        "FAULTS compaction: etcd compacted to revision {revision} while regcred was cut off; \
+         {expired} watches answered 410 and re-listed; the deleted Secret was restored {took:?} after the path returned ({:?} measured from the return)",
+        back.elapsed()
+    );
+    assert!(
+        expired > 0,
+        "no watch re-listed after 410 Gone: the test did not exercise expiry\n{logs}"
+    );
+    let mut h = h;
+    assert!(h.operator.exited().is_none(), "regcred exited:\n{logs}");
+}
+
+/// A provider that fails, hangs or throttles from just before the planned
+/// renewal for 1.5 times the renewal margin (`renewBefore: 1m`, so 90 s,
+/// past the token's expiry): every Secret keeps the last good token, never
+/// emptied or rewritten; once the provider answers again, every Secret gets
+/// the new token. About four minutes (the margin is at least a minute and
+/// a hung call is given up after 60 s), so `make soak` runs it.
+#[tokio::test]
+#[ignore = "about 4 minutes: make soak (hack/soak.sh) runs it"]
+async fn soak_provider_fails_hangs_and_throttles_through_renewal() {
+    use regcred_testenv::fakes::Fault;
+    use regcred_testenv::fakes::google::{TokenServer, service_account_key_json};
+    const MARGIN: Duration = Duration::from_secs(60);
+    // Renewal is planned at LIFETIME - MARGIN (and never sooner than a
+    // minute after the previous mint), up to 5 % earlier with jitter.
+    const LIFETIME: Duration = Duration::from_secs(120);
+    let h = Harness::start().await;
+    let names = soak_namespaces(&h.client, env_or("REGCRED_SOAK_PROVIDER_NAMESPACES", 20)).await;
+    let cases = [
+        (
+            "fails",
+            Fault::Status {
+                code: 500,
+                retry_after: None,
+            },
+        ),
+        ("hangs", Fault::Hang),
+        (
+            "throttles",
+            Fault::Status {
+                code: 429,
+                retry_after: Some(20),
+            },
+        ),
+    ];
+    let mut fakes = Vec::new();
+    for (name, _) in &cases {
+        let google = TokenServer::start().await.expect("google token endpoint");
+        let key = format!("sa-{name}");
+        put_secret(
+            &h.client,
+            &key,
+            &[("key.json", &service_account_key_json(&google.token_uri()))],
+        )
+        .await;
+        google.set_token(format!("first-{name}"), LIFETIME);
+        apply_rc(
+            &h.client,
+            json!({"apiVersion": "regcred.dev/v1alpha1", "kind": "RegistryCredential", "metadata": {"name": name},
+                   "spec": {"provider": {"gcr": {"registries": ["gcr.io"], "auth": {"serviceAccountKey": {"secretRef": {"name": key, "key": "key.json"}}}}},
+                            "target": {"namespaces": {"selector": {"matchLabels": {"soak": "yes"}}}},
+                            "renewBefore": "1m", "healthCheck": {"mode": "Disabled"}}}),
+        )
+        .await;
+        fakes.push(google);
+    }
+    let holds = |token: String, name: &'static str| {
+        let client = h.client.clone();
+        let names = names.clone();
+        async move {
+            let secrets = kube::Api::<Secret>::all(client)
+                .list(&kube::api::ListParams::default().labels(&format!("regcred.dev/credential={name}")))
+                .await
+                .ok()?;
+            let versions: Vec<String> = secrets
+                .items
+                .iter()
+                .filter(|s| password_for(s, "gcr.io").as_deref() == Some(token.as_str()))
+                .filter_map(|s| s.metadata.resource_version.clone())
+                .collect();
+            (versions.len() == names.len()).then_some(versions)
+        }
+    };
+    let mut first = Vec::new();
+    for (name, _) in &cases {
+        let versions = eventually(WAIT, &format!("{name}: first token everywhere"), || {
+            holds(format!("first-{name}"), name)
+        })
+        .await;
+        first.push(versions);
+    }
+    let issued = Instant::now();
+
+    // The fault starts shortly before the planned renewal (LIFETIME - MARGIN).
+    tokio::time::sleep((LIFETIME - MARGIN).saturating_sub(Duration::from_secs(8))).await;
+    for ((_, fault), google) in cases.iter().zip(&fakes) {
+        google.set_fault(fault.clone());
+    }
+    let fault_end = Instant::now() + MARGIN.mul_f64(1.5);
+    let mut reasons: Vec<std::collections::BTreeSet<String>> = vec![Default::default(); cases.len()];
+    while Instant::now() < fault_end {
+        for (i, (name, _)) in cases.iter().enumerate() {
+            let kept = holds(format!("first-{name}"), name).await;
+            assert_eq!(
+                kept.as_ref(),
+                Some(&first[i]),
+                "{name}: during the fault every Secret keeps the last good token, unwritten"
+            );
+            if let Some(status) = h.rcs().get(name).await.ok().and_then(|rc| rc.status) {
+                if let Some(c) = status.conditions.iter().find(|c| c.type_ == "Issued") {
+                    reasons[i].insert(c.reason.clone());
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    for ((name, _), google) in cases.iter().zip(&fakes) {
+        google.set_token(format!("second-{name}"), Duration::from_secs(3600));
+        google.set_fault(Fault::None);
+    }
+    let recovered = Instant::now();
+    for (i, (name, _)) in cases.iter().enumerate() {
+        eventually(
+            Duration::from_secs(300),
+            &format!("{name}: the new token everywhere"),
+            || holds(format!("second-{name}"), name),
+        )
+        .await;
+        println!(
+            "FAULTS provider {name}: down {:?} from {:?} after issuance (expired at {LIFETIME:?}); Issued reasons seen {:?}; \
+             new token in all {} namespaces {:?} after the provider recovered; {} token requests",
+            MARGIN.mul_f64(1.5),
+            (fault_end - MARGIN.mul_f64(1.5)) - issued,
+            reasons[i],
+            names.len(),
+            recovered.elapsed(),
+            fakes[i].calls()
+        );
+        h.wait_status(name, "Ready again", |s| is_condition(s, "Ready", "True"))
+            .await;
     }
 }

@@ -279,6 +279,13 @@ impl ControlPlane {
         Ok(revision)
     }
 
+    /// The apiserver's Prometheus metrics (`GET /metrics`), e.g. to count
+    /// the requests API Priority and Fairness rejected.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        let req = http::Request::get("/metrics").body(Vec::new())?;
+        Ok(self.client().await?.request_text(req).await?)
+    }
+
     /// A new admin client bound to the calling test's runtime.
     pub async fn client(&self) -> anyhow::Result<kube::Client> {
         self.client_from(&self.kubeconfig).await
