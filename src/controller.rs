@@ -239,7 +239,13 @@ impl kube::runtime::utils::Backoff for TriggerBackoff {
 /// whatever the Controller does with its triggers (it stops taking them
 /// while it backs off), and hand on whether anything changed: one pending
 /// trigger stands for any number, since every reconcile reads the caches
-/// as they are when it runs.
+/// as they are when it runs. At most one trigger per [`TRIGGER_INTERVAL`]:
+/// a lone change is acted on at once, a stream of them every interval.
+///
+/// This replaces the Controller's debounce, which postpones a reconcile
+/// until changes pause for the debounce period: under a steady stream of
+/// changes faster than that (another controller editing ServiceAccounts
+/// every few milliseconds) no reconcile ran for minutes.
 fn spawn_triggers(
     tasks: &mut tokio::task::JoinSet<()>,
     changes: impl Stream<Item = ()> + Send + 'static,
@@ -249,8 +255,15 @@ fn spawn_triggers(
         let _ = tx.try_send(());
         futures::future::ready(())
     }));
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|()| ((), rx)) })
+    let start = tokio::time::Instant::now();
+    futures::stream::unfold((rx, start), |(mut rx, last)| async move {
+        tokio::time::sleep_until(last + TRIGGER_INTERVAL).await;
+        rx.recv().await?;
+        Some(((), (rx, tokio::time::Instant::now())))
+    })
 }
+
+const TRIGGER_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Run until `shutdown` resolves.
 pub async fn run(client: Client, config: ControllerConfig, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
@@ -321,11 +334,7 @@ pub async fn run(client: Client, config: ControllerConfig, shutdown: impl Future
         Api::<RegistryCredential>::all(client),
         watcher::Config::default().any_semantic(),
     )
-    .with_config(
-        controller::Config::default()
-            .concurrency(config.concurrency)
-            .debounce(Duration::from_millis(50)),
-    )
+    .with_config(controller::Config::default().concurrency(config.concurrency))
     .trigger_backoff(TriggerBackoff::default())
     .reconcile_all_on(changes)
     .graceful_shutdown_on(shutdown)
@@ -401,6 +410,31 @@ mod tests {
                 "{failures}: {d:?}"
             );
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_steady_stream_of_changes_still_triggers_every_interval() {
+        let mut tasks = tokio::task::JoinSet::new();
+        // A change every 5 ms, for ever: a debounce of 50 ms would never fire.
+        let changes = futures::stream::repeat(()).then(|()| tokio::time::sleep(Duration::from_millis(5)));
+        let start = tokio::time::Instant::now();
+        let at: Vec<Duration> = spawn_triggers(&mut tasks, changes)
+            .take(5)
+            .map(|()| start.elapsed())
+            .collect()
+            .await;
+        assert!(at[4] <= TRIGGER_INTERVAL * 6, "{at:?}");
+        assert!(at.windows(2).all(|w| w[1] - w[0] >= TRIGGER_INTERVAL), "{at:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_change_triggers_once() {
+        let mut tasks = tokio::task::JoinSet::new();
+        let changes = futures::stream::iter([()]).chain(futures::stream::pending());
+        let mut triggers = Box::pin(spawn_triggers(&mut tasks, changes));
+        assert!(triggers.next().await.is_some());
+        let again = tokio::time::timeout(Duration::from_secs(10), triggers.next()).await;
+        assert!(again.is_err(), "one change, one trigger");
     }
 
     #[test]
