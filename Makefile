@@ -20,7 +20,7 @@ test: tools lint
 demo: tools
 	@hack/demo.sh
 
-## soak: the fault suite at full size (tests/faults.rs: 50 kill -9 over 1,000 namespaces, API-server outages, a concurrent writer); `make test` runs it small
+## soak: the fault suite at full size (tests/faults.rs: 50 kill -9 over 1,000 namespaces under a concurrent writer, API-server outages, etcd compaction, APF throttling, provider faults); `make test` runs it small
 soak: tools
 	@hack/soak.sh
 
