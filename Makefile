@@ -10,7 +10,7 @@ export REGCRED_MOTO_SERVER := $(VENV)/bin/moto_server
 export REGCRED_HELM := $(CACHE)/helm/$(HELM_VERSION)/helm
 CARGO ?= cargo
 
-.PHONY: test demo envtest helm tools crds lint build fuzz
+.PHONY: test demo envtest helm tools crds lint build fuzz soak
 
 ## test: install what is missing, then run every check and test
 test: tools lint
@@ -19,6 +19,10 @@ test: tools lint
 ## demo: regcred working locally in under two minutes, no cloud account; leaves nothing running
 demo: tools
 	@hack/demo.sh
+
+## soak: the fault suite at full size (tests/faults.rs: 50 kill -9 over 1,000 namespaces under a concurrent writer, API-server outages, etcd compaction, APF throttling, provider faults); `make test` runs it small
+soak: tools
+	@hack/soak.sh
 
 ## envtest: build etcd, kube-apiserver and kubelet from Go modules into the cache (once per version)
 envtest:

@@ -36,6 +36,11 @@ pub struct ControlPlane {
     // Field order is drop order: the apiserver goes before its etcd.
     apiserver: Process,
     etcd: Process,
+    // How the apiserver was started, to start it again after
+    // [`ControlPlane::stop_apiserver`] on the same port and etcd.
+    apiserver_bin: PathBuf,
+    apiserver_args: Vec<String>,
+    etcd_url: String,
     ca: TestCa,
     url: String,
     kubeconfig: PathBuf,
@@ -46,7 +51,17 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Start a control plane of this test's own.
     pub async fn start() -> anyhow::Result<Self> {
-        Self::launch(false).await
+        Self::launch(false, &[]).await
+    }
+
+    /// Like [`ControlPlane::start`], with extra kube-apiserver flags, which
+    /// win over the defaults: e.g. `--enable-priority-and-fairness=true`
+    /// (off by default, as in envtest) so that FlowSchemas the test applies
+    /// throttle clients with `429` and `Retry-After`, or
+    /// `--watch-cache=false` so that watches are served by etcd and a
+    /// compacted resourceVersion answers `410 Gone`.
+    pub async fn start_with_flags(flags: &[&str]) -> anyhow::Result<Self> {
+        Self::launch(false, flags).await
     }
 
     /// Start a control plane that a [`crate::Node`] can join, authorizing as
@@ -58,10 +73,10 @@ impl ControlPlane {
     /// `automountServiceAccountToken: false` (there is no controller-manager
     /// to publish `kube-root-ca.crt`).
     pub async fn start_for_nodes() -> anyhow::Result<Self> {
-        Self::launch(true).await
+        Self::launch(true, &[]).await
     }
 
-    async fn launch(for_nodes: bool) -> anyhow::Result<Self> {
+    async fn launch(for_nodes: bool, flags: &[&str]) -> anyhow::Result<Self> {
         init_crypto();
         let started = Instant::now();
         let dir = crate::scratch::dir("envtest")?;
@@ -102,34 +117,43 @@ impl ControlPlane {
 
         let port = free_port();
         let url = format!("https://127.0.0.1:{port}");
-        let mut cmd = Command::new(apiserver_bin);
-        cmd.arg(format!("--etcd-servers=http://127.0.0.1:{etcd_port}"))
-            .arg(format!("--secure-port={port}"))
-            .arg("--bind-address=127.0.0.1")
-            .arg("--advertise-address=127.0.0.1")
-            .arg(format!("--cert-dir={}", certs.display()))
-            .arg(format!("--tls-cert-file={}", tls_cert.display()))
-            .arg(format!("--tls-private-key-file={}", tls_key.display()))
-            .arg(format!("--client-ca-file={}", ca_file.display()))
-            .arg("--service-cluster-ip-range=10.0.0.0/24")
-            .arg(format!("--service-account-issuer={url}"))
-            .arg(format!("--service-account-key-file={}", sa_pub_file.display()))
-            .arg(format!("--service-account-signing-key-file={}", sa_key_file.display()))
-            .arg("--allow-privileged=true")
-            .arg("--enable-priority-and-fairness=false")
-            .arg("--profiling=false")
-            .arg("--endpoint-reconciler-type=none");
+        let mut args: Vec<String> = vec![
+            format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
+            format!("--secure-port={port}"),
+            "--bind-address=127.0.0.1".into(),
+            "--advertise-address=127.0.0.1".into(),
+            format!("--cert-dir={}", certs.display()),
+            format!("--tls-cert-file={}", tls_cert.display()),
+            format!("--tls-private-key-file={}", tls_key.display()),
+            format!("--client-ca-file={}", ca_file.display()),
+            "--service-cluster-ip-range=10.0.0.0/24".into(),
+            format!("--service-account-issuer={url}"),
+            format!("--service-account-key-file={}", sa_pub_file.display()),
+            format!("--service-account-signing-key-file={}", sa_key_file.display()),
+            "--allow-privileged=true".into(),
+            "--enable-priority-and-fairness=false".into(),
+            "--profiling=false".into(),
+            "--endpoint-reconciler-type=none".into(),
+        ];
         // As on OpenShift and hardened clusters: setting ownerReferences
         // needs delete on the object (and finalizers update on the owner for
         // blockOwnerDeletion), so the chart's RBAC is proven against it.
         if for_nodes {
-            cmd.arg("--authorization-mode=Node,RBAC")
-                .arg("--enable-admission-plugins=OwnerReferencesPermissionEnforcement,NodeRestriction,ServiceAccount");
+            args.extend([
+                "--authorization-mode=Node,RBAC".into(),
+                "--enable-admission-plugins=OwnerReferencesPermissionEnforcement,NodeRestriction,ServiceAccount".into(),
+            ]);
         } else {
-            cmd.arg("--authorization-mode=RBAC")
-                .arg("--disable-admission-plugins=ServiceAccount")
-                .arg("--enable-admission-plugins=OwnerReferencesPermissionEnforcement");
+            args.extend([
+                "--authorization-mode=RBAC".into(),
+                "--disable-admission-plugins=ServiceAccount".into(),
+                "--enable-admission-plugins=OwnerReferencesPermissionEnforcement".into(),
+            ]);
         }
+        // pflag: the last value of a flag wins.
+        args.extend(flags.iter().map(|f| f.to_string()));
+        let mut cmd = Command::new(&apiserver_bin);
+        cmd.args(&args);
         let apiserver = Process::spawn("kube-apiserver", cmd, &dir.path().join("kube-apiserver.log"))?;
 
         let kubeconfig = dir.path().join("kubeconfig");
@@ -137,6 +161,9 @@ impl ControlPlane {
         let mut cp = Self {
             apiserver,
             etcd,
+            apiserver_bin,
+            apiserver_args: args,
+            etcd_url: format!("http://127.0.0.1:{etcd_port}"),
             ca,
             url,
             kubeconfig,
@@ -192,6 +219,71 @@ impl ControlPlane {
             self.url,
             self.apiserver.log_tail(30)
         )
+    }
+
+    /// Kill kube-apiserver (SIGKILL, as a crash or a lost control-plane node
+    /// would), leaving etcd and every object in it. Clients see their
+    /// connections close and new ones refused until
+    /// [`ControlPlane::start_apiserver`].
+    pub fn stop_apiserver(&mut self) {
+        self.apiserver.signal(libc::SIGKILL);
+        let _ = self.apiserver.stop(Duration::from_secs(10));
+    }
+
+    /// Start kube-apiserver again with the same binary, flags, port,
+    /// certificates and etcd, and wait until it is ready (`/readyz`).
+    pub async fn start_apiserver(&mut self) -> anyhow::Result<()> {
+        if self.apiserver.exited().is_none() {
+            bail!("kube-apiserver is still running: stop_apiserver first");
+        }
+        let mut cmd = Command::new(&self.apiserver_bin);
+        cmd.args(&self.apiserver_args);
+        let log = self.apiserver.log_path().to_path_buf();
+        self.apiserver = Process::spawn("kube-apiserver", cmd, &log)?;
+        self.wait_ready().await
+    }
+
+    /// Compact etcd's history up to its current revision, as the
+    /// apiserver's periodic compaction does (`--etcd-compaction-interval`):
+    /// a watch resumed from any older resourceVersion that the apiserver's
+    /// watch cache cannot serve fails with `410 Gone` and must re-list.
+    /// Returns the revision compacted to.
+    pub async fn compact_etcd(&self) -> anyhow::Result<i64> {
+        // etcd's gRPC gateway: JSON over HTTP, keys base64. A range over one
+        // key answers with the store's current revision in its header.
+        let http = reqwest::Client::new();
+        let post = |path: &str, body: serde_json::Value| {
+            http.post(format!("{}{path}", self.etcd_url))
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+        };
+        let key = base64::engine::general_purpose::STANDARD.encode("/registry");
+        let range = post("/v3/kv/range", serde_json::json!({"key": key}))
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?;
+        let range: serde_json::Value = serde_json::from_slice(&range)?;
+        let revision: i64 = range["header"]["revision"]
+            .as_str()
+            .context("etcd range answer without header.revision")?
+            .parse()?;
+        post(
+            "/v3/kv/compaction",
+            serde_json::json!({"revision": revision.to_string(), "physical": true}),
+        )
+        .await?
+        .error_for_status()
+        .context("etcd compaction")?;
+        Ok(revision)
+    }
+
+    /// The apiserver's Prometheus metrics (`GET /metrics`), e.g. to count
+    /// the requests API Priority and Fairness rejected.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        let req = http::Request::get("/metrics").body(Vec::new())?;
+        Ok(self.client().await?.request_text(req).await?)
     }
 
     /// A new admin client bound to the calling test's runtime.
