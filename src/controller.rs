@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
 use crate::api::RegistryCredential;
+use crate::reconcile::scope::{Change, Touched};
 use crate::reconcile::{self, Caches, Context, build};
 use crate::telemetry::Health;
 
@@ -37,7 +38,7 @@ fn cached<K>(
     api: Api<K>,
     wc: watcher::Config,
     recovery: &Recovery,
-) -> (Store<K>, impl Stream<Item = ()> + Send + 'static)
+) -> (Store<K>, impl Stream<Item = Change> + Send + 'static)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
@@ -57,11 +58,21 @@ where
         // lists, so its end must trigger reconciles, while its single
         // objects need not (the store swaps them in at the end).
         futures::future::ready(match event {
-            watcher::Event::Apply(_) | watcher::Event::Delete(_) | watcher::Event::InitDone => Some(()),
+            watcher::Event::Apply(o) | watcher::Event::Delete(o) => Some(changed(&o)),
+            watcher::Event::InitDone => Some(Change::All),
             watcher::Event::Init | watcher::Event::InitApply(_) => None,
         })
     });
     (store, stream)
+}
+
+/// The namespace an object is in, or is (a Namespace).
+fn changed<K: Resource>(o: &K) -> Change {
+    let meta = o.meta();
+    match meta.namespace.clone().or_else(|| meta.name.clone()) {
+        Some(ns) => Change::Namespace(ns),
+        None => Change::All,
+    }
 }
 
 /// Shared by the watches of one controller: when one of them gets through
@@ -293,8 +304,10 @@ pub async fn run(client: Client, config: ControllerConfig, shutdown: impl Future
     // Any change of these may concern any RegistryCredential (a namespace that
     // starts or stops matching, a new ServiceAccount, a Secret edited by someone
     // else, a source Secret rotated); there are few RegistryCredentials, so all
-    // are reconciled and each finds what, if anything, to write.
+    // are reconciled, each in the namespaces that changed (`reconcile::scope`).
+    // A source Secret may concern any namespace.
     // The watches run on tasks that end with this function.
+    let touched = Arc::new(Touched::default());
     let mut watches = tokio::task::JoinSet::new();
     let changes = spawn_triggers(
         &mut watches,
@@ -302,8 +315,12 @@ pub async fn run(client: Client, config: ControllerConfig, shutdown: impl Future
             ns_changes.boxed(),
             sa_changes.boxed(),
             managed_changes.boxed(),
-            source_changes.boxed(),
-        ]),
+            source_changes.map(|_| Change::All).boxed(),
+        ])
+        .map({
+            let touched = touched.clone();
+            move |change| touched.touch(change)
+        }),
     );
 
     let reporter = Reporter {
@@ -318,6 +335,7 @@ pub async fn run(client: Client, config: ControllerConfig, shutdown: impl Future
             service_accounts,
             managed_secrets,
             source_secrets,
+            touched,
         },
         Recorder::new(client.clone(), reporter),
         config.http,

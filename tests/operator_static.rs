@@ -601,3 +601,89 @@ async fn fans_out_to_200_namespaces() {
         .unwrap_or("VmRSS: unknown");
     println!("operator memory with 200 namespaces (200 Secrets, 201 ServiceAccounts cached): {rss}");
 }
+
+/// The `key=value` fields of the operator's `reconciled` log lines written
+/// after byte `from` of its log (ANSI colours removed).
+fn reconciled_fields(logs: &str, from: usize, key: &str) -> Vec<u64> {
+    let mut plain = String::with_capacity(logs.len());
+    let mut chars = logs[from..].chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // Skip to the end of the escape sequence (`m`).
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+        .lines()
+        .filter(|l| l.contains(" reconciled "))
+        .filter_map(|l| {
+            let (_, rest) = l.split_once(&format!("{key}="))?;
+            rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+        })
+        .collect()
+}
+
+/// A new namespace costs work in that namespace, not in every namespace
+/// times every RegistryCredential: after it, each of three
+/// RegistryCredentials targeting all of 40-odd namespaces looks at one
+/// namespace per reconcile (its own status write brings a reconcile that
+/// looks at none), where each used to go over all of them.
+#[tokio::test]
+async fn a_new_namespace_is_reconciled_in_that_namespace_only() {
+    const RCS: usize = 3;
+    const NAMESPACES: usize = 40;
+    let h = Harness::start().await;
+    for n in 0..NAMESPACES {
+        namespace_with_default_sa(&h.client, &format!("scope-{n}"), &[]).await;
+    }
+    for r in 0..RCS {
+        let name = format!("scope-rc-{r}");
+        put_source_secret(&h.client, &name, "alice", &canary(&name)).await;
+        apply_rc(
+            &h.client,
+            json!({"apiVersion": "regcred.dev/v1alpha1", "kind": "RegistryCredential", "metadata": {"name": name},
+                   "spec": {"provider": {"static": {"registry": format!("r{r}.example"), "secretRef": {"name": name}}},
+                            "healthCheck": {"mode": "Disabled"}}}),
+        )
+        .await;
+    }
+    let mut targeted = 0;
+    for r in 0..RCS {
+        let status = h
+            .wait_status(&format!("scope-rc-{r}"), "all namespaces synced", |s| {
+                s.namespaces.targeted as usize > NAMESPACES && s.namespaces.synced == s.namespaces.targeted
+            })
+            .await;
+        targeted = status.namespaces.targeted;
+    }
+    // Let the echoes of the fan-out (its own writes, status) settle.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let from = h.operator.logs().len();
+
+    namespace_with_default_sa(&h.client, "scope-fresh", &[]).await;
+    let names: Vec<String> = (0..RCS).map(|r| format!("scope-rc-{r}")).collect();
+    let want: Vec<&str> = names.iter().map(String::as_str).collect();
+    h.wait_pull_secrets("scope-fresh", "default", &want).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let logs = h.operator.logs();
+    let looked_at = reconciled_fields(&logs, from, "looked_at");
+    eprintln!(
+        "after one new namespace, {} reconciles of {RCS} RegistryCredentials over {targeted} targeted namespaces looked at {looked_at:?} namespaces",
+        looked_at.len()
+    );
+    assert!(
+        looked_at.len() >= RCS,
+        "a reconcile per RegistryCredential: {looked_at:?}"
+    );
+    assert!(
+        looked_at.iter().all(|n| *n <= 1),
+        "each reconcile looks at the new namespace only: {looked_at:?}"
+    );
+}

@@ -245,7 +245,7 @@ impl Watch {
         let ns = &d.namespace;
         match repair {
             Repair::Resync => {
-                self.ctx.resync(rc);
+                self.ctx.resync_namespace(ns);
                 let service_account =
                     (d.detail == Some(Detail::ServiceAccountNotLinked)).then(|| service_account_of(pod));
                 self.until(|| self.namespace_current(&name, ns, &secret, service_account.as_deref()))

@@ -7,7 +7,7 @@
 //! never because a Secret write failed (a denied, throttled or conflicting
 //! write must not strip pods of what they pull with).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -77,6 +77,41 @@ pub struct FanOut {
     pub writes: u32,
     /// Stale Secrets that could not be cleaned.
     pub clean_errors: Vec<apply::Error>,
+    /// The outcome in each namespace this pass looked at.
+    pub outcomes: BTreeMap<String, NsOutcome>,
+}
+
+impl FanOut {
+    /// The counts over `outcomes` (every targeted namespace, whichever pass
+    /// last looked at it), with this pass's writes and cleaning errors.
+    pub fn tally(outcomes: &BTreeMap<String, NsOutcome>, writes: u32, clean_errors: Vec<apply::Error>) -> Self {
+        let mut out = FanOut {
+            targeted: outcomes.len() as u32,
+            writes,
+            clean_errors,
+            ..Default::default()
+        };
+        for o in outcomes.values() {
+            out.sa_patched += o.sa_patched;
+            out.sa_failed += o.sa_failed;
+            match &o.failure {
+                Some(f) => out.failed.push(f.clone()),
+                None if o.synced => out.synced += 1,
+                None => {}
+            }
+        }
+        out
+    }
+}
+
+/// What happened in one namespace.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NsOutcome {
+    pub failure: Option<FailedNamespace>,
+    /// It holds the current Secret and every selected ServiceAccount references it.
+    pub synced: bool,
+    pub sa_patched: u32,
+    pub sa_failed: u32,
 }
 
 /// Write `desired` (a Secret per namespace, `None` while no credential is
@@ -89,37 +124,42 @@ pub async fn run(
     now: Timestamp,
 ) -> FanOut {
     let secret_name = build::secret_name(rc);
+    let cleaned: std::collections::BTreeSet<&str> = plan.clean.iter().map(|(ns, _)| ns.as_str()).collect();
     let mut sas_by_ns: HashMap<String, Vec<Arc<ServiceAccount>>> = HashMap::new();
     for sa in env.service_accounts.state() {
-        sas_by_ns
-            .entry(sa.namespace().unwrap_or_default())
-            .or_default()
-            .push(sa);
+        let ns = sa.namespace().unwrap_or_default();
+        if plan.write.contains(&ns) || cleaned.contains(ns.as_str()) {
+            sas_by_ns.entry(ns).or_default().push(sa);
+        }
     }
-    let outcomes: Vec<Outcome> = futures::stream::iter(plan.write.iter().cloned())
+    let outcomes: Vec<(String, Outcome)> = futures::stream::iter(plan.write.iter().cloned())
         .map(|ns| {
             let sas = sas_by_ns.get(&ns).cloned().unwrap_or_default();
             let secret = desired.map(|d| d(&ns));
-            namespace(env, rc, ns, &secret_name, secret, sas, now)
+            let secret_name = &secret_name;
+            async move { (ns.clone(), namespace(env, rc, ns, secret_name, secret, sas, now).await) }
         })
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
 
-    let mut out = FanOut {
-        targeted: plan.write.len() as u32,
-        ..Default::default()
-    };
-    for o in outcomes {
-        out.sa_patched += o.sa_patched;
-        out.sa_failed += o.sa_failed;
-        out.writes += o.writes;
-        match o.failure {
-            Some(f) => out.failed.push(f),
-            None if desired.is_some() => out.synced += 1,
-            None => {}
-        }
-    }
+    let mut writes = 0;
+    let outcomes: BTreeMap<String, NsOutcome> = outcomes
+        .into_iter()
+        .map(|(ns, o)| {
+            writes += o.writes;
+            let synced = o.failure.is_none() && desired.is_some();
+            let outcome = NsOutcome {
+                failure: o.failure,
+                synced,
+                sa_patched: o.sa_patched,
+                sa_failed: o.sa_failed,
+            };
+            (ns, outcome)
+        })
+        .collect();
+    let mut out = FanOut::tally(&outcomes, writes, Vec::new());
+    out.outcomes = outcomes;
     let rc_name = rc.name_any();
     for (ns, secret) in &plan.clean {
         let sas = sas_by_ns.get(ns).cloned().unwrap_or_default();

@@ -12,6 +12,7 @@ mod fanout;
 #[cfg(test)]
 mod fixtures;
 mod pull_auth;
+pub mod scope;
 pub mod status;
 pub mod validate;
 
@@ -32,6 +33,7 @@ use tracing::{debug, info, instrument, warn};
 
 pub use self::credential::credential_digest;
 use self::events::Note;
+use self::scope::{Scope, Since};
 use crate::api::RegistryCredential;
 use crate::api::conditions::reason;
 use crate::error::{Error, Result};
@@ -65,6 +67,10 @@ pub struct Context {
     foreign: fanout::Foreign,
     /// Consecutive failed reconciles per RegistryCredential, for [`error_policy`].
     failures: Mutex<HashMap<String, u32>>,
+    /// Namespaces the watches saw change, and what each RegistryCredential's
+    /// last pass found: a change in one namespace is reconciled there only.
+    pub touched: Arc<scope::Touched>,
+    passes: scope::Passes,
     /// Consecutive reconciles per RegistryCredential in which the API server
     /// refused a Secret or ServiceAccount write, for [`Context::write_retry`].
     refused_writes: Mutex<HashMap<String, u32>>,
@@ -81,6 +87,8 @@ pub struct Caches {
     pub managed_secrets: Store<Secret>,
     /// Secrets of the credentials namespace only.
     pub source_secrets: Store<Secret>,
+    /// The namespaces the watches saw change.
+    pub touched: Arc<scope::Touched>,
 }
 
 impl Context {
@@ -97,6 +105,7 @@ impl Context {
             service_accounts,
             managed_secrets,
             source_secrets,
+            touched,
         } = caches;
         let (resync, resyncs) = futures::channel::mpsc::unbounded();
         Self {
@@ -113,6 +122,8 @@ impl Context {
             pull_checks: pull_auth::LastChecks::default(),
             foreign: fanout::Foreign::default(),
             failures: Mutex::default(),
+            touched,
+            passes: scope::Passes::default(),
             refused_writes: Mutex::default(),
             resync,
             resyncs: Mutex::new(Some(resyncs)),
@@ -125,12 +136,10 @@ impl Context {
         self.resyncs.lock().expect("resyncs lock").take()
     }
 
-    /// Reconcile `rc` now: its Secrets and ServiceAccounts in every targeted
-    /// namespace are checked and rewritten where they differ. (Every
-    /// RegistryCredential is, as for a watch event: kube's controller takes
-    /// single-object triggers only behind an unstable feature; the others
-    /// find nothing to write, from their caches.)
-    pub fn resync(&self, _rc: &RegistryCredential) {
+    /// Re-sync namespace `ns` now: the Secrets and ServiceAccounts there are
+    /// checked and rewritten where they differ, as after a watch event in it.
+    pub fn resync_namespace(&self, ns: &str) {
+        self.touched.touch(scope::Change::Namespace(ns.to_string()));
         // Fails only when the controller has stopped.
         let _ = self.resync.unbounded_send(());
     }
@@ -139,7 +148,7 @@ impl Context {
     /// failure backoff, past the one-mint-a-minute floor), and reconcile it now.
     pub fn mint_now(&self, rc: &RegistryCredential) {
         self.held.request_mint(&rc.uid().unwrap_or_default());
-        self.resync(rc);
+        let _ = self.resync.unbounded_send(());
     }
 
     /// Wait until every cache holds a complete list.
@@ -194,6 +203,46 @@ impl Context {
         let n = map.entry(rc.name_any()).or_default();
         *n = n.saturating_add(1);
         Some(write_retry_backoff(*n))
+    }
+
+    /// The plan of this pass: over every namespace, or over those changed
+    /// since the last one (with the Secret regcred manages in each).
+    fn plan(&self, rc: &RegistryCredential, scope: &Scope) -> targets::TargetPlan {
+        let secret_name = build::secret_name(rc);
+        let rc_name = rc.name_any();
+        match scope {
+            Scope::Every => targets::plan(
+                &rc.spec.target.namespaces,
+                &self.credentials_namespace,
+                &secret_name,
+                &self.namespaces.state(),
+                self.ours(&rc_name),
+            ),
+            Scope::Only(changed) => {
+                let namespaces: Vec<_> = changed
+                    .iter()
+                    .filter_map(|ns| self.namespaces.get(&ObjectRef::new(ns)))
+                    .collect();
+                // The spec is what it was at the last full pass, which cleaned
+                // Secrets under older names: only the current name is ours here.
+                let ours: Vec<_> = changed
+                    .iter()
+                    .filter(|ns| {
+                        self.managed_secrets
+                            .get(&ObjectRef::new(&secret_name).within(ns))
+                            .is_some_and(|s| build::is_managed_by(&s, &rc_name))
+                    })
+                    .map(|ns| (ns.clone(), secret_name.clone()))
+                    .collect();
+                targets::plan(
+                    &rc.spec.target.namespaces,
+                    &self.credentials_namespace,
+                    &secret_name,
+                    &namespaces,
+                    ours,
+                )
+            }
+        }
     }
 
     /// `(namespace, name)` of every Secret the cache says `rc_name` manages.
@@ -270,20 +319,49 @@ async fn apply_credential(rc: &RegistryCredential, ctx: &Context) -> Result<Acti
             .get(&ObjectRef::new(n).within(&ctx.credentials_namespace))
     });
 
+    // Before any cache is read: what changes after this is seen next time.
+    let mark = ctx.touched.mark();
     let mut cred = credential::step(&ctx.credential_env(), rc, provider, source.as_deref(), &previous, now).await;
-    let plan = targets::plan(
-        &rc.spec.target.namespaces,
-        &ctx.credentials_namespace,
-        &build::secret_name(rc),
-        &ctx.namespaces.state(),
-        ctx.ours(&rc.name_any()),
-    );
+    let uid = rc.uid().unwrap_or_default();
+    let last = ctx.passes.get(&uid);
+    let digest = cred.current.as_ref().map(|c| c.digest.clone());
+    let since = last.as_ref().map_or(Since::All, |l| ctx.touched.since(l.mark));
+    let scope = scope::scope(last.as_ref(), since, rc.metadata.generation, digest.as_deref(), now);
+    let every_at = match (&scope, &last) {
+        (Scope::Only(_), Some(last)) => last.every_at,
+        _ => now,
+    };
+    let plan = ctx.plan(rc, &scope);
     let desired = cred.current.as_ref().map(|c| {
         let not_after = c.schedule.map(|s| credential::not_after_annotation(s.not_after));
         move |ns: &str| build::desired_secret(rc, ns, &c.config_json, not_after.as_deref(), c.fingerprint.as_str())
     });
     let desired_ref = desired.as_ref().map(|d| d as &(dyn Fn(&str) -> Secret + Sync));
-    let fanout = fanout::run(&ctx.fanout_env(), rc, &plan, desired_ref, now).await;
+    let pass = fanout::run(&ctx.fanout_env(), rc, &plan, desired_ref, now).await;
+    // The namespaces this pass did not look at keep what the last one found.
+    let mut outcomes = match (&scope, last) {
+        (Scope::Only(changed), Some(last)) => {
+            let mut kept = last.outcomes;
+            kept.retain(|ns, _| !changed.contains(ns));
+            kept
+        }
+        _ => Default::default(),
+    };
+    outcomes.extend(pass.outcomes);
+    let fanout = fanout::FanOut::tally(&outcomes, pass.writes, pass.clean_errors);
+    ctx.passes.put(
+        &uid,
+        scope::Pass {
+            mark,
+            every_at,
+            generation: rc.metadata.generation,
+            digest,
+            outcomes,
+        },
+    );
+    if let Some(oldest) = ctx.passes.oldest_mark() {
+        ctx.touched.prune(oldest);
+    }
     let checked = pull_auth::step(
         &ctx.pull_auth_env(),
         rc,
@@ -298,7 +376,7 @@ async fn apply_credential(rc: &RegistryCredential, ctx: &Context) -> Result<Acti
     let mut notes: Vec<Note> = std::mem::take(&mut cred.notes);
     notes.extend(status::transitions(&previous, &new));
     events::publish(&ctx.recorder, rc, notes).await;
-    record_metrics(ctx, rc, &new, &fanout, plan.clean.len());
+    record_metrics(ctx, rc, &new, &fanout, plan.clean.len(), plan.write.len());
     let retry_writes = ctx.write_retry(rc, &fanout).map(|wait| renewal::add(now, wait));
     let next = requeue_after(
         [new.renewal_time.as_ref().map(|t| t.0), checked.next_check, retry_writes],
@@ -317,6 +395,7 @@ fn record_metrics(
     new: &crate::api::RegistryCredentialStatus,
     fanout: &fanout::FanOut,
     stale: usize,
+    looked_at: usize,
 ) {
     let name = rc.name_any();
     ctx.metrics
@@ -336,12 +415,11 @@ fn record_metrics(
         targeted = fanout.targeted,
         synced = fanout.synced,
         stale,
+        looked_at,
         "reconciled"
     );
 }
 
-/// Wake up at the earliest planned time (a time already past: in a second),
-/// and at least every [`RESYNC`].
 /// 30 s doubling to 5 min.
 fn write_retry_backoff(refusals: u32) -> Duration {
     Duration::from_secs(30)
@@ -349,6 +427,8 @@ fn write_retry_backoff(refusals: u32) -> Duration {
         .min(Duration::from_secs(5 * 60))
 }
 
+/// Wake up at the earliest planned time (a time already past: in a second),
+/// and at least every [`RESYNC`].
 fn requeue_after(planned: impl IntoIterator<Item = Option<Timestamp>>, now: Timestamp) -> Duration {
     planned
         .into_iter()
@@ -415,6 +495,7 @@ async fn cleanup(rc: &RegistryCredential, ctx: &Context) -> Result<Action> {
     }
     let uid = rc.uid().unwrap_or_default();
     ctx.held.forget(&uid);
+    ctx.passes.forget(&uid);
     ctx.pull_checks.forget(&uid);
     ctx.foreign.forget(&uid);
     ctx.metrics.forget(&name);
