@@ -291,8 +291,8 @@ pub async fn run(client: Client, config: ControllerConfig, shutdown: impl Future
     // Any change of these may concern any RegistryCredential (a namespace that
     // starts or stops matching, a new ServiceAccount, a Secret edited by someone
     // else, a source Secret rotated); there are few RegistryCredentials, so all
-    // are reconciled and each finds what, if anything, to write.
-    // The watches run on tasks that end with this function.
+    // are reconciled and each finds what, if anything, to write. The watches
+    // run on tasks of their own, which end with this function.
     let mut watches = tokio::task::JoinSet::new();
     let changes = spawn_triggers(
         &mut watches,
