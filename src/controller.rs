@@ -305,8 +305,8 @@ pub async fn run(client: Client, config: ControllerConfig, shutdown: impl Future
     // starts or stops matching, a new ServiceAccount, a Secret edited by someone
     // else, a source Secret rotated); there are few RegistryCredentials, so all
     // are reconciled, each in the namespaces that changed (`reconcile::scope`).
-    // A source Secret may concern any namespace.
-    // The watches run on tasks that end with this function.
+    // A source Secret may concern any namespace. The watches run on tasks of
+    // their own, which end with this function.
     let touched = Arc::new(Touched::default());
     let mut watches = tokio::task::JoinSet::new();
     let changes = spawn_triggers(
