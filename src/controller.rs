@@ -344,7 +344,8 @@ pub async fn run(client: Client, config: ControllerConfig, shutdown: impl Future
     let warm = ctx.clone();
     let health = config.health.clone();
     tokio::spawn(async move {
-        warm.wait_ready().await;
+        // The one task waiting on the caches themselves (see `Context::warm_up`).
+        warm.warm_up().await;
         health.set_ready();
         info!("caches are warm");
     });

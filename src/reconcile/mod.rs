@@ -74,6 +74,8 @@ pub struct Context {
     /// Consecutive reconciles per RegistryCredential in which the API server
     /// refused a Secret or ServiceAccount write, for [`Context::write_retry`].
     refused_writes: Mutex<HashMap<String, u32>>,
+    /// Whether every cache holds a complete list ([`Context::warm_up`]).
+    ready: tokio::sync::watch::Sender<bool>,
     /// Reconciles asked for out of band (a diagnosed pull failure's repair).
     resync: UnboundedSender<()>,
     resyncs: Mutex<Option<UnboundedReceiver<()>>>,
@@ -125,6 +127,7 @@ impl Context {
             touched,
             passes: scope::Passes::default(),
             refused_writes: Mutex::default(),
+            ready: tokio::sync::watch::Sender::new(false),
             resync,
             resyncs: Mutex::new(Some(resyncs)),
         }
@@ -151,14 +154,28 @@ impl Context {
         let _ = self.resync.unbounded_send(());
     }
 
-    /// Wait until every cache holds a complete list.
-    pub async fn wait_ready(&self) {
+    /// Wait until every cache holds a complete list, then tell every
+    /// [`Context::wait_ready`]. Call it from one task only: kube's
+    /// `Store::wait_until_ready` wakes only the task that polled it last
+    /// (a oneshot receiver keeps one waker), so a reconcile waiting on it
+    /// beside another task could wait forever, and with it every later
+    /// reconcile of its RegistryCredential.
+    pub async fn warm_up(&self) {
         let _ = futures::join!(
             self.namespaces.wait_until_ready(),
             self.service_accounts.wait_until_ready(),
             self.managed_secrets.wait_until_ready(),
             self.source_secrets.wait_until_ready(),
         );
+        self.ready.send_replace(true);
+    }
+
+    /// Wait until [`Context::warm_up`] has seen every cache complete; any
+    /// number of tasks may wait at once.
+    pub async fn wait_ready(&self) {
+        let mut ready = self.ready.subscribe();
+        // Fails only if the sender is gone, with the Context.
+        let _ = ready.wait_for(|r| *r).await;
     }
 
     fn credential_env(&self) -> credential::Env<'_> {

@@ -45,7 +45,10 @@ impl Operator {
             cmd.arg(format!("--metrics-addr=127.0.0.1:{}", crate::free_port()));
         }
         cmd.args(extra)
-            .env("RUST_LOG", "info,regcred=debug")
+            .env(
+                "RUST_LOG",
+                std::env::var("REGCRED_TEST_RUST_LOG").unwrap_or_else(|_| "info,regcred=debug".into()),
+            )
             .env_remove("KUBECONFIG");
         for (k, v) in env {
             cmd.env(k, v);
