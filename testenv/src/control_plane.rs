@@ -46,7 +46,13 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Start a control plane of this test's own.
     pub async fn start() -> anyhow::Result<Self> {
-        Self::launch(false).await
+        Self::launch(false, &[]).await
+    }
+
+    /// Like [`ControlPlane::start`], with extra kube-apiserver flags (the
+    /// benchmark's audit log, which counts requests by user).
+    pub async fn start_with_apiserver_args(args: &[String]) -> anyhow::Result<Self> {
+        Self::launch(false, args).await
     }
 
     /// Start a control plane that a [`crate::Node`] can join, authorizing as
@@ -58,10 +64,10 @@ impl ControlPlane {
     /// `automountServiceAccountToken: false` (there is no controller-manager
     /// to publish `kube-root-ca.crt`).
     pub async fn start_for_nodes() -> anyhow::Result<Self> {
-        Self::launch(true).await
+        Self::launch(true, &[]).await
     }
 
-    async fn launch(for_nodes: bool) -> anyhow::Result<Self> {
+    async fn launch(for_nodes: bool, extra_args: &[String]) -> anyhow::Result<Self> {
         init_crypto();
         let started = Instant::now();
         let dir = crate::scratch::dir("envtest")?;
@@ -130,6 +136,7 @@ impl ControlPlane {
                 .arg("--disable-admission-plugins=ServiceAccount")
                 .arg("--enable-admission-plugins=OwnerReferencesPermissionEnforcement");
         }
+        cmd.args(extra_args);
         let apiserver = Process::spawn("kube-apiserver", cmd, &dir.path().join("kube-apiserver.log"))?;
 
         let kubeconfig = dir.path().join("kubeconfig");
