@@ -62,6 +62,9 @@ impl Counts {
 
     /// The largest entries, for the table's notes.
     pub fn summary(&self, top: usize) -> String {
+        if self.total == 0 {
+            return "none".into();
+        }
         let mut v: Vec<_> = self.by_verb_resource.iter().collect();
         v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         v.iter()

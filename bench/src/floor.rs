@@ -76,7 +76,12 @@ pub async fn fan_out(
 }
 
 /// N Secret replaces with a new password.
-pub async fn rotate(client: &Client, secrets: Vec<Secret>, password: &str, concurrency: usize) -> anyhow::Result<Duration> {
+pub async fn rotate(
+    client: &Client,
+    secrets: Vec<Secret>,
+    password: &str,
+    concurrency: usize,
+) -> anyhow::Result<Duration> {
     let started = Instant::now();
     futures::stream::iter(secrets)
         .map(|mut s| {

@@ -22,6 +22,16 @@ use serde_json::json;
 
 use crate::report::Row;
 
+/// How the figures were taken, printed under the table.
+const METHOD: &str = "\
+How measured: regcred is its release binary, started as a process (`regcred run`, RUST_LOG=info) and authenticated as its own
+user `regcred-operator`; its API requests are counted by user from the API server's audit log (Metadata level for the operator
+and the floor only). The raw floor is a plain kube client, user `bench-floor`, doing only the necessary writes at regcred's
+fan-out concurrency (16 namespaces at once; per namespace one Secret create, then one update of the default ServiceAccount read
+beforehand), on the same control plane before the operator starts. Times run until the harness's watches see the last object.
+RSS and CPU come from /proc/<pid>/status VmRSS and /proc/<pid>/stat utime+stime. One control plane per size (etcd with
+--unsafe-no-fsync, API Priority and Fairness off); the machine may be shared, see the load averages above.";
+
 fn git(args: &[&str]) -> String {
     Command::new("git")
         .args(["-C", env!("CARGO_MANIFEST_DIR")])
@@ -70,7 +80,11 @@ async fn main() -> ExitCode {
         for &n in &cfg.sizes {
             if let Err(e) = scenario::scale(&cfg, n, n == largest, &mut out).await {
                 eprintln!("bench: {n} namespaces: {e:#}");
-                out.rows.push(Row::failed(format!("{n} ns"), "scenario did not finish", format!("{e:#}")));
+                out.rows.push(Row::failed(
+                    format!("{n} ns"),
+                    "scenario did not finish",
+                    format!("{e:#}"),
+                ));
                 errors.push(format!("{n} namespaces: {e:#}"));
             }
         }
@@ -79,7 +93,8 @@ async fn main() -> ExitCode {
         && let Err(e) = scenario::multi(&cfg, &mut out).await
     {
         eprintln!("bench: multiple RegistryCredentials: {e:#}");
-        out.rows.push(Row::failed("many RCs", "scenario did not finish", format!("{e:#}")));
+        out.rows
+            .push(Row::failed("many RCs", "scenario did not finish", format!("{e:#}")));
         errors.push(format!("multiple RegistryCredentials: {e:#}"));
     }
     let took = clock.elapsed();
@@ -107,9 +122,14 @@ async fn main() -> ExitCode {
     println!();
     for (k, v) in &out.details {
         if let Some(summary) = v.get("summary") {
-            println!("{k}: {} ({})", summary.as_str().unwrap_or_default(), v["path"].as_str().unwrap_or_default());
+            println!(
+                "{k}: {} ({})",
+                summary.as_str().unwrap_or_default(),
+                v["path"].as_str().unwrap_or_default()
+            );
         }
     }
+    println!("{METHOD}");
     println!("{unmet} figure(s) missed their target.");
 
     let dirty = !git(&["status", "--porcelain", "--untracked-files=no"]).is_empty();
@@ -131,12 +151,20 @@ async fn main() -> ExitCode {
         "errors": errors,
         "table": table,
     });
-    let suffix = if cfg.scale == "full" { String::new() } else { format!("-{}", cfg.scale) };
+    let suffix = if cfg.scale == "full" {
+        String::new()
+    } else {
+        format!("-{}", cfg.scale)
+    };
     let path = cfg
         .results_dir
         .join(format!("{}{suffix}.json", started_at.strftime("%Y%m%dT%H%M%SZ")));
-    let written = std::fs::create_dir_all(&cfg.results_dir)
-        .and_then(|_| std::fs::write(&path, serde_json::to_string_pretty(&doc).expect("JSON serializes") + "\n"));
+    let written = std::fs::create_dir_all(&cfg.results_dir).and_then(|_| {
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&doc).expect("JSON serializes") + "\n",
+        )
+    });
     match written {
         Ok(()) => println!("results: {}", path.display()),
         Err(e) => {
@@ -144,5 +172,9 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

@@ -83,7 +83,15 @@ fn fmt(v: Option<f64>, unit: &str) -> String {
 
 /// The table, with notes as numbered footnotes below it.
 pub fn render(rows: &[Row]) -> String {
-    let header = ["scenario", "measure", "value", "reference (same run)", "ratio", "target", "met"];
+    let header = [
+        "scenario",
+        "measure",
+        "value",
+        "reference (same run)",
+        "ratio",
+        "target",
+        "met",
+    ];
     let mut notes = Vec::new();
     let cells: Vec<[String; 7]> = rows
         .iter()
@@ -103,7 +111,11 @@ pub fn render(rows: &[Row]) -> String {
                 fmt(r.value, r.unit),
                 reference,
                 r.ratio.map(|x| format!("{x:.2}×")).unwrap_or_else(|| "—".into()),
-                if r.target.is_empty() { "—".into() } else { r.target.clone() },
+                if r.target.is_empty() {
+                    "—".into()
+                } else {
+                    r.target.clone()
+                },
                 match r.met {
                     Some(true) => "yes".into(),
                     Some(false) => "NO".into(),
@@ -125,10 +137,7 @@ pub fn render(rows: &[Row]) -> String {
         }
         s
     };
-    let mut out = vec![
-        line(&header.map(String::from)),
-        line(&widths.map(|w| "-".repeat(w))),
-    ];
+    let mut out = vec![line(&header.map(String::from)), line(&widths.map(|w| "-".repeat(w)))];
     out.extend(cells.iter().map(|r| line(r)));
     if !notes.is_empty() {
         out.push(String::new());

@@ -43,6 +43,9 @@ async fn converge(tracker: &Tracker, t0: Instant, timeout: Duration) -> Result<D
 }
 
 fn ops(c: &Counts) -> String {
+    if c.total == 0 {
+        return "0 requests".into();
+    }
     format!("{} requests: {}", c.total, c.summary(6))
 }
 
@@ -83,7 +86,12 @@ pub async fn scale(cfg: &Config, n: usize, largest: bool, out: &mut Outcome) -> 
     let a0 = w.audit.mark();
     let t0 = Instant::now();
     w.apply_rc(world::SOURCE).await?;
-    let fan = converge(&tracker, t0, Duration::from_secs(60) + Duration::from_millis(30) * n as u32).await;
+    let fan = converge(
+        &tracker,
+        t0,
+        Duration::from_secs(60) + Duration::from_millis(30) * n as u32,
+    )
+    .await;
     settle(3.0).await;
     let after_fan = op.sample()?;
     let a1 = w.audit.mark();
@@ -92,12 +100,21 @@ pub async fn scale(cfg: &Config, n: usize, largest: bool, out: &mut Outcome) -> 
         Ok(d) => {
             let ratio = d.as_secs_f64() / floor_fan.as_secs_f64();
             out.rows.push(
-                Row::new(scn("fan-out"), "RC applied → every Secret + default SA link", d.as_secs_f64(), "s")
-                    .reference("raw floor", floor_fan.as_secs_f64())
-                    .target(format!("≤ {FANOUT_RATIO}× floor"), ratio <= FANOUT_RATIO),
+                Row::new(
+                    scn("fan-out"),
+                    "RC applied → every Secret + default SA link",
+                    d.as_secs_f64(),
+                    "s",
+                )
+                .reference("raw floor", floor_fan.as_secs_f64())
+                .target(format!("≤ {FANOUT_RATIO}× floor"), ratio <= FANOUT_RATIO),
             );
         }
-        Err(e) => out.rows.push(Row::failed(scn("fan-out"), "RC applied → every Secret + default SA link", e)),
+        Err(e) => out.rows.push(Row::failed(
+            scn("fan-out"),
+            "RC applied → every Secret + default SA link",
+            e,
+        )),
     }
     out.rows.push(
         Row::new(scn("fan-out"), "API requests (by user)", fan_req.total as f64, "count")
@@ -132,17 +149,31 @@ pub async fn scale(cfg: &Config, n: usize, largest: bool, out: &mut Outcome) -> 
     let before_rot = op.sample()?;
     let t0 = Instant::now();
     w.set_password("pw-1").await?;
-    let rot = converge(&tracker, t0, Duration::from_secs(60) + Duration::from_millis(30) * n as u32).await;
+    let rot = converge(
+        &tracker,
+        t0,
+        Duration::from_secs(60) + Duration::from_millis(30) * n as u32,
+    )
+    .await;
     settle(3.0).await;
     let b1 = w.audit.mark();
     let after_rot = op.sample()?;
     let rot_req = w.audit.count(b0, b1, OPERATOR_USER)?;
     match &rot {
         Ok(d) => out.rows.push(
-            Row::new(scn("rotation"), "password changed → all Secrets hold it", d.as_secs_f64(), "s")
-                .reference("raw floor", floor_rot.as_secs_f64()),
+            Row::new(
+                scn("rotation"),
+                "password changed → all Secrets hold it",
+                d.as_secs_f64(),
+                "s",
+            )
+            .reference("raw floor", floor_rot.as_secs_f64()),
         ),
-        Err(e) => out.rows.push(Row::failed(scn("rotation"), "password changed → all Secrets hold it", e)),
+        Err(e) => out.rows.push(Row::failed(
+            scn("rotation"),
+            "password changed → all Secrets hold it",
+            e,
+        )),
     }
     let secret_writes = rot_req.writes("secrets");
     let sa_writes = rot_req.writes("serviceaccounts");
@@ -181,8 +212,18 @@ pub async fn scale(cfg: &Config, n: usize, largest: bool, out: &mut Outcome) -> 
     Ok(())
 }
 
-async fn latency(cfg: &Config, w: &World, tracker: &Tracker, rc: &[String], n: usize, out: &mut Outcome) -> anyhow::Result<()> {
-    progress(&format!("new-namespace latency, {} namespaces one at a time", cfg.latency_samples));
+async fn latency(
+    cfg: &Config,
+    w: &World,
+    tracker: &Tracker,
+    rc: &[String],
+    n: usize,
+    out: &mut Outcome,
+) -> anyhow::Result<()> {
+    progress(&format!(
+        "new-namespace latency, {} namespaces one at a time",
+        cfg.latency_samples
+    ));
     let scn = format!("new namespace, {n} existing");
     let mut delays = Vec::new();
     let mut missed = 0;
@@ -198,7 +239,8 @@ async fn latency(cfg: &Config, w: &World, tracker: &Tracker, rc: &[String], n: u
         settle(0.05).await;
     }
     if delays.is_empty() {
-        out.rows.push(Row::failed(&scn, "latency", "no namespace converged within 30 s"));
+        out.rows
+            .push(Row::failed(&scn, "latency", "no namespace converged within 30 s"));
         return Ok(());
     }
     delays.sort_by(f64::total_cmp);
@@ -213,8 +255,10 @@ async fn latency(cfg: &Config, w: &World, tracker: &Tracker, rc: &[String], n: u
     out.rows.push(
         Row::new(&scn, "p99", p99, "ms").target(format!("< {LATENCY_P99_MS} ms"), p99 < LATENCY_P99_MS && missed == 0),
     );
-    out.rows.push(Row::new(&scn, "max", *delays.last().expect("not empty"), "ms"));
-    out.details.insert("latency_ms".into(), json!({"sorted": delays, "missed": missed}));
+    out.rows
+        .push(Row::new(&scn, "max", *delays.last().expect("not empty"), "ms"));
+    out.details
+        .insert("latency_ms".into(), json!({"sorted": delays, "missed": missed}));
     Ok(())
 }
 
@@ -249,8 +293,10 @@ async fn idle(
             )),
     );
     let writes = req.writes("secrets") + req.writes("serviceaccounts");
-    out.rows.push(Row::new(&scn, "operator Secret/SA write requests", writes as f64, "count").target("0", writes == 0));
-    out.rows.push(Row::new(&scn, "operator CPU", s1.cpu_seconds - s0.cpu_seconds, "CPU s"));
+    out.rows
+        .push(Row::new(&scn, "operator Secret/SA write requests", writes as f64, "count").target("0", writes == 0));
+    out.rows
+        .push(Row::new(&scn, "operator CPU", s1.cpu_seconds - s0.cpu_seconds, "CPU s"));
     out.details.insert("idle_requests".into(), json!(req));
     Ok(())
 }
@@ -267,8 +313,13 @@ async fn unrelated(
     progress(&format!("{} unrelated {kib} KiB Secrets", cfg.unrelated_secrets));
     let before = op.sample()?;
     let t0 = Instant::now();
-    w.create_unrelated_secrets(namespaces, cfg.unrelated_secrets, cfg.unrelated_secret_bytes, cfg.concurrency)
-        .await?;
+    w.create_unrelated_secrets(
+        namespaces,
+        cfg.unrelated_secrets,
+        cfg.unrelated_secret_bytes,
+        cfg.concurrency,
+    )
+    .await?;
     let took = t0.elapsed();
     settle(10.0).await;
     let after = op.sample()?;
@@ -280,7 +331,10 @@ async fn unrelated(
             delta,
             "MiB",
         )
-        .target(format!("≤ {UNRELATED_DELTA_MIB} MiB (flat)"), delta <= UNRELATED_DELTA_MIB)
+        .target(
+            format!("≤ {UNRELATED_DELTA_MIB} MiB (flat)"),
+            delta <= UNRELATED_DELTA_MIB,
+        )
         .note(format!(
             "RSS {:.1} → {:.1} MiB; the Secrets took {:.1} s to create (spread over the {n} namespaces)",
             before.rss_mib(),
@@ -325,7 +379,8 @@ pub async fn multi(cfg: &Config, out: &mut Outcome) -> anyhow::Result<()> {
         ),
         Err(e) => out.rows.push(Row::failed(&scn, "fan-out of all RCs", e)),
     }
-    out.rows.push(Row::new(&scn, "operator CPU for that fan-out", fan_cpu, "CPU s"));
+    out.rows
+        .push(Row::new(&scn, "operator CPU for that fan-out", fan_cpu, "CPU s"));
 
     progress(&format!("a burst of {b} new namespaces"));
     settle(5.0).await;
@@ -343,14 +398,24 @@ pub async fn multi(cfg: &Config, out: &mut Outcome) -> anyhow::Result<()> {
     let cpu = s3.cpu_seconds - s2.cpu_seconds;
     let bscn = format!("{k} RCs × {m} ns, +{b} ns burst");
     match &conv {
-        Ok(d) => out.rows.push(Row::new(&bscn, "burst created → all Secrets + SA links", d.as_secs_f64(), "s")),
-        Err(e) => out.rows.push(Row::failed(&bscn, "burst created → all Secrets + SA links", e)),
+        Ok(d) => out.rows.push(Row::new(
+            &bscn,
+            "burst created → all Secrets + SA links",
+            d.as_secs_f64(),
+            "s",
+        )),
+        Err(e) => out
+            .rows
+            .push(Row::failed(&bscn, "burst created → all Secrets + SA links", e)),
     }
     let cpu_ref = fan_cpu * b as f64 / m as f64;
     out.rows.push(
         Row::new(&bscn, "operator CPU, burst to 3 s after", cpu, "CPU s")
             .reference(format!("(fan-out CPU × {b}/{m})"), cpu_ref)
-            .target(format!("≤ {BURST_CPU_RATIO}× proportional"), cpu <= BURST_CPU_RATIO * cpu_ref)
+            .target(
+                format!("≤ {BURST_CPU_RATIO}× proportional"),
+                cpu <= BURST_CPU_RATIO * cpu_ref,
+            )
             .note(format!(
                 "proportional reference: the CPU the same {k} RegistryCredentials took to fan out to {m} namespaces, \
                  scaled to {b} namespaces"
@@ -359,7 +424,7 @@ pub async fn multi(cfg: &Config, out: &mut Outcome) -> anyhow::Result<()> {
     let req_ref = (2 * k * b) as f64;
     out.rows.push(
         Row::new(&bscn, "operator API requests", req.total as f64, "count")
-            .reference(format!("(1 Secret create + 1 SA update per RC per ns)"), req_ref)
+            .reference("(1 Secret create + 1 SA update per RC per ns)", req_ref)
             .target(
                 format!("≤ {BURST_REQUESTS_RATIO}× proportional"),
                 req.total as f64 <= BURST_REQUESTS_RATIO * req_ref,

@@ -44,9 +44,9 @@ impl State {
     fn namespace_done(&self, goal: &Goal, ns: &str) -> bool {
         let secrets = self.secrets.get(ns);
         let sa = self.sa.get(ns);
-        goal.names.iter().all(|n| {
-            secrets.and_then(|s| s.get(n)) == Some(&goal.password) && sa.is_some_and(|l| l.contains(n))
-        })
+        goal.names
+            .iter()
+            .all(|n| secrets.and_then(|s| s.get(n)) == Some(&goal.password) && sa.is_some_and(|l| l.contains(n)))
     }
 
     fn touched(&mut self, ns: &str) {
@@ -104,7 +104,10 @@ impl Tracker {
                     match ev {
                         Ok(Event::Apply(o) | Event::InitApply(o)) => {
                             let ns = o.namespace().unwrap_or_default();
-                            s.secrets.entry(ns.clone()).or_default().insert(o.name_any(), password(&o));
+                            s.secrets
+                                .entry(ns.clone())
+                                .or_default()
+                                .insert(o.name_any(), password(&o));
                             if s.secrets_synced {
                                 s.secret_events += 1;
                             }
@@ -170,7 +173,10 @@ impl Tracker {
                     break;
                 }
             }
-            anyhow::ensure!(Instant::now() < deadline, "the harness's watches did not sync within 120 s");
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the harness's watches did not sync within 120 s"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Ok(tracker)

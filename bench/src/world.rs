@@ -10,9 +10,9 @@ use base64::Engine;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
-use kube::Client;
 use regcred_testenv::{ControlPlane, Operator, objects};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -75,9 +75,13 @@ impl World {
     pub async fn set_password(&self, password: &str) -> anyhow::Result<()> {
         let api: Api<Secret> = Api::namespaced(self.admin.clone(), CREDS_NS);
         let secret = objects::secret(SOURCE, &[("username", USERNAME), ("password", password)]);
-        api.patch(SOURCE, &PatchParams::apply("regcred-bench").force(), &Patch::Apply(&secret))
-            .await
-            .context("writing the source Secret")?;
+        api.patch(
+            SOURCE,
+            &PatchParams::apply("regcred-bench").force(),
+            &Patch::Apply(&secret),
+        )
+        .await
+        .context("writing the source Secret")?;
         Ok(())
     }
 
