@@ -41,6 +41,8 @@ pub struct AuditLog {
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Counts {
     pub total: u64,
+    /// Answered 409 Conflict (a stale resourceVersion, or a create of something that exists).
+    pub conflicts: u64,
     pub by_verb_resource: BTreeMap<String, u64>,
 }
 
@@ -110,6 +112,9 @@ impl AuditLog {
                 _ => ev["requestURI"].as_str().unwrap_or("?").to_string(),
             };
             out.total += 1;
+            if ev["responseStatus"]["code"] == 409 {
+                out.conflicts += 1;
+            }
             *out.by_verb_resource.entry(format!("{verb} {resource}")).or_default() += 1;
         }
         Ok(out)

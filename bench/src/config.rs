@@ -57,7 +57,10 @@ impl Config {
                 .collect::<anyhow::Result<Vec<_>>>()?,
             Err(_) => vec![pick(1_000, 100), pick(10_000, 1_000)],
         };
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("bench/ is inside the workspace")
+            .to_path_buf();
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join("target"));

@@ -76,6 +76,7 @@ fn fmt(v: Option<f64>, unit: &str) -> String {
         "ms" => format!("{v:.0} ms"),
         "MiB" => format!("{v:.1} MiB"),
         "CPU s" => format!("{v:.2} CPU s"),
+        "CPU ms" => format!("{v:.0} CPU ms"),
         "" | "count" => format!("{v:.0}"),
         u => format!("{v:.1} {u}"),
     }

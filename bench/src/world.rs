@@ -178,8 +178,9 @@ impl World {
             binary,
             &kubeconfig,
             CREDS_NS,
-            &[&metrics],
-            // Info, as a user runs it: the test suite's debug logging would cost CPU per namespace.
+            // JSON logs at info, as the chart runs it: the test suite's debug
+            // logging would cost CPU per namespace.
+            &[&metrics, "--log-format=json"],
             &[("RUST_LOG", "info"), ("AWS_EC2_METADATA_DISABLED", "true")],
         )?;
         let mut running = RunningOperator { op, port };
@@ -280,18 +281,18 @@ pub fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// How many lines of the log are warnings or errors, and the most common one.
+/// How many lines of the (JSON) log are warnings or errors, and the most common message.
 pub fn log_summary(text: &str) -> String {
     let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
     let mut n = 0;
-    for line in text.lines().filter(|l| l.contains(" WARN ") || l.contains(" ERROR ")) {
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+        if !matches!(v["level"].as_str(), Some("WARN" | "ERROR")) {
+            continue;
+        }
         n += 1;
-        // Text format: "<time>  WARN <target>: <message> <fields>"; key on the message.
-        let key = line
-            .split_once(": ")
-            .map(|(_, m)| m.split(" namespace=").next().unwrap_or(m))
-            .unwrap_or(line);
-        *counts.entry(key.chars().take(120).collect()).or_default() += 1;
+        let msg = v["fields"]["message"].as_str().unwrap_or(line);
+        *counts.entry(msg.chars().take(120).collect()).or_default() += 1;
     }
     match counts.iter().max_by_key(|(_, c)| **c) {
         Some((msg, c)) => format!("{n} warning/error lines; most common ({c}×): {msg}"),
