@@ -41,6 +41,11 @@ fn git(args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
+/// An error's first line for the table (the JSON keeps all of it).
+fn first_line(e: &anyhow::Error) -> String {
+    format!("{e:#}").lines().next().unwrap_or_default().to_string()
+}
+
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))

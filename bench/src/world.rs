@@ -171,6 +171,13 @@ impl World {
 
     /// Start the release binary as its own user, and wait until its caches are warm.
     pub async fn start_operator(&self, binary: &Path) -> anyhow::Result<RunningOperator> {
+        let mut running = self.spawn_operator(binary)?;
+        running.wait_ready(Duration::from_secs(120)).await?;
+        Ok(running)
+    }
+
+    /// Start the release binary as its own user.
+    pub fn spawn_operator(&self, binary: &Path) -> anyhow::Result<RunningOperator> {
         let kubeconfig = self.cp.kubeconfig_for(OPERATOR_USER, &["system:masters"])?;
         let port = regcred_testenv::free_port();
         let metrics = format!("--metrics-addr=127.0.0.1:{port}");
@@ -183,9 +190,7 @@ impl World {
             &[&metrics, "--log-format=json"],
             &[("RUST_LOG", "info"), ("AWS_EC2_METADATA_DISABLED", "true")],
         )?;
-        let mut running = RunningOperator { op, port };
-        running.wait_ready(Duration::from_secs(120)).await?;
-        Ok(running)
+        Ok(RunningOperator { op, port })
     }
 }
 
@@ -241,14 +246,16 @@ impl RunningOperator {
         self.op.stop();
     }
 
-    async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + timeout;
+    /// Wait until `/readyz` answers 200 (its caches are warm); how long that took.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        let deadline = started + timeout;
         loop {
             if let Some(status) = self.op.exited() {
                 anyhow::bail!("regcred exited with {status}; its log:\n{}", tail(&self.logs(), 30));
             }
-            if self.ready().await {
-                return Ok(());
+            if tokio::time::timeout(Duration::from_secs(2), self.ready()).await == Ok(true) {
+                return Ok(started.elapsed());
             }
             anyhow::ensure!(
                 Instant::now() < deadline,
