@@ -24,7 +24,7 @@ use crate::report::Row;
 
 /// How the figures were taken, printed under the table.
 const METHOD: &str = "\
-How measured: regcred is its release binary, started as a process (`regcred run`, RUST_LOG=info) and authenticated as its own
+How measured: regcred is its release binary, started as a process (`regcred run --log-format=json`, RUST_LOG=info, as the chart runs it) and authenticated as its own
 user `regcred-operator`; its API requests are counted by user from the API server's audit log (Metadata level for the operator
 and the floor only). The raw floor is a plain kube client, user `bench-floor`, doing only the necessary writes at regcred's
 fan-out concurrency (16 namespaces at once; per namespace one Secret create, then one update of the default ServiceAccount read
@@ -88,7 +88,7 @@ async fn main() -> ExitCode {
                 out.rows.push(Row::failed(
                     format!("{n} ns"),
                     "scenario did not finish",
-                    format!("{e:#}"),
+                    first_line(&e),
                 ));
                 errors.push(format!("{n} namespaces: {e:#}"));
             }
@@ -99,7 +99,7 @@ async fn main() -> ExitCode {
     {
         eprintln!("bench: multiple RegistryCredentials: {e:#}");
         out.rows
-            .push(Row::failed("many RCs", "scenario did not finish", format!("{e:#}")));
+            .push(Row::failed("many RCs", "scenario did not finish", first_line(&e)));
         errors.push(format!("multiple RegistryCredentials: {e:#}"));
     }
     let took = clock.elapsed();
