@@ -25,7 +25,7 @@ pub const SECRET: &str = "floor";
 
 fn floor_secret(ns: &str, password: &str) -> Secret {
     let mut s = Secret {
-        metadata: objects::meta(SECRET, &[("bench.regcred.dev/floor", "true")]),
+        metadata: objects::meta(SECRET, &[("app.kubernetes.io/managed-by", "bench-floor")]),
         type_: Some("kubernetes.io/dockerconfigjson".into()),
         data: Some([(".dockerconfigjson".to_string(), ByteString(docker_config(password)))].into()),
         ..Default::default()

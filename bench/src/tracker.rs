@@ -1,6 +1,6 @@
 //! Watches what the operator writes and says when a goal is reached.
 //!
-//! One watch of the managed Secrets and one of the `default`
+//! One watch of the managed (and floor) Secrets and one of the `default`
 //! ServiceAccounts feed a map of (namespace → password per Secret name) and
 //! (namespace → pull-secret names). A goal is "these Secret names hold this
 //! password in these namespaces and each `default` ServiceAccount lists
@@ -19,7 +19,9 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::Notify;
 
-pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=regcred";
+/// regcred's Secrets and the raw floor's: the API server streams both to the
+/// harness, so the floor and the operator are measured under the same watch load.
+pub const WATCH_SELECTOR: &str = "app.kubernetes.io/managed-by in (regcred,bench-floor)";
 
 #[derive(Default)]
 struct State {
@@ -96,7 +98,7 @@ impl Tracker {
         let secrets = {
             let (state, changed) = (state.clone(), changed.clone());
             let api: Api<Secret> = Api::all(client.clone());
-            let stream = watcher::watcher(api, watcher::Config::default().labels(MANAGED_SELECTOR));
+            let stream = watcher::watcher(api, watcher::Config::default().labels(WATCH_SELECTOR));
             tokio::spawn(async move {
                 let mut stream = std::pin::pin!(stream);
                 while let Some(ev) = stream.next().await {
