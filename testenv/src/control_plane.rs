@@ -64,6 +64,13 @@ impl ControlPlane {
         Self::launch(false, flags).await
     }
 
+    /// [`ControlPlane::start_with_flags`] with owned flags (the benchmark's
+    /// audit log, which counts requests by user).
+    pub async fn start_with_apiserver_args(args: &[String]) -> anyhow::Result<Self> {
+        let flags: Vec<&str> = args.iter().map(String::as_str).collect();
+        Self::launch(false, &flags).await
+    }
+
     /// Start a control plane that a [`crate::Node`] can join, authorizing as
     /// a real cluster does: the Node authorizer before RBAC (a kubelet reads
     /// only the Secrets of pods bound to its node), `NodeRestriction`, and
