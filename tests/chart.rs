@@ -16,7 +16,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, GroupVersionKind, ListParams, 
 use kube::discovery::{self, Scope};
 use kube::{Client, ResourceExt};
 use regcred_testenv::tools::{helm_binary, pinned};
-use regcred_testenv::{ControlPlane, Operator, eventually, free_port};
+use regcred_testenv::{ControlPlane, eventually, free_port};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use support::*;
@@ -448,14 +448,7 @@ async fn operator_does_its_job_with_exactly_the_charts_rbac() {
         })
         .collect();
     assert!(args.contains(&"--leader-election"), "{args:?}");
-    let operator = Operator::start_with_kubeconfig(
-        Path::new(env!("CARGO_BIN_EXE_regcred")),
-        &kubeconfig,
-        CREDS_NS,
-        &args,
-        &[("AWS_EC2_METADATA_DISABLED", "true"), ("POD_NAME", "regcred-0")],
-    )
-    .expect("operator starts");
+    let operator = start_operator_as(&kubeconfig, &args, &[("POD_NAME", "regcred-0")]);
     let client = cp.client().await.unwrap();
     let mut h = Harness { client, operator, cp };
 

@@ -440,6 +440,45 @@ async fn the_operator_diagnoses_soon_after_the_kubelets_event() {
     s.report();
 }
 
+/// A Google token endpoint issuing tokens that live `lifetime`, a registry
+/// at `host` (routed on the node) that accepts them only until they expire,
+/// and a GCR RegistryCredential `name` (source Secret `<name>-gcp`)
+/// targeting namespace `name`, its Secret in place.
+async fn short_lived_google(s: &Scene, name: &str, host: &str, lifetime: Duration) -> (TokenServer, Registry) {
+    let google = TokenServer::start().await.expect("google token endpoint");
+    google.issue_fresh_tokens(format!("ya29.{name}"), lifetime);
+    let unexpired = google.unexpired_check();
+    let registry = Registry::start(Auth::Verified {
+        verify: Arc::new(move |user, password| user == "oauth2accesstoken" && unexpired(password)),
+        repositories: vec!["team/app".into()],
+    })
+    .await
+    .expect("registry accepting only unexpired Google tokens");
+    app_image(&registry, "team/app").await;
+    s.bed.node.route_registry(host, &registry).unwrap();
+    let source = format!("{name}-gcp");
+    put_secret(
+        &s.client,
+        &source,
+        &[("key.json", &service_account_key_json(&google.token_uri()))],
+    )
+    .await;
+    namespace_with_default_sa(&s.client, name, &[]).await;
+    let rc = json!({
+        "apiVersion": "regcred.dev/v1alpha1",
+        "kind": "RegistryCredential",
+        "metadata": {"name": name},
+        "spec": {
+            "provider": {"gcr": {"registries": [host], "auth": {"serviceAccountKey": {"secretRef": {"name": source, "key": "key.json"}}}}},
+            "target": {"namespaces": {"names": [name]}},
+            "healthCheck": {"mode": "Disabled"},
+        },
+    });
+    apply_rc(&s.client, rc).await;
+    wait_pull_secrets(&s.client, name, &[name]).await;
+    (google, registry)
+}
+
 /// The "automatic token rotation overnight" promise, broken on purpose and
 /// repaired: a Google token lives 20 s and regcred renews at most once a
 /// minute, so for 40 s of every minute the namespace holds an expired
@@ -451,36 +490,7 @@ async fn an_expired_credential_is_minted_anew_and_the_next_pull_succeeds() {
     const HOST: &str = "gar-renew.regcred.test";
     const LIFETIME: Duration = Duration::from_secs(20);
     let s = Scene::new("expired_repair").await;
-    let google = TokenServer::start().await.expect("google token endpoint");
-    google.issue_fresh_tokens("ya29.dx-renew", LIFETIME);
-    let unexpired = google.unexpired_check();
-    let registry = Registry::start(Auth::Verified {
-        verify: Arc::new(move |user, password| user == "oauth2accesstoken" && unexpired(password)),
-        repositories: vec!["team/app".into()],
-    })
-    .await
-    .expect("registry accepting only unexpired Google tokens");
-    app_image(&registry, "team/app").await;
-    s.bed.node.route_registry(HOST, &registry).unwrap();
-    put_secret(
-        &s.client,
-        "dx-renew-gcp",
-        &[("key.json", &service_account_key_json(&google.token_uri()))],
-    )
-    .await;
-    namespace_with_default_sa(&s.client, "dx-renew", &[]).await;
-    let rc = json!({
-        "apiVersion": "regcred.dev/v1alpha1",
-        "kind": "RegistryCredential",
-        "metadata": {"name": "dx-renew"},
-        "spec": {
-            "provider": {"gcr": {"registries": [HOST], "auth": {"serviceAccountKey": {"secretRef": {"name": "dx-renew-gcp", "key": "key.json"}}}}},
-            "target": {"namespaces": {"names": ["dx-renew"]}},
-            "healthCheck": {"mode": "Disabled"},
-        },
-    });
-    apply_rc(&s.client, rc).await;
-    wait_pull_secrets(&s.client, "dx-renew", &["dx-renew"]).await;
+    let (google, _registry) = short_lived_google(&s, "dx-renew", HOST, LIFETIME).await;
     let rcs = Api::<regcred::api::RegistryCredential>::all(s.client.clone());
     let status = eventually(WAIT, "the first credential's expiry in status", || async {
         let status = rcs.get("dx-renew").await.ok()?.status?;
@@ -998,36 +1008,7 @@ async fn a_credential_past_its_expiry_is_expired() {
     const HOST: &str = "gar.regcred.test";
     const LIFETIME: Duration = Duration::from_secs(20);
     let s = Scene::new("expired").await;
-    let google = TokenServer::start().await.expect("google token endpoint");
-    google.issue_fresh_tokens("ya29.dx-expired", LIFETIME);
-    let unexpired = google.unexpired_check();
-    let registry = Registry::start(Auth::Verified {
-        verify: Arc::new(move |user, password| user == "oauth2accesstoken" && unexpired(password)),
-        repositories: vec!["team/app".into()],
-    })
-    .await
-    .expect("registry accepting only unexpired Google tokens");
-    app_image(&registry, "team/app").await;
-    s.bed.node.route_registry(HOST, &registry).unwrap();
-    put_secret(
-        &s.client,
-        "dx-expired-gcp",
-        &[("key.json", &service_account_key_json(&google.token_uri()))],
-    )
-    .await;
-    namespace_with_default_sa(&s.client, "dx-expired", &[]).await;
-    let rc = json!({
-        "apiVersion": "regcred.dev/v1alpha1",
-        "kind": "RegistryCredential",
-        "metadata": {"name": "dx-expired"},
-        "spec": {
-            "provider": {"gcr": {"registries": [HOST], "auth": {"serviceAccountKey": {"secretRef": {"name": "dx-expired-gcp", "key": "key.json"}}}}},
-            "target": {"namespaces": {"names": ["dx-expired"]}},
-            "healthCheck": {"mode": "Disabled"},
-        },
-    });
-    apply_rc(&s.client, rc).await;
-    wait_pull_secrets(&s.client, "dx-expired", &["dx-expired"]).await;
+    let (google, _registry) = short_lived_google(&s, "dx-expired", HOST, LIFETIME).await;
     google.set_fault(Fault::Status {
         code: 503,
         retry_after: None,

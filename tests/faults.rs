@@ -539,14 +539,7 @@ async fn throttled_by_priority_and_fairness_regcred_backs_off_and_loses_nothing(
     let kubeconfig = cp.kubeconfig_for(user, &[]).unwrap();
     put_source_secret(&client, "hub", "me", "pw").await;
     let names = soak_namespaces(&client, n).await;
-    let mut operator = regcred_testenv::Operator::start_with_kubeconfig(
-        std::path::Path::new(env!("CARGO_BIN_EXE_regcred")),
-        &kubeconfig,
-        CREDS_NS,
-        &[],
-        &[("AWS_EC2_METADATA_DISABLED", "true")],
-    )
-    .expect("operator starts");
+    let mut operator = start_operator_as(&kubeconfig, &[], &[]);
 
     create_rc_named(&client, "free").await;
     let free = fanned_out(&client, &names, "free").await;
@@ -674,14 +667,7 @@ async fn a_watch_expired_by_compaction_relists_and_restores() {
         .replace(&real, &format!("127.0.0.1:{}", cutter.port));
     let path = cp.kubeconfig().with_file_name("cuttable.kubeconfig");
     std::fs::write(&path, kubeconfig).unwrap();
-    let operator = regcred_testenv::Operator::start_with_kubeconfig(
-        std::path::Path::new(env!("CARGO_BIN_EXE_regcred")),
-        &path,
-        CREDS_NS,
-        &[],
-        &[("AWS_EC2_METADATA_DISABLED", "true")],
-    )
-    .expect("operator starts");
+    let operator = start_operator_as(&path, &[], &[]);
     let h = Harness { client, operator, cp };
     put_source_secret(&h.client, "hub", "me", "pw").await;
     let names = soak_namespaces(&h.client, 10).await;

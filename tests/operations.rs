@@ -271,14 +271,7 @@ async fn starts_while_the_api_server_is_unreachable_and_waits_for_it() {
         .replace(&real, &format!("127.0.0.1:{port}"));
     let path = cp.kubeconfig().with_file_name("unreachable.kubeconfig");
     std::fs::write(&path, kubeconfig).unwrap();
-    let mut operator = regcred_testenv::Operator::start_with_kubeconfig(
-        std::path::Path::new(env!("CARGO_BIN_EXE_regcred")),
-        &path,
-        CREDS_NS,
-        &[],
-        &[("AWS_EC2_METADATA_DISABLED", "true")],
-    )
-    .expect("operator starts");
+    let mut operator = start_operator_as(&path, &[], &[]);
     eventually(WAIT, "the operator to say it is waiting", || {
         let logs = operator.logs();
         async move { logs.contains("cannot reach the API server; retrying").then_some(()) }

@@ -469,15 +469,7 @@ fn label_selector() -> impl Strategy<Value = LabelSelector> {
 /// The CRD's duration grammar (Go's `time.ParseDuration`), bounded so the
 /// total stays far inside what Go (and the API server's CEL) accepts.
 fn go_duration() -> impl Strategy<Value = (String, f64)> {
-    let unit = prop::sample::select(vec![
-        ("ns", 1e-9),
-        ("us", 1e-6),
-        ("µs", 1e-6),
-        ("ms", 1e-3),
-        ("s", 1.0),
-        ("m", 60.0),
-        ("h", 3600.0),
-    ]);
+    let unit = prop::sample::select(regcred::api::DURATION_UNITS.to_vec());
     let part = (0u32..100_000, prop::option::of(regex("[0-9]{1,6}")), unit).prop_map(|(whole, frac, (unit, secs))| {
         let number = match &frac {
             Some(f) => format!("{whole}.{f}"),

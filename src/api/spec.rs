@@ -506,6 +506,17 @@ pub enum HealthCheckMode {
 /// Longest duration regcred reads from a spec; beyond it, a typo.
 const MAX_SPEC_DURATION_SECS: f64 = 100.0 * 365.0 * 24.0 * 3600.0;
 
+/// The units of Go's `time.ParseDuration`, in seconds: the CRD's duration grammar.
+pub const DURATION_UNITS: [(&str, f64); 7] = [
+    ("ns", 1e-9),
+    ("us", 1e-6),
+    ("µs", 1e-6),
+    ("ms", 1e-3),
+    ("s", 1.0),
+    ("m", 60.0),
+    ("h", 3600.0),
+];
+
 /// A Go duration as the CRD admits it (`1h30m`, `90s`, `1.5h`), checked
 /// before kube's parser sees it: that parser panics on a negative part or a
 /// value too large for a `Duration`, and an object stored before the CRD's
@@ -531,19 +542,11 @@ where
             .parse()
             .map_err(|_| D::Error::custom(format!("{text:?} is not a duration like 1h30m")))?;
         rest = &rest[number_len..];
-        let (unit, secs) = [
-            ("ns", 1e-9),
-            ("us", 1e-6),
-            ("µs", 1e-6),
-            ("ms", 1e-3),
-            ("s", 1.0),
-            ("m", 60.0),
-            ("h", 3600.0),
-        ]
-        .into_iter()
-        .filter(|(u, _)| rest.starts_with(u))
-        .max_by_key(|(u, _)| u.len())
-        .ok_or_else(|| D::Error::custom(format!("{text:?} is not a duration like 1h30m")))?;
+        let (unit, secs) = DURATION_UNITS
+            .into_iter()
+            .filter(|(u, _)| rest.starts_with(u))
+            .max_by_key(|(u, _)| u.len())
+            .ok_or_else(|| D::Error::custom(format!("{text:?} is not a duration like 1h30m")))?;
         rest = &rest[unit.len()..];
         total += number * secs;
     }

@@ -340,7 +340,7 @@ async fn apply_credential(rc: &RegistryCredential, ctx: &Context) -> Result<Acti
     let mark = ctx.touched.mark();
     let mut cred = credential::step(&ctx.credential_env(), rc, provider, source.as_deref(), &previous, now).await;
     let uid = rc.uid().unwrap_or_default();
-    let last = ctx.passes.get(&uid);
+    let last = ctx.passes.take(&uid);
     let digest = cred.current.as_ref().map(|c| c.digest.clone());
     let since = last.as_ref().map_or(Since::All, |l| ctx.touched.since(l.mark));
     let scope = scope::scope(last.as_ref(), since, rc.metadata.generation, digest.as_deref(), now);

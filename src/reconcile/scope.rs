@@ -114,8 +114,16 @@ pub struct Pass {
 pub struct Passes(Mutex<HashMap<String, Pass>>);
 
 impl Passes {
-    pub fn get(&self, uid: &str) -> Option<Pass> {
-        self.0.lock().expect("passes lock").get(uid).cloned()
+    /// The last pass, its outcomes moved out rather than copied (a copy
+    /// would cost every namespace on each reconcile); its mark stays, so
+    /// [`Passes::oldest_mark`] still counts it until [`Passes::put`].
+    pub fn take(&self, uid: &str) -> Option<Pass> {
+        let mut passes = self.0.lock().expect("passes lock");
+        let pass = passes.get_mut(uid)?;
+        Some(Pass {
+            outcomes: std::mem::take(&mut pass.outcomes),
+            ..pass.clone()
+        })
     }
 
     pub fn put(&self, uid: &str, pass: Pass) {

@@ -117,12 +117,17 @@ pub fn start_operator(cp: &ControlPlane) -> Operator {
 }
 
 pub fn start_operator_with(cp: &ControlPlane, args: &[&str], env: &[(&str, &str)]) -> Operator {
+    start_operator_as(cp.kubeconfig(), args, env)
+}
+
+/// The operator with `kubeconfig` (another user, a path through a proxy).
+pub fn start_operator_as(kubeconfig: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Operator {
     // No cloud metadata services here: the SDKs must not wait for them.
     let mut env = env.to_vec();
     env.push(("AWS_EC2_METADATA_DISABLED", "true"));
-    Operator::start(
+    Operator::start_with_kubeconfig(
         std::path::Path::new(env!("CARGO_BIN_EXE_regcred")),
-        cp,
+        kubeconfig,
         CREDS_NS,
         args,
         &env,
