@@ -559,8 +559,9 @@ async fn new_namespace(stack: &mut Stack, client: &Client) -> anyhow::Result<()>
 /// Step 8: pointers into the README and examples.
 fn where_next() {
     say("README.md: \"Quick start in a cluster\" (install the CRD, run the operator, first credential),");
-    say("           \"Providers and cloud permissions\" (ECR, GCR/Artifact Registry, ACR, static),");
-    say("           \"Status, conditions and metrics\" and \"Troubleshooting by reason\".");
+    say("           \"Cloud set-up per provider\" (ECR, GCR/Artifact Registry, ACR, static),");
+    say("           \"Status, conditions and metrics\", \"Troubleshooting by reason\" and");
+    say("           \"When a pull fails anyway\" (regcred diagnose, the operator's repairs).");
     say("examples/: one RegistryCredential per provider and auth mode; the API contract: crds/ field docs.");
 }
 
