@@ -10,7 +10,7 @@ export REGCRED_MOTO_SERVER := $(VENV)/bin/moto_server
 export REGCRED_HELM := $(CACHE)/helm/$(HELM_VERSION)/helm
 CARGO ?= cargo
 
-.PHONY: test demo envtest helm tools crds lint build fuzz soak bench
+.PHONY: test demo envtest helm tools crds lint build image fuzz soak bench
 
 ## test: install what is missing, then run every check and test
 test: tools lint
@@ -24,7 +24,7 @@ demo: tools
 soak: tools
 	@hack/soak.sh
 
-## envtest: build etcd, kube-apiserver and kubelet from Go modules into the cache (once per version)
+## envtest: build etcd, kube-apiserver, kubelet, kube-controller-manager and kube-scheduler from Go modules into the cache (once per version)
 envtest:
 	@hack/build-envtest.sh >/dev/null
 
@@ -48,6 +48,14 @@ lint:
 
 build:
 	$(CARGO) build --release
+
+IMAGE_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+IMAGE_TAG ?= dev
+## image: the Dockerfile's image without a Docker engine, as an OCI layout in target/image/regcred (PUSH=host[:port]/repository[:tag] also pushes it)
+image:
+	$(CARGO) build --release --locked --bin regcred
+	$(CARGO) run --quiet --locked -p regcred-testenv --bin regcred-image -- \
+	  --binary $(IMAGE_DIR)/release/regcred --out $(IMAGE_DIR)/image/regcred --tag $(IMAGE_TAG) $(if $(PUSH),--push $(PUSH))
 
 BENCH_TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 ## bench: the release binary on a local control plane at 1,000 and 10,000 namespaces, each figure beside a plain client's; one table, saved as bench/results/<UTC time>.json (BENCH_SCALE=small: a quick run); not part of `make test`

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds etcd, kube-apiserver and kubelet from their Go modules into a cache
-# outside the repository, once per pinned version. Prints the directory
-# holding them.
+# Builds etcd, kube-apiserver, kubelet, kube-controller-manager and
+# kube-scheduler from their Go modules into a cache outside the repository,
+# once per pinned version. Prints the directory holding them.
 #
 # k8s.io/kubernetes cannot be `go install`ed: its go.mod replaces every
 # k8s.io/<staging> module with ./staging/src/... . A wrapper module requires
@@ -14,11 +14,16 @@ source "$here/versions.env"
 
 cache=${REGCRED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/regcred}
 out="$cache/envtest/k8s-$K8S_VERSION-etcd-$ETCD_VERSION"
-if [[ -x "$out/kube-apiserver" && -x "$out/kubelet" && -x "$out/etcd" ]]; then
+k8s_all=(kube-apiserver kubelet kube-controller-manager kube-scheduler)
+present=true
+for cmd in etcd "${k8s_all[@]}"; do
+  [[ -x "$out/$cmd" ]] || present=false
+done
+if $present; then
   echo "$out"
   exit 0
 fi
-command -v go >/dev/null || { echo "error: Go is required to build etcd, kube-apiserver and kubelet (https://go.dev/dl/)" >&2; exit 1; }
+command -v go >/dev/null || { echo "error: Go is required to build etcd and the Kubernetes binaries (https://go.dev/dl/)" >&2; exit 1; }
 mkdir -p "$out"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -49,15 +54,17 @@ GO
   mv "$out/etcd.tmp" "$out/etcd"
 fi
 
-# kube-apiserver and kubelet come from one module (k8s.io/kubernetes at
-# K8S_VERSION) and share most packages: whichever are missing are built by one
-# `go build`, so a cold build compiles the shared packages once.
+# kube-apiserver, kubelet, kube-controller-manager and kube-scheduler (the
+# last two for tests that run Deployments on the test node) come from one
+# module (k8s.io/kubernetes at K8S_VERSION) and share most packages: whichever
+# are missing are built by one `go build`, so a cold build compiles the shared
+# packages once.
 k8s_cmds=()
-for cmd in kube-apiserver kubelet; do
+for cmd in "${k8s_all[@]}"; do
   [[ -x "$out/$cmd" ]] || k8s_cmds+=("$cmd")
 done
 if ((${#k8s_cmds[@]})); then
-  log "building ${k8s_cmds[*]} $K8S_VERSION (5 to 10 minutes on 2 cores; together they share most packages)"
+  log "building ${k8s_cmds[*]} $K8S_VERSION (5 to 25 minutes on 2 cores, by how many; together they share most packages)"
   mkdir -p "$work/k8s" && cd "$work/k8s"
   go mod init regcred.dev/envtest-kubernetes >/dev/null 2>&1
   modfile=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
@@ -79,7 +86,7 @@ if ((${#k8s_cmds[@]})); then
   ver="$K8S_VERSION"
   ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$ver -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$(echo "$ver" | cut -d. -f2) -X k8s.io/component-base/version.gitTreeState=clean"
   mkdir -p "$work/bin"
-  # CGO off for both, as for the release's kube-apiserver: the kubelet's cgo
+  # CGO off for all, as for the release's kube-apiserver: the kubelet's cgo
   # users (cAdvisor's libpfm, sd-journal) are optional and unused by the tests.
   CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$work/bin/" "${pkgs[@]}" >&2
   for cmd in "${k8s_cmds[@]}"; do

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make demo`: build the operator and the demo driver, then run the demo
-# (testenv/src/bin/regcred-demo.rs). It starts etcd, kube-apiserver, a
+# (testenv/src/bin/regcred-demo/: main.rs the steps, cluster.rs its cluster helpers, output.rs its printing). It starts etcd, kube-apiserver, a
 # registry, moto and regcred on 127.0.0.1 and stops all of them when it ends,
 # also on Ctrl-C. Expects `make tools` to have installed them.
 set -euo pipefail

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need besides Rust crates and the Go-built control
-# plane and kubelet: Debian packages (docker-registry, containerd, runc) and
-# PyPI packages (moto) into a project-local virtualenv. Idempotent; quiet when
-# everything is present.
+# plane and kubelet: Debian packages (docker-registry, containerd, runc, CNI
+# plugins) and PyPI packages (moto) into a project-local virtualenv.
+# Idempotent; quiet when everything is present.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
@@ -23,12 +23,16 @@ fi
 # - containerd (1.6) and runc: the container runtime of the test node
 #   (testenv/src/node.rs starts its own containerd with its own config,
 #   socket and state);
+# - containernetworking-plugins (bridge, host-local, loopback), iptables and
+#   iproute2: the pod network of a node started with NodeOptions::pod_network
+#   (testenv/src/pod_network.rs), which the chart-on-node test needs;
 # - gcc and libc6-dev: the node's test images are static C binaries.
 sudo=()
 if [[ $(id -u) -ne 0 ]]; then sudo=(sudo); fi
 missing=()
 for pkg in docker-registry:/usr/bin/docker-registry containerd:/usr/bin/containerd \
-  containerd:/usr/bin/containerd-shim-runc-v2 runc:/usr/sbin/runc gcc:/usr/bin/gcc libc6-dev:/usr/lib/x86_64-linux-gnu/libc.a; do
+  containerd:/usr/bin/containerd-shim-runc-v2 runc:/usr/sbin/runc gcc:/usr/bin/gcc libc6-dev:/usr/lib/x86_64-linux-gnu/libc.a \
+  containernetworking-plugins:/usr/lib/cni/bridge iptables:/usr/sbin/iptables iproute2:/usr/sbin/ip; do
   [[ -e ${pkg#*:} ]] || missing+=("${pkg%%:*}")
 done
 if ((${#missing[@]})); then

@@ -38,6 +38,7 @@ fn cached<K>(
     api: Api<K>,
     wc: watcher::Config,
     recovery: &Recovery,
+    slim: fn(&mut K),
 ) -> (Store<K>, impl Stream<Item = Change> + Send + 'static)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
@@ -46,9 +47,10 @@ where
     let kind = K::kind(&()).to_string();
     let events = reflector::reflector(
         writer,
-        watcher(api, wc.any_semantic()).modify(|o: &mut K| {
+        watcher(api, wc.any_semantic()).modify(move |o: &mut K| {
             // Managed fields are never read; dropping them halves the cache.
             o.meta_mut().managed_fields = None;
+            slim(o);
         }),
     );
     let stream = recover(events, kind, recovery.clone()).filter_map(|event| {
@@ -285,21 +287,27 @@ pub async fn run(client: Client, config: ControllerConfig, shutdown: impl Future
         Api::<Namespace>::all(client.clone()),
         watcher::Config::default(),
         &recovery,
+        crate::targets::cache_form,
     );
     let (service_accounts, sa_changes) = cached(
         Api::<ServiceAccount>::all(client.clone()),
         watcher::Config::default(),
         &recovery,
+        |_| {},
     );
     let (managed_secrets, managed_changes) = cached(
         Api::<Secret>::all(client.clone()),
         watcher::Config::default().labels(build::MANAGED_SELECTOR),
         &recovery,
+        // Their data as a digest: regcred compares, and writes, only its own key.
+        build::cache_form,
     );
     let (source_secrets, source_changes) = cached(
         Api::<Secret>::namespaced(client.clone(), &config.credentials_namespace),
         watcher::Config::default(),
         &recovery,
+        // The sources: their content is the credential.
+        |_| {},
     );
     // Any change of these may concern any RegistryCredential (a namespace that
     // starts or stops matching, a new ServiceAccount, a Secret edited by someone

@@ -23,6 +23,21 @@ pub fn is_terminating(ns: &Namespace) -> bool {
         || ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating")
 }
 
+/// A Namespace as regcred keeps it in memory: what selection reads (name,
+/// labels, deletion, phase) and nothing else, such as a GitOps tool's
+/// kilobytes of `last-applied-configuration`.
+pub fn cache_form(ns: &mut Namespace) {
+    let meta = &mut ns.metadata;
+    meta.annotations = None;
+    meta.finalizers = None;
+    meta.owner_references = None;
+    meta.managed_fields = None;
+    ns.spec = None;
+    if let Some(status) = ns.status.as_mut() {
+        status.conditions = None;
+    }
+}
+
 /// Whether `ns` is selected by `sel` (ignoring whether it is terminating).
 pub fn namespace_selected(sel: &NamespaceSelection, ns: &Namespace) -> bool {
     let name = ns.name_any();
@@ -70,6 +85,22 @@ pub fn plan(
     TargetPlan { write, clean }
 }
 
+/// Deletion's plan: write nowhere; clean every Secret the credential
+/// manages (`ours`) and its entry for `secret_name` wherever it recorded
+/// one on a ServiceAccount (`recorded_in`), also where the Secret is gone.
+pub fn deletion_plan(
+    ours: impl IntoIterator<Item = (String, String)>,
+    recorded_in: impl IntoIterator<Item = String>,
+    secret_name: &str,
+) -> TargetPlan {
+    let mut clean: BTreeSet<(String, String)> = ours.into_iter().collect();
+    clean.extend(recorded_in.into_iter().map(|ns| (ns, secret_name.to_string())));
+    TargetPlan {
+        write: BTreeSet::new(),
+        clean: clean.into_iter().collect(),
+    }
+}
+
 /// Whether `sa` should reference the managed Secret.
 pub fn service_account_selected(sel: &ServiceAccountSelection, sa: &ServiceAccount) -> bool {
     let name = sa.name_any();
@@ -110,6 +141,21 @@ mod tests {
             match_labels: Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn deletion_cleans_every_secret_and_every_recorded_entry_and_writes_nothing() {
+        let ours = [
+            ("a".to_string(), "pull".to_string()),
+            ("b".to_string(), "old-name".to_string()),
+        ];
+        // `c` holds only an entry: its Secret is already gone.
+        let plan = deletion_plan(ours, ["a".to_string(), "c".to_string()], "pull");
+        assert!(plan.write.is_empty());
+        assert_eq!(
+            plan.clean,
+            [("a", "pull"), ("b", "old-name"), ("c", "pull")].map(|(n, s)| (n.to_string(), s.to_string()))
+        );
     }
 
     #[test]

@@ -7,7 +7,6 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, ServiceAccount};
@@ -15,7 +14,7 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
 use kube::discovery::{self, Scope};
 use kube::{Client, ResourceExt};
-use regcred_testenv::tools::{helm_binary, pinned};
+use regcred_testenv::tools::pinned;
 use regcred_testenv::{ControlPlane, eventually, free_port};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -33,20 +32,8 @@ fn chart_dir() -> PathBuf {
 
 /// Run helm in the chart directory; its stdout, or a panic with its stderr.
 fn helm(args: &[&str]) -> String {
-    let out = Command::new(helm_binary())
-        .args(args)
-        .current_dir(chart_dir())
-        .output()
-        .expect("running helm");
-    assert!(
-        out.status.success(),
-        "helm {} failed ({}):\n{}{}",
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("helm prints UTF-8")
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    regcred_testenv::tools::helm(&chart_dir(), &args)
 }
 
 /// `helm template` of the chart (CRDs included) into `namespace`, as JSON objects.
@@ -644,15 +631,13 @@ async fn the_charts_rbac_denies_the_rest() {
             .await,
         "deleting a Namespace",
     );
+    let mut whole = Secret::default();
+    whole.metadata.name = Some("hub".into());
     assert_forbidden(
         Api::<Secret>::namespaced(me.clone(), "rbac-taken")
-            .patch(
-                "hub",
-                &PatchParams::default(),
-                &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
-            )
+            .replace("hub", &dry, &whole)
             .await,
-        "patching a Secret (regcred only ever updates)",
+        "replacing a whole Secret (regcred only ever merge-patches its own keys)",
     );
     assert_forbidden(
         Api::<ServiceAccount>::namespaced(me.clone(), "rbac-a")

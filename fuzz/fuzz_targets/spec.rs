@@ -9,22 +9,14 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::core::Selector;
 use libfuzzer_sys::fuzz_target;
-use regcred::api::RegistryCredential;
+use regcred::api::{DURATION_UNITS, RegistryCredential};
 use regcred::reconcile::validate::{selector_problem, spec};
 use serde_json::Value;
 
 /// Go's `time.ParseDuration` grammar without a sign, within Go's range: the
-/// CRD's rule for `renewBefore` and `healthCheck.interval`.
+/// CRD's rule for `renewBefore` and `healthCheck.interval`, with the units
+/// regcred's own duration check uses.
 fn admitted(duration: &str) -> bool {
-    const UNITS: [(&str, f64); 7] = [
-        ("ns", 1e-9),
-        ("us", 1e-6),
-        ("µs", 1e-6),
-        ("ms", 1e-3),
-        ("s", 1.0),
-        ("m", 60.0),
-        ("h", 3600.0),
-    ];
     let is_number = |c: char| c.is_ascii_digit() || c == '.';
     let mut rest = duration;
     let mut seconds = 0.0;
@@ -33,7 +25,7 @@ fn admitted(duration: &str) -> bool {
         let (unit, tail) = tail.split_at(tail.find(is_number).unwrap_or(tail.len()));
         let (whole, fraction) = number.split_once('.').unwrap_or((number, "0"));
         let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-        let Some((_, scale)) = UNITS.iter().find(|(u, _)| *u == unit) else {
+        let Some((_, scale)) = DURATION_UNITS.iter().find(|(u, _)| *u == unit) else {
             return false;
         };
         if !digits(whole) || !digits(fraction) {

@@ -30,6 +30,8 @@ pub mod reason {
     pub const UNREACHABLE: &str = "Unreachable";
     pub const CHECK_DISABLED: &str = "CheckDisabled";
     pub const NOT_CHECKED: &str = "NotChecked";
+    /// A pull-auth check ran but could not tell whether the registry accepts the credential.
+    pub const CHECK_INCONCLUSIVE: &str = "CheckInconclusive";
     pub const READY: &str = "Ready";
     /// A changed static credential that the registry refused; the Secrets keep the last good one.
     pub const CREDENTIAL_REJECTED: &str = "CredentialRejected";

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-use kube::api::{Api, DeleteParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Client, ResourceExt};
 
 use super::build::{self, SaChange};
@@ -66,6 +66,13 @@ fn post_params() -> PostParams {
     }
 }
 
+fn patch_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    }
+}
+
 fn is_status(e: &kube::Error, code: u16) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == code)
 }
@@ -112,9 +119,20 @@ pub async fn ensure_secret(
         Some(s) => (*s).clone(),
         None => match api.create(&post_params(), desired).await {
             Ok(_) => return Ok(1),
-            Err(e) if is_status(&e, 409) => api.get(&name).await.map_err(|e| write_failed(&e))?,
+            Err(e) if is_status(&e, 409) => {
+                let mut found = api.get(&name).await.map_err(|e| write_failed(&e))?;
+                build::cache_form(&mut found);
+                found
+            }
             Err(e) => return Err(write_failed(&e)),
         },
+    };
+    let update = || async {
+        let patch = build::secret_patch(&existing, &build::merged_secret(&existing, desired));
+        api.patch(&name, &patch_params(), &Patch::Merge(patch))
+            .await
+            .map(|_| 1)
+            .map_err(|e| write_failed(&e))
     };
     if build::is_managed_by(&existing, rc_name) {
         if build::secret_up_to_date(&existing, desired) {
@@ -123,11 +141,7 @@ pub async fn ensure_secret(
         if existing.type_ != desired.type_ {
             return recreate(&api, &existing, desired).await.map_err(|e| write_failed(&e));
         }
-        return api
-            .replace(&name, &post_params(), &build::merged_secret(&existing, desired))
-            .await
-            .map(|_| 1)
-            .map_err(|e| write_failed(&e));
+        return update().await;
     }
     if let Some(owner) = build::managing_credential(&existing) {
         // Two RegistryCredentials writing one Secret would undo each other forever.
@@ -168,11 +182,7 @@ pub async fn ensure_secret(
         ExistingSecretPolicy::Adopt if existing.type_ != desired.type_ => {
             recreate(&api, &existing, desired).await.map_err(|e| write_failed(&e))
         }
-        ExistingSecretPolicy::Adopt => api
-            .replace(&name, &post_params(), &build::merged_secret(&existing, desired))
-            .await
-            .map(|_| 1)
-            .map_err(|e| write_failed(&e)),
+        ExistingSecretPolicy::Adopt => update().await,
     }
 }
 
@@ -194,9 +204,16 @@ async fn recreate(api: &Api<Secret>, existing: &Secret, desired: &Secret) -> Res
     Ok(2)
 }
 
-/// Bring one ServiceAccount's reference to `secret` in line with `selected`:
-/// read, change only regcred's own entry, write back with the
-/// resourceVersion precondition, and retry on conflict with a fresh read.
+/// One RegistryCredential's wish for one ServiceAccount: reference `secret`
+/// (`selected`) or drop the entry it added.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SaEntry {
+    pub secret: String,
+    pub rc_name: String,
+    pub selected: bool,
+}
+
+/// Bring one ServiceAccount's reference to `secret` in line with `selected`.
 /// Returns the writes made.
 pub async fn reconcile_service_account(
     client: &Client,
@@ -205,43 +222,81 @@ pub async fn reconcile_service_account(
     rc_name: &str,
     selected: bool,
 ) -> Result<u32, Error> {
-    let ns = cached.namespace().unwrap_or_default();
-    let name = cached.name_any();
+    let entry = SaEntry {
+        secret: secret.into(),
+        rc_name: rc_name.into(),
+        selected,
+    };
+    let (mut results, _) = write_service_account(client, cached.clone(), std::slice::from_ref(&entry)).await;
+    results.pop().unwrap_or(Ok(0))
+}
+
+/// Bring one ServiceAccount in line with every entry of `entries` in one
+/// write: read, change only regcred's own entries, write back with the
+/// resourceVersion precondition, and retry on conflict with a fresh read.
+/// Returns each entry's result (the write counts once, for the first entry
+/// that changed something) and, after a write, the object written and the
+/// resourceVersion it replaced.
+pub async fn write_service_account(
+    client: &Client,
+    current: ServiceAccount,
+    entries: &[SaEntry],
+) -> (Vec<Result<u32, Error>>, Option<(ServiceAccount, String)>) {
+    let ns = current.namespace().unwrap_or_default();
+    let name = current.name_any();
     let api: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
-    let failed = |verb: &'static str, e: &kube::Error| Error::PatchServiceAccount {
+    let failed = |entry: &SaEntry, verb: &'static str, cause: String| Error::PatchServiceAccount {
         namespace: ns.clone(),
         name: name.clone(),
-        secret: secret.into(),
+        secret: entry.secret.clone(),
         verb,
-        cause: describe(e),
+        cause,
     };
-    let mut current = cached.clone();
+    let all = |f: &dyn Fn(&SaEntry) -> Result<u32, Error>| entries.iter().map(f).collect::<Vec<_>>();
+    let mut current = current;
     for _ in 0..SA_CONFLICT_RETRIES {
-        let Some(change) = build::sa_change(&current, secret, rc_name, selected) else {
-            return Ok(0);
+        let mut updated = None::<ServiceAccount>;
+        let mut changes = Vec::with_capacity(entries.len());
+        for e in entries {
+            let base = updated.as_ref().unwrap_or(&current);
+            let change = build::sa_change(base, &e.secret, &e.rc_name, e.selected);
+            if let Some(change) = change {
+                updated = Some(build::apply_sa_change(base, &e.secret, &e.rc_name, change));
+            }
+            changes.push(change);
+        }
+        let Some(updated) = updated else {
+            return (all(&|_| Ok(0)), None);
         };
-        let updated = build::apply_sa_change(&current, secret, rc_name, change);
         match api.replace(&name, &post_params(), &updated).await {
-            Ok(_) => return Ok(1),
-            Err(e) if is_status(&e, 404) => return Ok(0),
+            Ok(written) => {
+                let first = changes.iter().position(Option::is_some);
+                let results = (0..entries.len()).map(|i| Ok(u32::from(Some(i) == first))).collect();
+                return (results, Some((written, current.resource_version().unwrap_or_default())));
+            }
+            Err(e) if is_status(&e, 404) => return (all(&|_| Ok(0)), None),
             Err(e) if is_status(&e, 409) => match api.get_opt(&name).await {
                 Ok(Some(fresh)) => current = fresh,
-                Ok(None) => return Ok(0),
-                Err(e) => return Err(failed("reading", &e)),
+                Ok(None) => return (all(&|_| Ok(0)), None),
+                Err(e) => return (all(&|entry| Err(failed(entry, "reading", describe(&e)))), None),
             },
             Err(e) => {
-                let verb = if change == SaChange::Add { "adding" } else { "removing" };
-                return Err(failed(verb, &e));
+                let results = entries
+                    .iter()
+                    .zip(&changes)
+                    .map(|(entry, change)| match change {
+                        // Already as this entry wants it.
+                        None => Ok(0),
+                        Some(SaChange::Add) => Err(failed(entry, "adding", describe(&e))),
+                        Some(SaChange::Remove) => Err(failed(entry, "removing", describe(&e))),
+                    })
+                    .collect();
+                return (results, None);
             }
         }
     }
-    Err(Error::PatchServiceAccount {
-        namespace: ns.clone(),
-        name: name.clone(),
-        secret: secret.into(),
-        verb: "updating",
-        cause: format!("it kept changing ({SA_CONFLICT_RETRIES} conflicts in a row); will retry"),
-    })
+    let cause = format!("it kept changing ({SA_CONFLICT_RETRIES} conflicts in a row); will retry");
+    (all(&|entry| Err(failed(entry, "updating", cause.clone()))), None)
 }
 
 /// Remove `rc_name`'s entries for `secret` from the given ServiceAccounts
@@ -299,5 +354,80 @@ async fn namespace_gone(client: &Client, ns: &str) -> bool {
         Ok(Some(n)) => crate::targets::is_terminating(&n),
         Ok(None) => true,
         Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{Request, Response};
+    use kube::client::Body;
+    use tower_test::mock;
+
+    use super::super::fixtures::rc;
+
+    #[tokio::test]
+    async fn a_stale_secret_is_patched_on_our_key_only_with_the_version_it_was_read_at() {
+        let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "default");
+        let mut cached = build::desired_secret(&rc(), "a", b"old", None, "fp");
+        cached.metadata.resource_version = Some("41".into());
+        build::cache_form(&mut cached);
+        let desired = build::desired_secret(&rc(), "a", b"new", None, "fp");
+        let server = tokio::spawn(async move {
+            let (req, send) = handle.next_request().await.expect("one request");
+            let content_type = req.headers()["content-type"].to_str().unwrap().to_string();
+            let seen = (req.method().to_string(), req.uri().path().to_string(), content_type);
+            let body: serde_json::Value =
+                serde_json::from_slice(&req.into_body().collect_bytes().await.unwrap()).unwrap();
+            send.send_response(Response::new(Body::from(serde_json::to_vec(&desired_echo()).unwrap())));
+            (seen, body)
+        });
+        let written = ensure_secret(
+            &client,
+            "hub",
+            "uid-hub",
+            &desired,
+            Some(Arc::new(cached)),
+            ExistingSecretPolicy::Fail,
+        )
+        .await
+        .expect("written");
+        let ((method, path, content_type), body) = server.await.unwrap();
+        assert_eq!(written, 1);
+        assert_eq!(
+            (method.as_str(), path.as_str()),
+            ("PATCH", "/api/v1/namespaces/a/secrets/hub")
+        );
+        assert_eq!(content_type, "application/merge-patch+json");
+        assert_eq!(body["metadata"]["resourceVersion"], "41");
+        assert_eq!(body["data"], serde_json::json!({".dockerconfigjson": "bmV3"}));
+        assert!(!body.to_string().contains(build::CACHED_DATA_DIGEST));
+    }
+
+    fn desired_echo() -> Secret {
+        build::desired_secret(&rc(), "a", b"new", None, "fp")
+    }
+
+    #[tokio::test]
+    async fn an_up_to_date_secret_costs_no_request() {
+        let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "default");
+        let desired = build::desired_secret(&rc(), "a", b"same", None, "fp");
+        let mut cached = desired.clone();
+        build::cache_form(&mut cached);
+        let written = ensure_secret(
+            &client,
+            "hub",
+            "uid-hub",
+            &desired,
+            Some(Arc::new(cached)),
+            ExistingSecretPolicy::Fail,
+        )
+        .await
+        .expect("nothing to do");
+        assert_eq!(written, 0);
+        drop(client);
+        assert!(handle.next_request().await.is_none());
     }
 }

@@ -26,6 +26,10 @@ pub const MANAGED_METADATA_ANNOTATION: &str = "regcred.dev/managed-metadata";
 /// RegistryCredential each belongs to, comma-separated `secret=credential`
 /// (a bare `secret` was written before owners were recorded).
 pub const PULL_SECRETS_ANNOTATION: &str = "regcred.dev/pull-secrets";
+/// In the managed-Secret cache only, never written: a digest of the
+/// `.dockerconfigjson` the Secret holds, which the cache keeps instead of the
+/// data ([`cache_form`]).
+pub const CACHED_DATA_DIGEST: &str = "regcred.dev/cached-data-sha256";
 pub const FINALIZER: &str = "regcred.dev/cleanup";
 /// Label selector for every Secret regcred manages.
 pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=regcred";
@@ -101,20 +105,47 @@ fn owner_reference(rc: &RegistryCredential) -> OwnerReference {
     })
 }
 
-/// Whether `existing` already carries everything of `desired`: type, data,
-/// our labels and annotations, the owner reference. Others' extra labels,
-/// annotations and data keys are left alone and do not count.
+/// A Secret as regcred keeps it in memory: its data replaced by a digest of
+/// the one key regcred writes (in the [`CACHED_DATA_DIGEST`] annotation,
+/// computed here, so a Secret carrying such an annotation vouches for
+/// nothing). Regcred compares and patches only that key, and a token is
+/// kilobytes at 10,000 namespaces (an ECR one is 3 KiB). Every Secret regcred
+/// decides on goes through this: the managed-Secret cache, and a Secret read
+/// because a create found one in the way.
+pub fn cache_form(secret: &mut Secret) {
+    let digest = secret
+        .data
+        .take()
+        .and_then(|d| d.get(dockerconfig::DATA_KEY).map(|v| data_digest(&v.0)));
+    secret.string_data = None;
+    let annotations = secret.annotations_mut();
+    match digest {
+        Some(d) => annotations.insert(CACHED_DATA_DIGEST.into(), d),
+        None => annotations.remove(CACHED_DATA_DIGEST),
+    };
+}
+
+fn data_digest(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    let sum = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    base64::engine::general_purpose::STANDARD.encode(sum.as_ref())
+}
+
+/// Whether `existing` (in [`cache_form`]) already carries everything of
+/// `desired`: type, data, our labels and annotations, the owner reference.
+/// Others' extra labels, annotations and data keys are left alone and do not count.
 pub fn secret_up_to_date(existing: &Secret, desired: &Secret) -> bool {
     let contains = |have: Option<&BTreeMap<String, String>>, want: Option<&BTreeMap<String, String>>| {
         want.into_iter()
             .flatten()
             .all(|(k, v)| have.and_then(|h| h.get(k)) == Some(v))
     };
+    let held = existing.annotations().get(CACHED_DATA_DIGEST);
     let data_ok = desired
         .data
         .iter()
         .flatten()
-        .all(|(k, v)| existing.data.as_ref().and_then(|d| d.get(k)) == Some(v));
+        .all(|(k, v)| k == dockerconfig::DATA_KEY && held == Some(&data_digest(&v.0)));
     let owner_ok = desired
         .metadata
         .owner_references
@@ -189,6 +220,58 @@ pub fn merged_secret(existing: &Secret, desired: &Secret) -> Secret {
         }
     }
     out
+}
+
+/// The JSON merge patch that turns `existing` (in [`cache_form`]) into
+/// `merged` ([`merged_secret`]): regcred's data key, the labels and
+/// annotations that differ (removed ones as `null`), the owner references
+/// when they differ, and `existing`'s resourceVersion, so that a Secret
+/// changed meanwhile answers 409 instead of being overwritten. Data keys of
+/// others are not in it and stay as they are.
+pub fn secret_patch(existing: &Secret, merged: &Secret) -> serde_json::Value {
+    use serde_json::{Map, Value};
+    fn diff(have: Option<&BTreeMap<String, String>>, want: Option<&BTreeMap<String, String>>) -> Map<String, Value> {
+        let mut out = Map::new();
+        for k in have.into_iter().flatten().map(|(k, _)| k) {
+            if k != CACHED_DATA_DIGEST && !want.is_some_and(|w| w.contains_key(k)) {
+                out.insert(k.clone(), Value::Null);
+            }
+        }
+        for (k, v) in want.into_iter().flatten() {
+            if k != CACHED_DATA_DIGEST && have.and_then(|h| h.get(k)) != Some(v) {
+                out.insert(k.clone(), Value::String(v.clone()));
+            }
+        }
+        out
+    }
+    let mut metadata = Map::new();
+    metadata.insert("resourceVersion".into(), existing.resource_version().into());
+    let labels = diff(existing.metadata.labels.as_ref(), merged.metadata.labels.as_ref());
+    if !labels.is_empty() {
+        metadata.insert("labels".into(), Value::Object(labels));
+    }
+    let annotations = diff(
+        existing.metadata.annotations.as_ref(),
+        merged.metadata.annotations.as_ref(),
+    );
+    if !annotations.is_empty() {
+        metadata.insert("annotations".into(), Value::Object(annotations));
+    }
+    if existing.owner_references() != merged.owner_references() {
+        metadata.insert(
+            "ownerReferences".into(),
+            serde_json::to_value(merged.owner_references()).unwrap_or_default(),
+        );
+    }
+    let mut patch = Map::new();
+    patch.insert("metadata".into(), Value::Object(metadata));
+    if let Some(data) = merged.data.as_ref().and_then(|d| d.get(dockerconfig::DATA_KEY)) {
+        patch.insert(
+            "data".into(),
+            serde_json::json!({ dockerconfig::DATA_KEY: serde_json::to_value(data).unwrap_or_default() }),
+        );
+    }
+    Value::Object(patch)
 }
 
 /// One `imagePullSecrets` entry regcred added, and whose it is.
@@ -381,7 +464,7 @@ mod tests {
             .as_mut()
             .unwrap()
             .insert("other".into(), ByteString(b"x".to_vec()));
-        assert!(secret_up_to_date(&existing, &desired));
+        assert!(secret_up_to_date(&cached(&existing), &desired));
 
         let mut edited = existing.clone();
         edited
@@ -389,14 +472,66 @@ mod tests {
             .as_mut()
             .unwrap()
             .insert(".dockerconfigjson".into(), ByteString(b"{}".to_vec()));
-        assert!(!secret_up_to_date(&edited, &desired));
-        let merged = merged_secret(&edited, &desired);
-        assert!(secret_up_to_date(&merged, &desired));
+        assert!(!secret_up_to_date(&cached(&edited), &desired));
+        let merged = merged_secret(&cached(&edited), &desired);
+        assert!(secret_up_to_date(&cached(&merged), &desired));
         assert_eq!(merged.labels()["extra"], "x");
 
         let mut opaque = existing.clone();
         opaque.type_ = Some("Opaque".into());
-        assert!(!secret_up_to_date(&opaque, &desired));
+        assert!(!secret_up_to_date(&cached(&opaque), &desired));
+    }
+
+    fn cached(secret: &Secret) -> Secret {
+        let mut s = secret.clone();
+        cache_form(&mut s);
+        s
+    }
+
+    #[test]
+    fn the_cache_keeps_a_digest_not_the_data_and_a_forged_digest_counts_for_nothing() {
+        let desired = desired_secret(&rc(), "ci", b"{\"auths\":{\"r\":{\"auth\":\"dTpw\"}}}", None, "fp");
+        let kept = cached(&desired);
+        assert!(kept.data.is_none());
+        assert!(!format!("{kept:?}").contains("dTpw"), "no secret material in the cache");
+        assert!(secret_up_to_date(&kept, &desired));
+        // An emptied Secret that carries a copied digest annotation is not up to date.
+        let mut forged = desired.clone();
+        forged.data = None;
+        forged.annotations_mut().insert(
+            CACHED_DATA_DIGEST.into(),
+            kept.annotations()[CACHED_DATA_DIGEST].clone(),
+        );
+        assert!(!secret_up_to_date(&cached(&forged), &desired));
+    }
+
+    #[test]
+    fn the_patch_carries_our_key_and_what_differs_never_the_cache_digest() {
+        let mut existing = desired_secret(&rc(), "ci", b"old", None, "fp");
+        existing.metadata.resource_version = Some("41".into());
+        existing.labels_mut().insert("extra".into(), "x".into());
+        existing
+            .annotations_mut()
+            .insert(NOT_AFTER_ANNOTATION.into(), "2026-11-22T10:00:00Z".into());
+        existing
+            .data
+            .as_mut()
+            .unwrap()
+            .insert("other".into(), ByteString(b"x".to_vec()));
+        let existing = cached(&existing);
+        let desired = desired_secret(&rc(), "ci", b"new", None, "fp2");
+        let patch = secret_patch(&existing, &merged_secret(&existing, &desired));
+        assert_eq!(patch["metadata"]["resourceVersion"], "41");
+        assert_eq!(patch["data"][".dockerconfigjson"], "bmV3");
+        assert!(patch["data"].get("other").is_none(), "others' keys are left alone");
+        assert_eq!(
+            patch["metadata"]["annotations"][NOT_AFTER_ANNOTATION],
+            serde_json::Value::Null
+        );
+        assert_eq!(patch["metadata"]["annotations"][FINGERPRINT_ANNOTATION], "fp2");
+        assert!(patch["metadata"]["annotations"].get(CACHED_DATA_DIGEST).is_none());
+        assert!(patch["metadata"].get("labels").is_none(), "labels unchanged");
+        assert!(patch["metadata"].get("ownerReferences").is_none(), "owner unchanged");
     }
 
     #[test]
@@ -413,10 +548,11 @@ mod tests {
         let mut after = rc();
         after.spec.target.secret_labels.clear();
         let desired = desired_secret(&after, "ci", b"{}", None, "fp");
+        let existing = cached(&existing);
         assert!(!secret_up_to_date(&existing, &desired), "a dropped key is a change");
 
         let merged = merged_secret(&existing, &desired);
-        assert!(secret_up_to_date(&merged, &desired));
+        assert!(secret_up_to_date(&cached(&merged), &desired));
         assert!(!merged.labels().contains_key("team"));
         assert!(!merged.annotations().contains_key("note"));
         assert!(!merged.annotations().contains_key(NOT_AFTER_ANNOTATION));

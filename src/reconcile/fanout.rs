@@ -20,6 +20,7 @@ use tracing::{debug, warn};
 
 use super::apply;
 use super::build;
+use super::sa_writes::SaWrites;
 use crate::api::conditions::reason;
 use crate::api::{FailedNamespace, RegistryCredential};
 use crate::renewal;
@@ -63,6 +64,7 @@ pub struct Env<'a> {
     pub managed_secrets: &'a Store<Secret>,
     pub service_accounts: &'a Store<ServiceAccount>,
     pub foreign: &'a Foreign,
+    pub sa_writes: &'a Arc<SaWrites>,
 }
 
 /// What happened across all namespaces.
@@ -79,6 +81,9 @@ pub struct FanOut {
     pub clean_errors: Vec<apply::Error>,
     /// The outcome in each namespace this pass looked at.
     pub outcomes: BTreeMap<String, NsOutcome>,
+    /// Namespaces this pass planned to write, and Secrets it planned to clean.
+    pub looked_at: usize,
+    pub stale: usize,
 }
 
 impl FanOut {
@@ -253,7 +258,12 @@ async fn namespace(
         if !selected && !build::recorded_by(sa, secret_name, &rc_name) {
             continue;
         }
-        match apply::reconcile_service_account(env.client, sa, secret_name, &rc_name, selected).await {
+        let entry = apply::SaEntry {
+            secret: secret_name.into(),
+            rc_name: rc_name.clone(),
+            selected,
+        };
+        match env.sa_writes.write(env.client, sa, entry).await {
             Ok(n) => {
                 out.writes += n;
                 if selected {

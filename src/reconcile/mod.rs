@@ -12,6 +12,7 @@ mod fanout;
 #[cfg(test)]
 mod fixtures;
 mod pull_auth;
+mod sa_writes;
 pub mod scope;
 pub mod status;
 pub mod validate;
@@ -65,6 +66,8 @@ pub struct Context {
     held: credential::Held,
     pull_checks: pull_auth::LastChecks,
     foreign: fanout::Foreign,
+    /// ServiceAccount writes, several RegistryCredentials' entries in one.
+    sa_writes: Arc<sa_writes::SaWrites>,
     /// Consecutive failed reconciles per RegistryCredential, for [`error_policy`].
     failures: Mutex<HashMap<String, u32>>,
     /// Namespaces the watches saw change, and what each RegistryCredential's
@@ -123,6 +126,7 @@ impl Context {
             held: credential::Held::default(),
             pull_checks: pull_auth::LastChecks::default(),
             foreign: fanout::Foreign::default(),
+            sa_writes: Arc::default(),
             failures: Mutex::default(),
             touched,
             passes: scope::Passes::default(),
@@ -180,6 +184,7 @@ impl Context {
 
     fn credential_env(&self) -> credential::Env<'_> {
         credential::Env {
+            client: &self.client,
             held: &self.held,
             managed_secrets: &self.managed_secrets,
             credentials_namespace: &self.credentials_namespace,
@@ -194,6 +199,7 @@ impl Context {
             managed_secrets: &self.managed_secrets,
             service_accounts: &self.service_accounts,
             foreign: &self.foreign,
+            sa_writes: &self.sa_writes,
         }
     }
 
@@ -262,6 +268,60 @@ impl Context {
         }
     }
 
+    /// This pass's fan-out: over every namespace, or over those changed
+    /// since the last pass ([`scope`]); the namespaces it does not look at
+    /// keep what the last pass found.
+    async fn fan_out(
+        &self,
+        rc: &RegistryCredential,
+        current: Option<&credential::Current>,
+        mark: u64,
+        now: Timestamp,
+    ) -> fanout::FanOut {
+        let uid = rc.uid().unwrap_or_default();
+        let last = self.passes.take(&uid);
+        let digest = current.map(|c| c.digest.clone());
+        let since = last.as_ref().map_or(Since::All, |l| self.touched.since(l.mark));
+        let scope = scope::scope(last.as_ref(), since, rc.metadata.generation, digest.as_deref(), now);
+        let every_at = match (&scope, &last) {
+            (Scope::Only(_), Some(last)) => last.every_at,
+            _ => now,
+        };
+        let plan = self.plan(rc, &scope);
+        let desired = current.map(|c| {
+            let not_after = c.schedule.map(|s| credential::not_after_annotation(s.not_after));
+            move |ns: &str| build::desired_secret(rc, ns, &c.config_json, not_after.as_deref(), c.fingerprint.as_str())
+        });
+        let desired_ref = desired.as_ref().map(|d| d as &(dyn Fn(&str) -> Secret + Sync));
+        let pass = fanout::run(&self.fanout_env(), rc, &plan, desired_ref, now).await;
+        let mut outcomes = match (&scope, last) {
+            (Scope::Only(changed), Some(last)) => {
+                let mut kept = last.outcomes;
+                kept.retain(|ns, _| !changed.contains(ns));
+                kept
+            }
+            _ => Default::default(),
+        };
+        outcomes.extend(pass.outcomes);
+        let mut out = fanout::FanOut::tally(&outcomes, pass.writes, pass.clean_errors);
+        out.looked_at = plan.write.len();
+        out.stale = plan.clean.len();
+        self.passes.put(
+            &uid,
+            scope::Pass {
+                mark,
+                every_at,
+                generation: rc.metadata.generation,
+                digest,
+                outcomes,
+            },
+        );
+        if let Some(oldest) = self.passes.oldest_mark() {
+            self.touched.prune(oldest);
+        }
+        out
+    }
+
     /// `(namespace, name)` of every Secret the cache says `rc_name` manages.
     fn ours(&self, rc_name: &str) -> Vec<(String, String)> {
         self.managed_secrets
@@ -281,10 +341,19 @@ pub async fn reconcile(rc: Arc<RegistryCredential>, ctx: Arc<Context>) -> Result
     let api: Api<RegistryCredential> = Api::all(ctx.client.clone());
     let name = rc.name_any();
     let result = finalizer(&api, build::FINALIZER, rc, |event| async {
-        match event {
-            FinalizerEvent::Apply(rc) => apply_credential(&rc, &ctx).await,
-            FinalizerEvent::Cleanup(rc) => cleanup(&rc, &ctx).await,
-        }
+        let (rc, (notes, result)) = match event {
+            FinalizerEvent::Apply(rc) => {
+                let out = apply_credential(&rc, &ctx).await;
+                (rc, out)
+            }
+            FinalizerEvent::Cleanup(rc) => {
+                let out = cleanup(&rc, &ctx).await;
+                (rc, out)
+            }
+        };
+        // Every Event a reconcile raises goes out here, whatever its outcome.
+        events::publish(&ctx.recorder, &rc, notes).await;
+        result
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
@@ -321,89 +390,38 @@ fn error_backoff(failures: u32) -> Duration {
         .min(ERROR_BACKOFF_MAX)
 }
 
-async fn apply_credential(rc: &RegistryCredential, ctx: &Context) -> Result<Action> {
+async fn apply_credential(rc: &RegistryCredential, ctx: &Context) -> (Vec<Note>, Result<Action>) {
     let now = Timestamp::now();
     let previous = rc.status.clone().unwrap_or_default();
     let provider = match validate::spec(rc) {
         Ok(provider) => provider,
         Err(invalid) => {
-            status::write(&ctx.client, rc, status::invalid(rc, &previous, &invalid, now)).await?;
-            return Ok(Action::await_change());
+            let written = status::write(&ctx.client, rc, status::invalid(rc, &previous, &invalid, now)).await;
+            return (Vec::new(), written.map(|()| Action::await_change()));
         }
     };
     let source = provider.source_secret().and_then(|n| {
         ctx.source_secrets
             .get(&ObjectRef::new(n).within(&ctx.credentials_namespace))
     });
-
     // Before any cache is read: what changes after this is seen next time.
     let mark = ctx.touched.mark();
     let mut cred = credential::step(&ctx.credential_env(), rc, provider, source.as_deref(), &previous, now).await;
-    let uid = rc.uid().unwrap_or_default();
-    let last = ctx.passes.take(&uid);
-    let digest = cred.current.as_ref().map(|c| c.digest.clone());
-    let since = last.as_ref().map_or(Since::All, |l| ctx.touched.since(l.mark));
-    let scope = scope::scope(last.as_ref(), since, rc.metadata.generation, digest.as_deref(), now);
-    let every_at = match (&scope, &last) {
-        (Scope::Only(_), Some(last)) => last.every_at,
-        _ => now,
-    };
-    let plan = ctx.plan(rc, &scope);
-    let desired = cred.current.as_ref().map(|c| {
-        let not_after = c.schedule.map(|s| credential::not_after_annotation(s.not_after));
-        move |ns: &str| build::desired_secret(rc, ns, &c.config_json, not_after.as_deref(), c.fingerprint.as_str())
-    });
-    let desired_ref = desired.as_ref().map(|d| d as &(dyn Fn(&str) -> Secret + Sync));
-    let pass = fanout::run(&ctx.fanout_env(), rc, &plan, desired_ref, now).await;
-    // The namespaces this pass did not look at keep what the last one found.
-    let mut outcomes = match (&scope, last) {
-        (Scope::Only(changed), Some(last)) => {
-            let mut kept = last.outcomes;
-            kept.retain(|ns, _| !changed.contains(ns));
-            kept
-        }
-        _ => Default::default(),
-    };
-    outcomes.extend(pass.outcomes);
-    let fanout = fanout::FanOut::tally(&outcomes, pass.writes, pass.clean_errors);
-    ctx.passes.put(
-        &uid,
-        scope::Pass {
-            mark,
-            every_at,
-            generation: rc.metadata.generation,
-            digest,
-            outcomes,
-        },
-    );
-    if let Some(oldest) = ctx.passes.oldest_mark() {
-        ctx.touched.prune(oldest);
-    }
-    let checked = pull_auth::step(
-        &ctx.pull_auth_env(),
-        rc,
-        cred.current.as_ref(),
-        cred.minted_now,
-        &previous,
-        now,
-    )
-    .await;
-
+    let fanout = ctx.fan_out(rc, cred.current.as_ref(), mark, now).await;
+    let current = cred.current.as_ref();
+    let checked = pull_auth::step(&ctx.pull_auth_env(), rc, current, cred.minted_now, &previous, now).await;
     let new = status::compose(rc, provider.kind(), &previous, &cred, &fanout, &checked, now);
-    let mut notes: Vec<Note> = std::mem::take(&mut cred.notes);
+    let mut notes = std::mem::take(&mut cred.notes);
     notes.extend(status::transitions(&previous, &new));
-    events::publish(&ctx.recorder, rc, notes).await;
-    record_metrics(ctx, rc, &new, &fanout, plan.clean.len(), plan.write.len());
+    record_metrics(ctx, rc, &new, &fanout);
     let retry_writes = ctx.write_retry(rc, &fanout).map(|wait| renewal::add(now, wait));
-    let next = requeue_after(
-        [new.renewal_time.as_ref().map(|t| t.0), checked.next_check, retry_writes],
-        now,
-    );
-    status::write(&ctx.client, rc, new).await?;
-    if !fanout.clean_errors.is_empty() {
-        return Err(Error::Clean(fanout.clean_errors));
-    }
-    Ok(Action::requeue(next))
+    let planned = [new.renewal_time.as_ref().map(|t| t.0), checked.next_check, retry_writes];
+    let result = match status::write(&ctx.client, rc, new).await {
+        Err(e) => Err(e),
+        Ok(()) if !fanout.clean_errors.is_empty() => Err(Error::Clean(fanout.clean_errors)),
+        Ok(()) => Ok(Action::requeue(requeue_after(planned, now))),
+    };
+    (notes, result)
 }
 
 fn record_metrics(
@@ -411,8 +429,6 @@ fn record_metrics(
     rc: &RegistryCredential,
     new: &crate::api::RegistryCredentialStatus,
     fanout: &fanout::FanOut,
-    stale: usize,
-    looked_at: usize,
 ) {
     let name = rc.name_any();
     ctx.metrics
@@ -431,8 +447,8 @@ fn record_metrics(
         writes = fanout.writes,
         targeted = fanout.targeted,
         synced = fanout.synced,
-        stale,
-        looked_at,
+        stale = fanout.stale,
+        looked_at = fanout.looked_at,
         "reconciled"
     );
 }
@@ -463,37 +479,29 @@ fn requeue_after(planned: impl IntoIterator<Item = Option<Timestamp>>, now: Time
 }
 
 /// Deletion: remove this credential's ServiceAccount entries and every
-/// Secret it manages. What cannot be cleaned within [`CLEANUP_GRACE`] of
-/// the deletion is reported in a Warning Event, and the RegistryCredential
-/// is let go (the garbage collector still removes its Secrets through their
-/// ownerReference).
-async fn cleanup(rc: &RegistryCredential, ctx: &Context) -> Result<Action> {
+/// Secret it manages, as a fan-out that writes nothing and cleans all
+/// ([`targets::deletion_plan`]). What cannot be cleaned within
+/// [`CLEANUP_GRACE`] of the deletion is reported in a Warning Event, and the
+/// RegistryCredential is let go (the garbage collector still removes its
+/// Secrets through their ownerReference).
+async fn cleanup(rc: &RegistryCredential, ctx: &Context) -> (Vec<Note>, Result<Action>) {
+    let now = Timestamp::now();
     let name = rc.name_any();
     let secret_name = build::secret_name(rc);
-    let mut pairs: std::collections::BTreeSet<(String, String)> = ctx.ours(&name).into_iter().collect();
-    // Entries regcred recorded where the Secret is already gone.
-    for sa in ctx.service_accounts.state() {
-        if build::recorded_by(&sa, &secret_name, &name) {
-            pairs.insert((sa.namespace().unwrap_or_default(), secret_name.clone()));
-        }
-    }
-    let mut errors = Vec::new();
-    for (ns, secret) in &pairs {
-        let sas: Vec<_> = ctx
-            .service_accounts
-            .state()
-            .into_iter()
-            .filter(|sa| sa.namespace().as_deref() == Some(ns.as_str()))
-            .collect();
-        if let Err(e) = apply::clean_namespace(&ctx.client, &name, ns, secret, &sas).await {
-            errors.push(e);
-        }
-    }
+    let recorded_in = ctx
+        .service_accounts
+        .state()
+        .into_iter()
+        .filter(|sa| build::recorded_by(sa, &secret_name, &name))
+        .map(|sa| sa.namespace().unwrap_or_default());
+    let plan = targets::deletion_plan(ctx.ours(&name), recorded_in, &secret_name);
+    let errors = fanout::run(&ctx.fanout_env(), rc, &plan, None, now).await.clean_errors;
+    let mut notes = Vec::new();
     if !errors.is_empty() {
         let deleting_since = rc.metadata.deletion_timestamp.as_ref().map(|t| t.0);
-        let grace_over = deleting_since.is_some_and(|t| Timestamp::now() >= crate::renewal::add(t, CLEANUP_GRACE));
+        let grace_over = deleting_since.is_some_and(|t| now >= renewal::add(t, CLEANUP_GRACE));
         if !grace_over {
-            return Err(Error::Clean(errors));
+            return (notes, Err(Error::Clean(errors)));
         }
         let listed: Vec<String> = errors.iter().take(10).map(ToString::to_string).collect();
         let message = format!(
@@ -503,12 +511,7 @@ async fn cleanup(rc: &RegistryCredential, ctx: &Context) -> Result<Action> {
             listed.join("; ")
         );
         warn!(%message, "cleanup incomplete");
-        events::publish(
-            &ctx.recorder,
-            rc,
-            vec![Note::warning(reason::CLEANUP_INCOMPLETE, "Cleanup", message)],
-        )
-        .await;
+        notes.push(Note::warning(reason::CLEANUP_INCOMPLETE, "Cleanup", message));
     }
     let uid = rc.uid().unwrap_or_default();
     ctx.held.forget(&uid);
@@ -516,8 +519,8 @@ async fn cleanup(rc: &RegistryCredential, ctx: &Context) -> Result<Action> {
     ctx.pull_checks.forget(&uid);
     ctx.foreign.forget(&uid);
     ctx.metrics.forget(&name);
-    info!(namespaces = pairs.len(), "cleaned up before deletion");
-    Ok(Action::await_change())
+    info!(namespaces = plan.clean.len(), "cleaned up before deletion");
+    (notes, Ok(Action::await_change()))
 }
 
 #[cfg(test)]

@@ -272,9 +272,12 @@ pub fn pull_auth_condition(result: Option<PullAuthResult>, message: &str) -> Con
             reason::CHECK_DISABLED,
             "Pull-auth checks are disabled (spec.healthCheck.mode).",
         ),
-        Some(PullAuthResult::Unknown) | None => {
-            Cond::new("Unknown", reason::NOT_CHECKED, "No pull-auth check has run yet.")
-        }
+        Some(PullAuthResult::Unknown) => Cond::new(
+            "Unknown",
+            reason::CHECK_INCONCLUSIVE,
+            detail("The last check could not tell whether the registry accepts the credential."),
+        ),
+        None => Cond::new("Unknown", reason::NOT_CHECKED, "No pull-auth check has run yet."),
     }
 }
 
@@ -286,19 +289,29 @@ pub fn ready_condition(issued: &Cond, synced: &Cond, pull_auth: &Cond) -> Cond {
     if let Some(unknown) = [issued, synced].into_iter().find(|c| !c.is_true()) {
         return Cond::new("Unknown", &unknown.reason, unknown.message.clone());
     }
-    if pull_auth.reason == reason::CHECK_DISABLED {
-        return Cond::new(
+    // Only a check that passed may say that pulls authenticate.
+    let unchecked = match pull_auth.reason.as_str() {
+        _ if pull_auth.is_true() => None,
+        reason::CHECK_DISABLED => {
+            Some("whether the registry accepts it is not checked (spec.healthCheck.mode: Disabled)")
+        }
+        reason::CHECK_INCONCLUSIVE => {
+            Some("the last check could not tell whether the registry accepts it (see PullAuthHealthy)")
+        }
+        _ => Some("the registry has not been checked yet"),
+    };
+    match unchecked {
+        Some(why) => Cond::new(
             "True",
             reason::READY,
-            "Every targeted namespace holds the current Secret; whether the registry accepts it is not checked \
-             (spec.healthCheck.mode: Disabled).",
-        );
+            format!("Every targeted namespace holds the current Secret; {why}."),
+        ),
+        None => Cond::new(
+            "True",
+            reason::READY,
+            "Pulls from the registry authenticate in every targeted namespace.",
+        ),
     }
-    Cond::new(
-        "True",
-        reason::READY,
-        "Pulls from the registry authenticate in every targeted namespace.",
-    )
 }
 
 /// The four conditions in order, keeping `lastTransitionTime` of those whose
@@ -364,6 +377,23 @@ mod tests {
 
     fn time(s: &str) -> Time {
         Time(s.parse().unwrap())
+    }
+
+    #[test]
+    fn ready_says_pulls_authenticate_only_after_a_check_that_passed() {
+        let issued = Cond::new("True", reason::ISSUED, "issued");
+        let synced = Cond::new("True", reason::SYNCED, "synced");
+        let ready = |result| ready_condition(&issued, &synced, &pull_auth_condition(result, "")).message;
+        assert!(ready(Some(PullAuthResult::Healthy)).contains("authenticate"));
+        for result in [None, Some(PullAuthResult::Unknown), Some(PullAuthResult::Disabled)] {
+            let message = ready(result);
+            assert!(!message.contains("authenticate"), "{result:?}: {message}");
+            assert!(message.starts_with("Every targeted namespace holds the current Secret; "));
+        }
+        assert_eq!(
+            pull_auth_condition(Some(PullAuthResult::Unknown), "").reason,
+            reason::CHECK_INCONCLUSIVE
+        );
     }
 
     fn failed(ns: &str) -> FailedNamespace {

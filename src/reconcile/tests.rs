@@ -26,7 +26,9 @@ fn a_fresh_credential_is_planned_for_every_namespace_but_the_credentials_namespa
         let secret = build::desired_secret(&rc, ns, &held.config_json, None, held.fingerprint.as_str());
         assert_eq!(secret.metadata.namespace.as_deref(), Some(ns.as_str()));
         assert!(build::is_managed_by(&secret, "hub"));
-        assert!(build::secret_up_to_date(&secret, &secret));
+        let mut cached = secret.clone();
+        build::cache_form(&mut cached);
+        assert!(build::secret_up_to_date(&cached, &secret));
     }
     let cred = reused(Some(held));
     let now = t("2026-11-22T00:00:01Z");

@@ -19,11 +19,18 @@ use crate::tools::envtest_dir;
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 use crate::{free_port, init_crypto};
 
+/// A host name the API server's certificate carries besides 127.0.0.1 and
+/// localhost, for clients that cannot use those: pods on a
+/// [`crate::Node`]'s pod network reach the API server by this name (a
+/// `hostAliases` entry sends it to [`crate::PodNetwork::gateway`]), as pods
+/// of a real cluster reach it by a name or address that is not loopback.
+pub const IN_CLUSTER_HOST: &str = "kubernetes.regcred.test";
+
 pub(crate) fn binary(name: &str) -> anyhow::Result<PathBuf> {
     let path = envtest_dir().join(name);
     if !path.is_file() {
         bail!(
-            "{name} not found at {}: run `make envtest` (hack/build-envtest.sh) to build etcd, kube-apiserver and kubelet from their Go modules",
+            "{name} not found at {}: run `make envtest` (hack/build-envtest.sh) to build etcd and the Kubernetes binaries from their Go modules",
             path.display()
         );
     }
@@ -83,6 +90,12 @@ impl ControlPlane {
         Self::launch(true, &[]).await
     }
 
+    /// [`ControlPlane::start_for_nodes`] with extra kube-apiserver flags
+    /// (e.g. an audit log, to see which identity made a request).
+    pub async fn start_for_nodes_with_flags(flags: &[&str]) -> anyhow::Result<Self> {
+        Self::launch(true, flags).await
+    }
+
     async fn launch(for_nodes: bool, flags: &[&str]) -> anyhow::Result<Self> {
         init_crypto();
         let started = Instant::now();
@@ -106,7 +119,7 @@ impl ControlPlane {
         wait_for_port(&mut etcd, etcd_port).await?;
 
         let ca = TestCa::new("regcred-envtest-ca");
-        let serving = ca.server(&[]);
+        let serving = ca.server(&[IN_CLUSTER_HOST]);
         let admin = ca.client("regcred-envtest-admin", &["system:masters"]);
         let (sa_key, sa_pub) = key_pair_pem();
         let certs = dir.path().join("pki");
@@ -325,6 +338,19 @@ impl ControlPlane {
 
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The port the API server listens on (on 127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.url
+            .rsplit_once(':')
+            .and_then(|(_, port)| port.parse().ok())
+            .expect("the API server URL ends with its port")
+    }
+
+    /// The directory holding the control plane's certificates, data and logs.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// Whether this control plane was started with

@@ -5,21 +5,27 @@
 //! ([`Node`]: a kubelet with containerd and runc) that pulls images.
 
 mod control_plane;
+mod controllers;
 pub mod fakes;
 pub mod images;
 mod node;
 pub mod node_hosts;
 pub mod objects;
+pub mod oci;
 mod operator;
+pub mod operator_image;
 pub mod pki;
+mod pod_network;
 pub mod process;
 pub mod registry;
 pub mod scratch;
 pub mod tools;
 
-pub use control_plane::ControlPlane;
-pub use node::Node;
-pub use operator::{Operator, eventually};
+pub use control_plane::{ControlPlane, IN_CLUSTER_HOST};
+pub use controllers::Controllers;
+pub use node::{Node, NodeOptions};
+pub use operator::{Operator, eventually, poll_until};
+pub use pod_network::PodNetwork;
 pub use tools::envtest_dir;
 
 /// A free TCP port on 127.0.0.1 (bound once, then released for a server to take).

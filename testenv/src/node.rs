@@ -8,9 +8,13 @@
 //!   `oom_score_adj`: containerd runs with `restrict_oom_score_adj` and the
 //!   kubelet with `oomScoreAdj: 0`;
 //! - no overlayfs: containerd's `native` snapshotter;
-//! - no CNI plugins: pods use `hostNetwork`, and a placeholder CNI config
-//!   lets the runtime report its network ready (so the Node goes Ready);
-//! - no scheduler: pods set `nodeName` (see [`Node::name`]).
+//! - pods use `hostNetwork` by default, and a placeholder CNI config lets
+//!   the runtime report its network ready (so the Node goes Ready); with
+//!   [`NodeOptions::pod_network`] they get a network of their own instead
+//!   ([`PodNetwork`]: Debian's CNI plugins on a bridge of the node's own),
+//!   which the `restricted` Pod Security profile needs;
+//! - no scheduler unless the test runs [`crate::Controllers`]: pods set
+//!   `nodeName` (see [`Node::name`]).
 //!
 //! Several nodes may run at once, in one test process or in several: each
 //! has its own node name, cgroup root, sockets, ports and directories.
@@ -20,8 +24,9 @@
 //! the sandbox registry), unmounts what was mounted under its directory
 //! (deepest first), removes its cgroups, the shim sockets containerd 1.6
 //! always puts in `/run/containerd/s` and the kubelet's links in
-//! `/var/log/containers`, and restores the sysctls the kubelet sets once the
-//! last node of the machine is gone.
+//! `/var/log/containers`, deletes its pod network's bridge and nat rules,
+//! and restores the sysctls the kubelet (and the CNI bridge plugin) set once
+//! the last node of the machine is gone.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,6 +39,7 @@ use k8s_openapi::api::core::v1::Node as NodeObject;
 use kube::api::Api;
 
 use crate::control_plane::{ControlPlane, binary, kubeconfig_yaml};
+use crate::pod_network::{self, CNI_BIN, CNI_CACHE, PodNetwork};
 use crate::process::Process;
 use crate::registry::{Auth, Registry};
 use crate::{free_port, images};
@@ -47,6 +53,15 @@ const SHIM_SOCKETS: &str = "/run/containerd/s";
 /// Where the kubelet links container logs, whatever its config says.
 const CONTAINER_LOGS: &str = "/var/log/containers";
 
+/// How a [`Node`] is set up beyond the defaults.
+#[derive(Clone, Debug, Default)]
+pub struct NodeOptions {
+    /// Give pods a network of their own ([`PodNetwork`]) instead of
+    /// expecting `hostNetwork`: pods reach the API server at
+    /// [`PodNetwork::gateway`] on the API server's port.
+    pub pod_network: bool,
+}
+
 /// A running kubelet + containerd registered as a Ready Node.
 pub struct Node {
     name: String,
@@ -55,6 +70,7 @@ pub struct Node {
     containerd: Option<Process>,
     sandbox_registry: Option<Registry>,
     containerd_socket: PathBuf,
+    pod_network: Option<PodNetwork>,
     /// Directories outside `dir` that did not exist before this node.
     created_dirs: Vec<PathBuf>,
     sysctls: Option<sysctl::Hold>,
@@ -68,6 +84,11 @@ impl Node {
     ///
     /// Fails (never skips) when a component is missing, saying how to get it.
     pub async fn start(cp: &ControlPlane) -> anyhow::Result<Self> {
+        Self::start_with(cp, NodeOptions::default()).await
+    }
+
+    /// [`Node::start`] with `options`.
+    pub async fn start_with(cp: &ControlPlane, options: NodeOptions) -> anyhow::Result<Self> {
         if !cp.for_nodes() {
             bail!("a Node needs a control plane started with ControlPlane::start_for_nodes()");
         }
@@ -93,16 +114,21 @@ impl Node {
             containerd: None,
             sandbox_registry: None,
             containerd_socket: dir.path().join("containerd.sock"),
+            pod_network: None,
             created_dirs: Vec::new(),
             sysctls: None,
             dir,
         };
         // From here on, a failure drops `node`, which undoes what was done.
-        node.created_dirs = [SHIM_SOCKETS, "/run/containerd", CONTAINER_LOGS]
+        let cni_results = format!("{CNI_CACHE}/results");
+        node.created_dirs = [SHIM_SOCKETS, "/run/containerd", CONTAINER_LOGS, &cni_results, CNI_CACHE]
             .iter()
             .map(PathBuf::from)
             .filter(|p| !p.exists())
             .collect();
+        if options.pod_network {
+            node.pod_network = Some(PodNetwork::create(&node.name, &[cp.port()]).context("creating the pod network")?);
+        }
 
         // The sandbox image lives in a registry of the node's own, open to all.
         let sandbox = Registry::start(Auth::Anonymous)
@@ -123,6 +149,11 @@ impl Node {
         node.wait_ready(cp).await?;
         tracing::info!(node = %node.name, elapsed = ?started.elapsed(), "node ready");
         Ok(node)
+    }
+
+    /// The pod network, if the node was started with one.
+    pub fn pod_network(&self) -> Option<&PodNetwork> {
+        self.pod_network.as_ref()
     }
 
     /// The Node's name: what pods put in `spec.nodeName`.
@@ -191,16 +222,19 @@ impl Node {
         let cni_conf = d.join("cni/net.d");
         std::fs::create_dir_all(&cni_conf)?;
         std::fs::create_dir_all(d.join("cni/bin"))?;
-        // Loaded, never run: hostNetwork pods do not call CNI plugins.
-        std::fs::write(
-            cni_conf.join("10-placeholder.conflist"),
-            serde_json::json!({
-                "cniVersion": "0.4.0",
-                "name": "regcred-testenv-placeholder",
-                "plugins": [{"type": "loopback"}],
-            })
-            .to_string(),
-        )?;
+        let (cni_bin, conflist) = match &self.pod_network {
+            Some(network) => (PathBuf::from(CNI_BIN), network.conflist(&d.join("cni/ipam"))),
+            // Loaded, never run: hostNetwork pods do not call CNI plugins.
+            None => (
+                d.join("cni/bin"),
+                serde_json::json!({
+                    "cniVersion": "0.4.0",
+                    "name": "regcred-testenv-placeholder",
+                    "plugins": [{"type": "loopback"}],
+                }),
+            ),
+        };
+        std::fs::write(cni_conf.join("10-regcred.conflist"), conflist.to_string())?;
         let socket = self.containerd_socket.display().to_string();
         let config = format!(
             r#"version = 2
@@ -227,6 +261,9 @@ state = "{state}"
   stream_server_address = "127.0.0.1"
   stream_server_port = "{stream_port}"
   restrict_oom_score_adj = true
+  # Pods' network namespaces under the node's directory, not /var/run/netns,
+  # so that the node's unmount removes them (and their veths) too.
+  netns_mounts_under_state_dir = true
   disable_apparmor = true
   enable_selinux = false
 
@@ -255,7 +292,7 @@ state = "{state}"
             stream_port = free_port(),
             runc = RUNC,
             runc_root = d.join("runc").display(),
-            cni_bin = d.join("cni/bin").display(),
+            cni_bin = cni_bin.display(),
             cni_conf = cni_conf.display(),
             certs = d.join("certs.d").display(),
         );
@@ -410,7 +447,11 @@ impl Drop for Node {
         mounts::unmount_under(self.dir.path());
         cgroups::remove(&self.cgroup_root);
         remove_log_links(self.dir.path());
+        pod_network::forget_pods(self.dir.path());
         self.sandbox_registry = None;
+        // After the unmount: the pods' network namespaces, and with them
+        // their veths, are gone.
+        self.pod_network = None;
         self.sysctls = None;
         for dir in &self.created_dirs {
             // Only if empty: another node may be using it by now.
@@ -538,12 +579,28 @@ fn sweep_dead_nodes() {
         cgroups::remove(&root);
     }
     shims::kill(&dead_shims);
+    pod_network::sweep_dead();
     // Mounts would keep the scratch sweep from removing their directories.
     for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
         if owner_gone(&entry.file_name().to_string_lossy()) {
             mounts::unmount_under(&entry.path());
+            pod_network::forget_pods(&entry.path());
+            // The scratch sweep may have run before the unmount.
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
+}
+
+/// Run `f` holding a lock shared by the nodes of every test process:
+/// flock(2) on the temp directory itself, a lock that leaves no file behind.
+pub(crate) fn machine_lock<T>(f: impl FnOnce() -> T) -> anyhow::Result<T> {
+    use std::os::fd::AsRawFd;
+    let dir = std::fs::File::open(std::env::temp_dir())?;
+    // SAFETY: flock(2) on a descriptor we own; released when `dir` closes.
+    if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("taking the machine-wide node lock");
+    }
+    Ok(f())
 }
 
 /// The kubelet's links in `/var/log/containers` that point into `dir`.
@@ -751,13 +808,15 @@ mod mounts {
 mod sysctl {
     use super::*;
 
-    const KEYS: [&str; 6] = [
+    const KEYS: [&str; 7] = [
         "vm/overcommit_memory",
         "vm/panic_on_oom",
         "kernel/panic",
         "kernel/panic_on_oops",
         "kernel/keys/root_maxkeys",
         "kernel/keys/root_maxbytes",
+        // The CNI bridge plugin (`isGateway`) turns forwarding on.
+        "net/ipv4/ip_forward",
     ];
     const RECORD: &str = "/run/regcred-testenv-node-sysctls.json";
 
@@ -772,16 +831,7 @@ mod sysctl {
     /// This process's share of the record; released on drop.
     pub(super) struct Hold(());
 
-    /// flock(2) on the temp directory itself: a lock that leaves no file behind.
-    fn locked<T>(f: impl FnOnce() -> T) -> anyhow::Result<T> {
-        use std::os::fd::AsRawFd;
-        let dir = std::fs::File::open(std::env::temp_dir())?;
-        // SAFETY: flock(2) on a descriptor we own; released when `dir` closes.
-        if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(std::io::Error::last_os_error()).context("locking the sysctl record");
-        }
-        Ok(f())
-    }
+    use super::machine_lock as locked;
 
     fn alive(pid: u32) -> bool {
         Path::new(&format!("/proc/{pid}")).exists()

@@ -1,5 +1,6 @@
 //! The regcred binary as a process under test, with its logs captured.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -83,6 +84,25 @@ impl Operator {
     }
 }
 
+/// Poll `check` every 20 ms until it breaks with a result, or give up after
+/// `timeout` with the last state it continued with. The one wait loop of the
+/// tests ([`eventually`]) and the demo.
+pub async fn poll_until<R, S, F, Fut>(timeout: Duration, mut check: F) -> Result<R, S>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ControlFlow<R, S>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match check().await {
+            ControlFlow::Break(done) => return Ok(done),
+            ControlFlow::Continue(seen) if tokio::time::Instant::now() >= deadline => return Err(seen),
+            ControlFlow::Continue(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Poll `check` every 20 ms until it returns `Some`, or panic after `timeout`
 /// saying what was awaited.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
@@ -90,14 +110,15 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
+    let found = poll_until(timeout, || {
+        let next = check();
+        async move {
+            match next.await {
+                Some(v) => ControlFlow::Break(v),
+                None => ControlFlow::Continue(()),
+            }
         }
-        if tokio::time::Instant::now() >= deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
+    found.unwrap_or_else(|()| panic!("timed out after {timeout:?} waiting for {what}"))
 }

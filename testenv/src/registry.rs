@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use aws_lc_rs::digest::{SHA256, digest};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
 use axum::Router;
@@ -35,6 +34,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 
 use crate::fakes::{Fault, Server, Switchboard, unix_now};
+use crate::oci;
 use crate::pki::TestCa;
 use crate::process::Process;
 
@@ -355,6 +355,13 @@ impl Registry {
         layer: Vec<u8>,
         config: serde_json::Value,
     ) -> anyhow::Result<String> {
+        self.push_oci_image(repository, tag, &oci::Image::new(vec![layer], config))
+            .await
+    }
+
+    /// Push `image` as `repository:tag`, as the admin user; returns the
+    /// manifest digest (`sha256:…`).
+    pub async fn push_oci_image(&self, repository: &str, tag: &str, image: &oci::Image) -> anyhow::Result<String> {
         let authorization = match &self.admin {
             Admin::Anonymous => None,
             Admin::Basic(header) => Some(header.clone()),
@@ -363,67 +370,15 @@ impl Registry {
                 Some(format!("Bearer {}", issuer.mint(ADMIN, access)?))
             }
         };
-        let authorization = authorization.as_deref();
-        let layer_digest = sha256(&layer);
-        let config = serde_json::json!({
-            "architecture": "amd64",
-            "os": "linux",
-            "config": config,
-            "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
-        })
-        .to_string()
-        .into_bytes();
-        let config_digest = self.push_blob(repository, authorization, &config).await?;
-        self.push_blob(repository, authorization, &layer).await?;
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": config_digest,
-                "size": config.len(),
-            },
-            "layers": [{
-                "mediaType": "application/vnd.oci.image.layer.v1.tar",
-                "digest": layer_digest,
-                "size": layer.len(),
-            }],
-        })
-        .to_string()
-        .into_bytes();
-        let url = format!("https://{}/v2/{repository}/manifests/{tag}", self.host);
-        let response = with_auth(self.http.put(&url), authorization)
-            .header(header::CONTENT_TYPE, "application/vnd.oci.image.manifest.v1+json")
-            .body(manifest.clone())
-            .send()
-            .await?;
-        expect(response, StatusCode::CREATED, &format!("PUT {url}")).await?;
-        Ok(sha256(&manifest))
-    }
-
-    /// Upload one blob in two steps (POST for a session, PUT with the digest).
-    async fn push_blob(&self, repository: &str, authorization: Option<&str>, blob: &[u8]) -> anyhow::Result<String> {
-        let blob_digest = sha256(blob);
-        let start = format!("https://{}/v2/{repository}/blobs/uploads/", self.host);
-        let response = with_auth(self.http.post(&start), authorization)
-            .header(header::CONTENT_LENGTH, 0)
-            .send()
-            .await?;
-        let response = expect(response, StatusCode::ACCEPTED, &format!("POST {start}")).await?;
-        let location = response
-            .headers()
-            .get(header::LOCATION)
-            .and_then(|l| l.to_str().ok())
-            .context("blob upload without a Location")?;
-        let mut url = reqwest::Url::parse(&start)?.join(location)?;
-        url.query_pairs_mut().append_pair("digest", &blob_digest);
-        let response = with_auth(self.http.put(url), authorization)
-            .header(header::CONTENT_TYPE, "application/octet-stream")
-            .body(blob.to_vec())
-            .send()
-            .await?;
-        expect(response, StatusCode::CREATED, &format!("PUT blob {blob_digest}")).await?;
-        Ok(blob_digest)
+        image
+            .push(
+                &self.http,
+                &format!("https://{}", self.host),
+                repository,
+                tag,
+                authorization.as_deref(),
+            )
+            .await
     }
 
     /// The directory holding the config, certificates, storage and log.
@@ -440,28 +395,6 @@ impl Registry {
 /// differ in name or implementation.
 fn realm(server: &Server) -> String {
     format!("https://localhost:{}/token", server.addr().port())
-}
-
-fn with_auth(request: reqwest::RequestBuilder, authorization: Option<&str>) -> reqwest::RequestBuilder {
-    match authorization {
-        Some(value) => request.header(header::AUTHORIZATION, value),
-        None => request,
-    }
-}
-
-async fn expect(response: reqwest::Response, status: StatusCode, what: &str) -> anyhow::Result<reqwest::Response> {
-    if response.status() == status {
-        return Ok(response);
-    }
-    let got = response.status();
-    let body = response.text().await.unwrap_or_default();
-    bail!("{what}: expected HTTP {status}, got {got}: {body}")
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    let hash = digest(&SHA256, bytes);
-    let hex: String = hash.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
 }
 
 fn random_hex(bytes: usize) -> String {

@@ -1,7 +1,7 @@
 //! Where the test tool chain lives: versions pinned in `hack/versions.env`,
 //! binaries built into the cache by `make tools`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 const VERSIONS: &str = include_str!("../../hack/versions.env");
 
@@ -23,7 +23,7 @@ pub fn cache_dir() -> PathBuf {
     })
 }
 
-/// Where `hack/build-envtest.sh` puts etcd, kube-apiserver and kubelet for the pinned
+/// Where `hack/build-envtest.sh` puts etcd and the Kubernetes binaries for the pinned
 /// versions (`REGCRED_ENVTEST_DIR` overrides).
 pub fn envtest_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("REGCRED_ENVTEST_DIR") {
@@ -46,4 +46,23 @@ pub fn helm_binary() -> PathBuf {
         path.display()
     );
     path
+}
+
+/// Run helm with `args` in `dir`; its stdout, or a panic with what it printed.
+pub fn helm(dir: &Path, args: &[&std::ffi::OsStr]) -> String {
+    let out = std::process::Command::new(helm_binary())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("running helm");
+    let shown: Vec<_> = args.iter().map(|a| a.to_string_lossy()).collect();
+    assert!(
+        out.status.success(),
+        "helm {} failed ({}):\n{}{}",
+        shown.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("helm prints UTF-8")
 }

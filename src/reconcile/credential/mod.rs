@@ -14,8 +14,9 @@ use std::sync::Mutex;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::ResourceExt;
+use kube::api::Api;
 use kube::runtime::reflector::Store;
+use kube::{Client, ResourceExt};
 use tracing::{info, warn};
 
 pub use self::decide::{Decision, Facts, HeldView, decide};
@@ -85,6 +86,8 @@ impl Held {
 
 /// What the step reads besides the RegistryCredential.
 pub struct Env<'a> {
+    /// To read a Secret back in full after a restart.
+    pub client: &'a Client,
     pub held: &'a Held,
     /// To take the credential back after a restart.
     pub managed_secrets: &'a Store<Secret>,
@@ -116,15 +119,17 @@ pub async fn step(
 ) -> Step {
     let uid = rc.uid().unwrap_or_default();
     let fp = Fingerprint::of(rc, source);
-    let current = env
-        .held
-        .slot(&uid, |s| s.current.clone())
-        .or_else(|| {
-            let recovered = recover(&env.managed_secrets.state(), rc, previous, now)?;
-            info!(not_after = ?recovered.schedule.map(|s| s.not_after), "took the current credential back from its Secrets after a restart");
-            env.held.slot(&uid, |s| s.current = Some(recovered.clone()));
-            Some(recovered)
-        });
+    let current = match env.held.slot(&uid, |s| s.current.clone()) {
+        Some(held) => Some(held),
+        None => match recover_from_secrets(env, rc, previous, now).await {
+            Some(recovered) => {
+                info!(not_after = ?recovered.schedule.map(|s| s.not_after), "took the current credential back from its Secrets after a restart");
+                env.held.slot(&uid, |s| s.current = Some(recovered.clone()));
+                Some(recovered)
+            }
+            None => None,
+        },
+    };
     let (last_failed, mint_requested) = env
         .held
         .slot(&uid, |s| (s.failed_fingerprint.clone(), s.mint_requested));
@@ -374,6 +379,48 @@ fn previous_issued(previous: &RegistryCredentialStatus) -> Option<Cond> {
 /// own namespace, not this RegistryCredential's status). Also during a
 /// provider outage: a credential that is still valid is kept until it
 /// expires.
+/// Secrets read in full, at most, to take a credential back after a restart.
+const RECOVERY_READS: usize = 3;
+
+/// After a restart: the credential status vouches for, read back from one
+/// of its Secrets. The cache holds only a digest of their data
+/// ([`build::cache_form`]), so the copy most of them agree on is read in
+/// full first; a forged or stale copy differs from the rest, and [`recover`]
+/// takes nothing whose digest status does not vouch for.
+async fn recover_from_secrets(
+    env: &Env<'_>,
+    rc: &RegistryCredential,
+    previous: &RegistryCredentialStatus,
+    now: Timestamp,
+) -> Option<Current> {
+    previous.credential_digest.as_ref()?;
+    let name = rc.name_any();
+    let mut copies: HashMap<String, (usize, std::sync::Arc<Secret>)> = HashMap::new();
+    for s in env.managed_secrets.state() {
+        if let Some(digest) = build::is_managed_by(&s, &name)
+            .then(|| s.annotations().get(build::CACHED_DATA_DIGEST).cloned())
+            .flatten()
+        {
+            copies.entry(digest).or_insert((0, s)).0 += 1;
+        }
+    }
+    let mut copies: Vec<_> = copies.into_values().collect();
+    copies.sort_by_key(|(n, s)| (std::cmp::Reverse(*n), s.namespace()));
+    for (_, s) in copies.into_iter().take(RECOVERY_READS) {
+        let api: Api<Secret> = Api::namespaced(env.client.clone(), &s.namespace().unwrap_or_default());
+        match api.get_opt(&s.name_any()).await {
+            Ok(Some(full)) => {
+                if let Some(current) = recover(&[std::sync::Arc::new(full)], rc, previous, now) {
+                    return Some(current);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "reading a managed Secret back after a restart failed"),
+        }
+    }
+    None
+}
+
 fn recover(
     managed: &[std::sync::Arc<Secret>],
     rc: &RegistryCredential,
