@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use futures::{Stream, StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
 use crate::api::RegistryCredential;
+use crate::cache::{Cache, Kept, KeptNamespace, KeptSecret, KeptServiceAccount};
 use crate::reconcile::scope::{Change, Touched};
 use crate::reconcile::{self, Caches, Context, build};
 use crate::telemetry::Health;
@@ -31,14 +32,15 @@ pub struct ControllerConfig {
     pub diagnose_pulls: bool,
 }
 
-/// A cache of `api` filtered by `wc`, and the stream of changes that feeds
-/// it. The stream must be polled for the cache to stay current; it never
-/// ends and never fails (errors are logged and waited out, see [`recover`]).
+/// A store of `api`'s objects filtered by `wc` (the few source Secrets,
+/// kept whole: their content is the credential), and the stream of changes
+/// that feeds it. The stream must be polled for the store to stay current;
+/// it never ends and never fails (errors are logged and waited out, see
+/// [`recover`]).
 fn cached<K>(
     api: Api<K>,
     wc: watcher::Config,
     recovery: &Recovery,
-    slim: fn(&mut K),
 ) -> (Store<K>, impl Stream<Item = Change> + Send + 'static)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
@@ -47,13 +49,37 @@ where
     let kind = K::kind(&()).to_string();
     let events = reflector::reflector(
         writer,
-        watcher(api, wc.any_semantic()).modify(move |o: &mut K| {
-            // Managed fields are never read; dropping them halves the cache.
+        watcher(api, wc.any_semantic()).modify(|o: &mut K| {
             o.meta_mut().managed_fields = None;
-            slim(o);
         }),
     );
-    let stream = recover(events, kind, recovery.clone()).filter_map(|event| {
+    (store, changes(recover(events, kind, recovery.clone())))
+}
+
+/// As [`cached`], keeping only a compact record of each object ([`cache`]).
+fn kept<T>(
+    api: Api<T::Object>,
+    wc: watcher::Config,
+    recovery: &Recovery,
+) -> (Cache<T>, impl Stream<Item = Change> + Send + 'static)
+where
+    T: Kept,
+    T::Object: Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let cache = Cache::new();
+    let feed = cache.clone();
+    let kind = T::Object::kind(&()).to_string();
+    let mut relist = None;
+    let events = watcher(api, wc.any_semantic()).map_ok(move |event| {
+        feed.apply(&event, &mut relist);
+        event
+    });
+    (cache, changes(recover(events, kind, recovery.clone())))
+}
+
+/// The namespaces that watch `events` show changing.
+fn changes<K: Resource>(events: impl Stream<Item = watcher::Event<K>>) -> impl Stream<Item = Change> {
+    events.filter_map(|event| {
         // A change, or the end of a (re-)list: the store has just been
         // updated. A re-list (after `410 Gone`, a restart of the API server)
         // reveals what was deleted meanwhile only by what it no longer
@@ -64,8 +90,7 @@ where
             watcher::Event::InitDone => Some(Change::All),
             watcher::Event::Init | watcher::Event::InitApply(_) => None,
         })
-    });
-    (store, stream)
+    })
 }
 
 /// The namespace an object is in, or is (a Namespace).
@@ -283,31 +308,19 @@ const TRIGGER_INTERVAL: Duration = Duration::from_millis(50);
 /// Run until `shutdown` resolves.
 pub async fn run(client: Client, config: ControllerConfig, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     let recovery = Recovery::new();
-    let (namespaces, ns_changes) = cached(
-        Api::<Namespace>::all(client.clone()),
-        watcher::Config::default(),
-        &recovery,
-        crate::targets::cache_form,
-    );
-    let (service_accounts, sa_changes) = cached(
-        Api::<ServiceAccount>::all(client.clone()),
-        watcher::Config::default(),
-        &recovery,
-        |_| {},
-    );
-    let (managed_secrets, managed_changes) = cached(
-        Api::<Secret>::all(client.clone()),
+    let (namespaces, ns_changes) =
+        kept::<KeptNamespace>(Api::all(client.clone()), watcher::Config::default(), &recovery);
+    let (service_accounts, sa_changes) =
+        kept::<KeptServiceAccount>(Api::all(client.clone()), watcher::Config::default(), &recovery);
+    let (managed_secrets, managed_changes) = kept::<KeptSecret>(
+        Api::all(client.clone()),
         watcher::Config::default().labels(build::MANAGED_SELECTOR),
         &recovery,
-        // Their data as a digest: regcred compares, and writes, only its own key.
-        build::cache_form,
     );
     let (source_secrets, source_changes) = cached(
         Api::<Secret>::namespaced(client.clone(), &config.credentials_namespace),
         watcher::Config::default(),
         &recovery,
-        // The sources: their content is the credential.
-        |_| {},
     );
     // Any change of these may concern any RegistryCredential (a namespace that
     // starts or stops matching, a new ServiceAccount, a Secret edited by someone

@@ -7,13 +7,14 @@
 //! - [`renewal`]: when to mint next (expiry, jitter, backoff);
 //! - [`dockerconfig`]: the `.dockerconfigjson` codec;
 //! - [`targets`]: namespace and ServiceAccount selection;
-//! - [`controller`]: watches and caches; [`operator`]: `regcred run`;
+//! - [`controller`]: watches; [`cache`]: the compact records they keep; [`operator`]: `regcred run`;
 //! - [`pull_auth`]: the registry pull-auth probe and image-reference parser;
 //! - [`diagnosis`]: why a pod cannot pull, with evidence (`regcred diagnose`);
 //! - [`telemetry`]: logs and metrics; [`redact`]: secret material that never prints.
 
 pub mod api;
 pub mod bounded;
+pub mod cache;
 pub mod cli;
 pub mod controller;
 pub mod diagnosis;

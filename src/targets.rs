@@ -1,20 +1,78 @@
 //! Target selection: which namespaces get the Secret and which
 //! ServiceAccounts reference it. Pure functions over the objects' metadata.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
-use kube::core::{Selector, SelectorExt};
+use kube::core::{Expression, Selector};
+
+use crate::cache::{KeptNamespace, KeptServiceAccount};
 
 use crate::api::{NamespaceSelection, ServiceAccountSelection};
 
-/// Whether a label selector from the spec matches `labels`. A selector the
-/// API server accepted but that cannot be evaluated matches nothing.
-fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    Selector::try_from(selector.clone()).is_ok_and(|s| s.matches(labels))
+/// What selection reads of a Namespace or ServiceAccount: the API object
+/// (a Namespace read for diagnosis) or what the cache kept of it.
+pub trait Selectable {
+    fn name(&self) -> &str;
+    fn label(&self, key: &str) -> Option<&str>;
+}
+
+impl Selectable for Namespace {
+    fn name(&self) -> &str {
+        self.metadata.name.as_deref().unwrap_or_default()
+    }
+    fn label(&self, key: &str) -> Option<&str> {
+        self.labels().get(key).map(String::as_str)
+    }
+}
+
+impl Selectable for ServiceAccount {
+    fn name(&self) -> &str {
+        self.metadata.name.as_deref().unwrap_or_default()
+    }
+    fn label(&self, key: &str) -> Option<&str> {
+        self.labels().get(key).map(String::as_str)
+    }
+}
+
+impl Selectable for KeptNamespace {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn label(&self, key: &str) -> Option<&str> {
+        self.labels.get(key)
+    }
+}
+
+impl Selectable for KeptServiceAccount {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn label(&self, key: &str) -> Option<&str> {
+        self.labels.get(key)
+    }
+}
+
+/// Whether a label selector from the spec matches `object`'s labels. kube
+/// parses it; a selector the API server accepted but that cannot be parsed
+/// matches nothing. The expressions are evaluated here, by label lookup,
+/// because kube's matcher wants the labels as a `BTreeMap`, which the cache
+/// does not keep.
+fn selector_matches(selector: &LabelSelector, object: &impl Selectable) -> bool {
+    let Ok(parsed) = Selector::try_from(selector.clone()) else {
+        return false;
+    };
+    parsed.into_iter().all(|e| match e {
+        Expression::In(k, values) => object.label(&k).is_some_and(|v| values.contains(v)),
+        Expression::NotIn(k, values) => object.label(&k).is_none_or(|v| !values.contains(v)),
+        Expression::Exists(k) => object.label(&k).is_some(),
+        Expression::DoesNotExist(k) => object.label(&k).is_none(),
+        Expression::Equal(k, v) => object.label(&k) == Some(v.as_str()),
+        Expression::NotEqual(k, v) => object.label(&k) != Some(v.as_str()),
+    })
 }
 
 /// A namespace that is being deleted: nothing new can be created in it.
@@ -23,31 +81,16 @@ pub fn is_terminating(ns: &Namespace) -> bool {
         || ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating")
 }
 
-/// A Namespace as regcred keeps it in memory: what selection reads (name,
-/// labels, deletion, phase) and nothing else, such as a GitOps tool's
-/// kilobytes of `last-applied-configuration`.
-pub fn cache_form(ns: &mut Namespace) {
-    let meta = &mut ns.metadata;
-    meta.annotations = None;
-    meta.finalizers = None;
-    meta.owner_references = None;
-    meta.managed_fields = None;
-    ns.spec = None;
-    if let Some(status) = ns.status.as_mut() {
-        status.conditions = None;
-    }
-}
-
 /// Whether `ns` is selected by `sel` (ignoring whether it is terminating).
-pub fn namespace_selected(sel: &NamespaceSelection, ns: &Namespace) -> bool {
-    let name = ns.name_any();
-    if sel.exclude.contains(&name) {
+pub fn namespace_selected(sel: &NamespaceSelection, ns: &impl Selectable) -> bool {
+    let name = ns.name();
+    if sel.exclude.iter().any(|e| e == name) {
         return false;
     }
     if sel.selector.is_none() && sel.names.is_empty() {
         return true;
     }
-    sel.names.contains(&name) || sel.selector.as_ref().is_some_and(|s| selector_matches(s, ns.labels()))
+    sel.names.iter().any(|n| n == name) || sel.selector.as_ref().is_some_and(|s| selector_matches(s, ns))
 }
 
 /// Where one RegistryCredential writes and what it cleans.
@@ -68,14 +111,13 @@ pub fn plan(
     sel: &NamespaceSelection,
     credentials_namespace: &str,
     secret_name: &str,
-    namespaces: &[Arc<Namespace>],
+    namespaces: &[Arc<KeptNamespace>],
     ours: impl IntoIterator<Item = (String, String)>,
 ) -> TargetPlan {
     let write: BTreeSet<String> = namespaces
         .iter()
-        .filter(|ns| namespace_selected(sel, ns) && !is_terminating(ns))
-        .map(|ns| ns.name_any())
-        .filter(|name| name != credentials_namespace)
+        .filter(|ns| !ns.terminating && &*ns.name != credentials_namespace && namespace_selected(sel, &***ns))
+        .map(|ns| ns.name.to_string())
         .collect();
     let mut clean: Vec<(String, String)> = ours
         .into_iter()
@@ -102,15 +144,15 @@ pub fn deletion_plan(
 }
 
 /// Whether `sa` should reference the managed Secret.
-pub fn service_account_selected(sel: &ServiceAccountSelection, sa: &ServiceAccount) -> bool {
-    let name = sa.name_any();
-    sel.names.iter().any(|n| n == "*" || *n == name)
-        || sel.selector.as_ref().is_some_and(|s| selector_matches(s, sa.labels()))
+pub fn service_account_selected(sel: &ServiceAccountSelection, sa: &impl Selectable) -> bool {
+    let name = sa.name();
+    sel.names.iter().any(|n| n == "*" || n == name) || sel.selector.as_ref().is_some_and(|s| selector_matches(s, sa))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::Kept;
     use k8s_openapi::api::core::v1::NamespaceStatus;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelectorRequirement, ObjectMeta};
 
@@ -160,9 +202,9 @@ mod tests {
 
     #[test]
     fn plan_skips_the_credentials_namespace_and_cleans_what_left() {
-        let all: Vec<Arc<Namespace>> = ["a", "b", "regcred-system"]
+        let all: Vec<Arc<KeptNamespace>> = ["a", "b", "regcred-system"]
             .iter()
-            .map(|n| Arc::new(ns(n, &[])))
+            .map(|n| Arc::new(KeptNamespace::keep(&ns(n, &[]))))
             .collect();
         let ours = [
             ("a".to_string(), "hub".to_string()),

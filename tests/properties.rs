@@ -16,6 +16,7 @@ use kube::core::{Selector, SelectorExt};
 use proptest::prelude::*;
 use proptest::string::string_regex;
 use regcred::api::{NamespaceSelection, RegistryCredentialSpec};
+use regcred::cache::{Kept, KeptNamespace};
 use regcred::dockerconfig::{self, DecodeError, RegistryAuth};
 use regcred::providers::{acr, ecr};
 use regcred::pull_auth::{ImageRef, Scheme, TokenResponse, parse_challenge};
@@ -544,6 +545,24 @@ fn labels() -> impl Strategy<Value = BTreeMap<String, String>> {
     )
 }
 
+/// Requirements with every operator, and with values or without them
+/// (`In` without values cannot be parsed, and then matches nothing).
+fn expressions() -> impl Strategy<Value = Vec<LabelSelectorRequirement>> {
+    prop::collection::vec(
+        (
+            prop::sample::select(vec!["team", "env"]),
+            prop::sample::select(vec!["In", "NotIn", "Exists", "DoesNotExist"]),
+            prop::option::of(prop::collection::vec(prop::sample::select(vec!["x", "y"]), 0..3)),
+        )
+            .prop_map(|(key, operator, values)| LabelSelectorRequirement {
+                key: key.into(),
+                operator: operator.into(),
+                values: values.map(|v| v.into_iter().map(String::from).collect()),
+            }),
+        0..3,
+    )
+}
+
 fn namespaces() -> impl Strategy<Value = Vec<Arc<Namespace>>> {
     prop::collection::btree_map(namespace_name(), (labels(), any::<bool>(), any::<bool>()), 0..8).prop_map(|m| {
         m.into_iter()
@@ -568,10 +587,12 @@ fn namespaces() -> impl Strategy<Value = Vec<Arc<Namespace>>> {
 
 fn selection() -> impl Strategy<Value = NamespaceSelection> {
     (
-        prop::option::of(labels().prop_map(|l| LabelSelector {
-            match_labels: Some(l),
-            match_expressions: None,
-        })),
+        prop::option::of(
+            (prop::option::of(labels()), prop::option::of(expressions())).prop_map(|(l, e)| LabelSelector {
+                match_labels: l,
+                match_expressions: e,
+            }),
+        ),
         prop::collection::vec(namespace_name(), 0..3),
         prop::collection::vec(namespace_name(), 0..3),
     )
@@ -603,20 +624,24 @@ proptest! {
     fn exclude_always_wins_and_no_names_nor_selector_selects_everything_else(sel in selection(), nss in namespaces()) {
         for ns in &nss {
             let n = name(ns);
-            let selected = namespace_selected(&sel, ns);
+            let selected = namespace_selected(&sel, &**ns);
+            // What the cache keeps of a namespace selects as the namespace does.
+            prop_assert_eq!(namespace_selected(&sel, &KeptNamespace::keep(ns)), selected);
             if sel.exclude.contains(&n) {
                 prop_assert!(!selected, "{n} is excluded");
             } else if sel.names.contains(&n) {
                 prop_assert!(selected, "{n} is named");
             }
             let everything = NamespaceSelection { selector: None, names: vec![], exclude: sel.exclude.clone() };
-            prop_assert_eq!(namespace_selected(&everything, ns), !sel.exclude.contains(&n));
+            prop_assert_eq!(namespace_selected(&everything, &**ns), !sel.exclude.contains(&n));
             let labelled = ns.metadata.labels.clone().unwrap_or_default();
+            // regcred evaluates the selector by label lookup; kube's matcher is the reference.
             if let Some(s) = &sel.selector
                 && !sel.exclude.contains(&n)
-                && Selector::try_from(s.clone()).unwrap().matches(&labelled)
+                && !sel.names.contains(&n)
             {
-                prop_assert!(selected, "{n} matches the selector");
+                let kube_says = Selector::try_from(s.clone()).is_ok_and(|s| s.matches(&labelled));
+                prop_assert_eq!(selected, kube_says, "{} with {:?}", n, s);
             }
         }
     }
@@ -627,12 +652,13 @@ proptest! {
         nss in namespaces(),
         ours in owned(),
     ) {
-        let p = plan(&sel, CREDENTIALS_NAMESPACE, SECRET, &nss, ours.clone());
+        let kept: Vec<_> = nss.iter().map(|ns| Arc::new(KeptNamespace::keep(ns))).collect();
+        let p = plan(&sel, CREDENTIALS_NAMESPACE, SECRET, &kept, ours.clone());
         prop_assert!(!p.write.contains(CREDENTIALS_NAMESPACE));
         for ns in &nss {
             let n = name(ns);
             let live = ns.metadata.deletion_timestamp.is_none() && ns.status.is_none();
-            let wanted = n != CREDENTIALS_NAMESPACE && live && namespace_selected(&sel, ns);
+            let wanted = n != CREDENTIALS_NAMESPACE && live && namespace_selected(&sel, &**ns);
             prop_assert_eq!(p.write.contains(&n), wanted, "{}", n);
         }
         let cleaned_here: BTreeSet<&String> = p.clean.iter().filter(|(_, s)| s == SECRET).map(|(ns, _)| ns).collect();

@@ -268,7 +268,14 @@ pub async fn write_service_account(
         let Some(updated) = updated else {
             return (all(&|_| Ok(0)), None);
         };
-        match api.replace(&name, &post_params(), &updated).await {
+        match api
+            .patch(
+                &name,
+                &patch_params(),
+                &Patch::Merge(build::sa_patch(&current, &updated)),
+            )
+            .await
+        {
             Ok(written) => {
                 let first = changes.iter().position(Option::is_some);
                 let results = (0..entries.len()).map(|i| Ok(u32::from(Some(i) == first))).collect();

@@ -113,16 +113,22 @@ fn owner_reference(rc: &RegistryCredential) -> OwnerReference {
 /// decides on goes through this: the managed-Secret cache, and a Secret read
 /// because a create found one in the way.
 pub fn cache_form(secret: &mut Secret) {
-    let digest = secret
-        .data
-        .take()
-        .and_then(|d| d.get(dockerconfig::DATA_KEY).map(|v| data_digest(&v.0)));
+    let digest = cached_digest(secret);
+    secret.data = None;
     secret.string_data = None;
     let annotations = secret.annotations_mut();
     match digest {
         Some(d) => annotations.insert(CACHED_DATA_DIGEST.into(), d),
         None => annotations.remove(CACHED_DATA_DIGEST),
     };
+}
+
+/// The digest [`cache_form`] keeps of `secret`'s data.
+pub fn cached_digest(secret: &Secret) -> Option<String> {
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(dockerconfig::DATA_KEY).map(|v| data_digest(&v.0)))
 }
 
 fn data_digest(bytes: &[u8]) -> String {
@@ -184,6 +190,19 @@ impl ManagedMetadata {
             .get(MANAGED_METADATA_ANNOTATION)
             .and_then(|v| serde_json::from_str(v).ok())
             .unwrap_or_default()
+    }
+}
+
+/// The label and annotation keys of `secret` that regcred reads or wrote:
+/// its own (`regcred.dev/…`, the managed-by label) and those its
+/// `regcred.dev/managed-metadata` record lists (from the spec). Others'
+/// keys are never read or written, so the cache need not keep them.
+pub fn regcred_keys(secret: &Secret) -> impl Fn(&str) -> bool + use<> {
+    let written = ManagedMetadata::of(secret);
+    move |k: &str| {
+        k.starts_with("regcred.dev/")
+            || k == MANAGED_BY_LABEL
+            || written.labels.iter().chain(&written.annotations).any(|w| w == k)
     }
 }
 
@@ -393,6 +412,27 @@ pub fn apply_sa_change(sa: &ServiceAccount, secret: &str, rc: &str, change: SaCh
     }
     set_recorded(&mut out, &recorded);
     out
+}
+
+/// The JSON merge patch that turns `current` into `updated`
+/// ([`apply_sa_change`]): the whole `imagePullSecrets` list (an atomic list,
+/// replaced as one), regcred's record annotation, and `current`'s
+/// resourceVersion, so that a ServiceAccount changed meanwhile answers 409
+/// instead of losing the other writer's entries. Nothing else of the
+/// ServiceAccount is in it: the cache need not keep the rest.
+pub fn sa_patch(current: &ServiceAccount, updated: &ServiceAccount) -> serde_json::Value {
+    let pulls = updated
+        .image_pull_secrets
+        .as_ref()
+        .filter(|l| !l.is_empty())
+        .map_or(serde_json::Value::Null, |l| serde_json::json!(l));
+    serde_json::json!({
+        "metadata": {
+            "resourceVersion": current.resource_version(),
+            "annotations": { PULL_SECRETS_ANNOTATION: updated.annotations().get(PULL_SECRETS_ANNOTATION) },
+        },
+        "imagePullSecrets": pulls,
+    })
 }
 
 #[cfg(test)]

@@ -14,7 +14,6 @@ use std::time::Duration;
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 use tracing::{debug, warn};
 
@@ -23,6 +22,7 @@ use super::build;
 use super::sa_writes::SaWrites;
 use crate::api::conditions::reason;
 use crate::api::{FailedNamespace, RegistryCredential};
+use crate::cache::{Cache, KeptSecret, KeptServiceAccount};
 use crate::renewal;
 use crate::targets::{self, TargetPlan};
 
@@ -61,8 +61,8 @@ impl Foreign {
 /// What the fan-out step reads and writes with.
 pub struct Env<'a> {
     pub client: &'a Client,
-    pub managed_secrets: &'a Store<Secret>,
-    pub service_accounts: &'a Store<ServiceAccount>,
+    pub managed_secrets: &'a Cache<KeptSecret>,
+    pub service_accounts: &'a Cache<KeptServiceAccount>,
     pub foreign: &'a Foreign,
     pub sa_writes: &'a Arc<SaWrites>,
 }
@@ -132,9 +132,9 @@ pub async fn run(
     let cleaned: std::collections::BTreeSet<&str> = plan.clean.iter().map(|(ns, _)| ns.as_str()).collect();
     let mut sas_by_ns: HashMap<String, Vec<Arc<ServiceAccount>>> = HashMap::new();
     for sa in env.service_accounts.state() {
-        let ns = sa.namespace().unwrap_or_default();
-        if plan.write.contains(&ns) || cleaned.contains(ns.as_str()) {
-            sas_by_ns.entry(ns).or_default().push(sa);
+        let ns = &*sa.namespace;
+        if plan.write.contains(ns) || cleaned.contains(ns) {
+            sas_by_ns.entry(ns.to_string()).or_default().push(Arc::new(sa.object()));
         }
     }
     let outcomes: Vec<(String, Outcome)> = futures::stream::iter(plan.write.iter().cloned())
@@ -201,7 +201,10 @@ async fn namespace(
 ) -> Outcome {
     let mut out = Outcome::default();
     let rc_name = rc.name_any();
-    let cached = env.managed_secrets.get(&ObjectRef::new(secret_name).within(&ns));
+    let cached = env
+        .managed_secrets
+        .get(Some(&ns), secret_name)
+        .map(|s| Arc::new(s.object()));
     let foreign_key = (
         rc.uid().unwrap_or_default(),
         rc.metadata.generation.unwrap_or_default(),
@@ -249,7 +252,7 @@ async fn namespace(
     };
     let mut first_error = None;
     for sa in &sas {
-        let selected = targets::service_account_selected(&rc.spec.target.service_accounts, sa);
+        let selected = targets::service_account_selected(&rc.spec.target.service_accounts, &**sa);
         // A selected ServiceAccount keeps what it has until the Secret is in
         // place: a failed write must not strip its reference.
         if selected && !secret_ready {

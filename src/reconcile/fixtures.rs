@@ -14,6 +14,7 @@ use super::status::Cond;
 use crate::api::{
     FailedNamespace, Provider, RegistryCredential, RegistryCredentialSpec, StaticProvider, StaticSecretRef,
 };
+use crate::cache::{Kept, KeptNamespace};
 use crate::dockerconfig::{self, RegistryAuth};
 use crate::providers::Credential;
 use crate::redact::Sensitive;
@@ -48,17 +49,17 @@ pub fn rc() -> RegistryCredential {
     rc
 }
 
-pub fn namespaces(names: &[&str]) -> Vec<Arc<Namespace>> {
+pub fn namespaces(names: &[&str]) -> Vec<Arc<KeptNamespace>> {
     names
         .iter()
         .map(|n| {
-            Arc::new(Namespace {
+            Arc::new(KeptNamespace::keep(&Namespace {
                 metadata: ObjectMeta {
                     name: Some(n.to_string()),
                     ..Default::default()
                 },
                 ..Default::default()
-            })
+            }))
         })
         .collect()
 }

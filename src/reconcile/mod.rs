@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender};
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::Recorder;
@@ -37,6 +37,7 @@ use self::events::Note;
 use self::scope::{Scope, Since};
 use crate::api::RegistryCredential;
 use crate::api::conditions::reason;
+use crate::cache::{Cache, KeptNamespace, KeptSecret, KeptServiceAccount};
 use crate::error::{Error, Result};
 use crate::renewal;
 use crate::targets;
@@ -55,9 +56,9 @@ const CLEANUP_GRACE: Duration = Duration::from_secs(60);
 pub struct Context {
     pub client: Client,
     pub credentials_namespace: String,
-    pub namespaces: Store<Namespace>,
-    pub service_accounts: Store<ServiceAccount>,
-    pub managed_secrets: Store<Secret>,
+    pub namespaces: Cache<KeptNamespace>,
+    pub service_accounts: Cache<KeptServiceAccount>,
+    pub managed_secrets: Cache<KeptSecret>,
     pub source_secrets: Store<Secret>,
     pub recorder: Recorder,
     /// HTTP client for provider calls without an SDK (ACR exchange) and registry checks.
@@ -86,10 +87,10 @@ pub struct Context {
 
 /// The caches reconcile reads instead of the API server.
 pub struct Caches {
-    pub namespaces: Store<Namespace>,
-    pub service_accounts: Store<ServiceAccount>,
+    pub namespaces: Cache<KeptNamespace>,
+    pub service_accounts: Cache<KeptServiceAccount>,
     /// Secrets with the managed-by label only.
-    pub managed_secrets: Store<Secret>,
+    pub managed_secrets: Cache<KeptSecret>,
     /// Secrets of the credentials namespace only.
     pub source_secrets: Store<Secret>,
     /// The namespaces the watches saw change.
@@ -242,18 +243,15 @@ impl Context {
                 self.ours(&rc_name),
             ),
             Scope::Only(changed) => {
-                let namespaces: Vec<_> = changed
-                    .iter()
-                    .filter_map(|ns| self.namespaces.get(&ObjectRef::new(ns)))
-                    .collect();
+                let namespaces: Vec<_> = changed.iter().filter_map(|ns| self.namespaces.get(None, ns)).collect();
                 // The spec is what it was at the last full pass, which cleaned
                 // Secrets under older names: only the current name is ours here.
                 let ours: Vec<_> = changed
                     .iter()
                     .filter(|ns| {
                         self.managed_secrets
-                            .get(&ObjectRef::new(&secret_name).within(ns))
-                            .is_some_and(|s| build::is_managed_by(&s, &rc_name))
+                            .get(Some(ns), &secret_name)
+                            .is_some_and(|s| s.credential() == Some(rc_name.as_str()))
                     })
                     .map(|ns| (ns.clone(), secret_name.clone()))
                     .collect();
@@ -327,8 +325,8 @@ impl Context {
         self.managed_secrets
             .state()
             .iter()
-            .filter(|s| build::is_managed_by(s, rc_name))
-            .map(|s| (s.namespace().unwrap_or_default(), s.name_any()))
+            .filter(|s| s.credential() == Some(rc_name))
+            .map(|s| (s.namespace.to_string(), s.name.to_string()))
             .collect()
     }
 }
@@ -492,8 +490,8 @@ async fn cleanup(rc: &RegistryCredential, ctx: &Context) -> (Vec<Note>, Result<A
         .service_accounts
         .state()
         .into_iter()
-        .filter(|sa| build::recorded_by(sa, &secret_name, &name))
-        .map(|sa| sa.namespace().unwrap_or_default());
+        .filter(|sa| sa.recorded.is_some() && build::recorded_by(&sa.object(), &secret_name, &name))
+        .map(|sa| sa.namespace.to_string());
     let plan = targets::deletion_plan(ctx.ours(&name), recorded_in, &secret_name);
     let errors = fanout::run(&ctx.fanout_env(), rc, &plan, None, now).await.clean_errors;
     let mut notes = Vec::new();

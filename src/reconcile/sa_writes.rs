@@ -30,6 +30,7 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::{Client, ResourceExt};
 
 use super::apply::{self, SaEntry};
+use crate::cache::{Kept, KeptServiceAccount};
 
 type Key = (String, String);
 type Done = oneshot::Sender<Result<u32, apply::Error>>;
@@ -61,7 +62,8 @@ struct Recent {
 
 struct Written {
     at: Instant,
-    object: ServiceAccount,
+    /// What the cache would keep of the object written.
+    object: KeptServiceAccount,
     /// resourceVersions these writes replaced: a cached copy at one of them is behind.
     superseded: Vec<String>,
 }
@@ -85,7 +87,7 @@ impl Recent {
     fn base(&mut self, key: &Key, cached: &ServiceAccount) -> ServiceAccount {
         let rv = cached.resource_version();
         match self.by_key.get(key) {
-            Some(w) if rv.as_ref().is_some_and(|rv| w.superseded.contains(rv)) => w.object.clone(),
+            Some(w) if rv.as_ref().is_some_and(|rv| w.superseded.contains(rv)) => w.object.object(),
             // The cache caught up, or someone else wrote since: the cache's copy it is.
             Some(_) => {
                 self.by_key.remove(key);
@@ -95,7 +97,7 @@ impl Recent {
         }
     }
 
-    fn record(&mut self, key: &Key, object: ServiceAccount, replaced: String, now: Instant) {
+    fn record(&mut self, key: &Key, object: &ServiceAccount, replaced: String, now: Instant) {
         let mut superseded = self.by_key.remove(key).map(|w| w.superseded).unwrap_or_default();
         superseded.push(replaced);
         let extra = superseded.len().saturating_sub(SUPERSEDED_KEPT);
@@ -105,7 +107,7 @@ impl Recent {
             key.clone(),
             Written {
                 at: now,
-                object,
+                object: KeptServiceAccount::keep(object),
                 superseded,
             },
         );
@@ -195,7 +197,7 @@ impl SaWrites {
             // object known, and a conflict costs it one read.
             if let Some((written, replaced)) = latest {
                 let mut recent = self.recent.lock().expect("sa writes lock");
-                recent.record(&key, written.clone(), replaced, Instant::now());
+                recent.record(&key, &written, replaced, Instant::now());
                 base = written;
             }
         }
@@ -259,7 +261,7 @@ mod tests {
             "message": "the object has been modified", "reason": "Conflict", "code": 409})
     }
 
-    /// An API server holding one ServiceAccount: PUTs with its current
+    /// An API server holding one ServiceAccount: merge patches with its current
     /// resourceVersion win, others get 409. Returns the (method, path) log and the final object.
     async fn serve(
         mut handle: mock::Handle<Request<Body>, Response<Body>>,
@@ -272,13 +274,15 @@ mod tests {
             let body = req.into_body().collect_bytes().await.unwrap();
             match method.as_str() {
                 "GET" => send.send_response(reply(200, &stored)),
-                "PUT" => {
-                    let put: ServiceAccount = serde_json::from_slice(&body).unwrap();
-                    if put.resource_version() != stored.resource_version() {
+                "PATCH" => {
+                    let patch: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    if patch["metadata"]["resourceVersion"].as_str() != stored.resource_version().as_deref() {
                         send.send_response(reply(409, &conflict()));
                     } else {
                         let rv: u64 = stored.resource_version().unwrap().parse().unwrap();
-                        stored = put;
+                        let mut doc = serde_json::to_value(&stored).unwrap();
+                        json_patch::merge(&mut doc, &patch);
+                        stored = serde_json::from_value(doc).unwrap();
                         stored.metadata.resource_version = Some((rv + 1).to_string());
                         send.send_response(reply(200, &stored));
                     }
@@ -315,7 +319,7 @@ mod tests {
         assert!(writes.queues.lock().unwrap().is_empty(), "the writer is gone once done");
         drop(writes);
         let (log, stored) = server.await.unwrap();
-        assert_eq!(log, ["PUT"], "five credentials, one request");
+        assert_eq!(log, ["PATCH"], "five credentials, one request");
         assert_eq!(
             names(&stored),
             ["theirs", "pull-0", "pull-1", "pull-2", "pull-3", "pull-4"]
@@ -343,7 +347,7 @@ mod tests {
         drop((client, writes));
         let (log, stored) = server.await.unwrap();
         assert_eq!(counted, 1);
-        assert_eq!(log, ["PUT", "GET", "PUT"]);
+        assert_eq!(log, ["PATCH", "GET", "PATCH"]);
         assert_eq!(names(&stored), ["theirs", "new", "pull-0"]);
     }
 
@@ -360,8 +364,31 @@ mod tests {
         }
         drop((client, writes));
         let (log, stored) = server.await.unwrap();
-        assert_eq!(log, ["PUT", "PUT", "PUT"], "no 409, no read");
+        assert_eq!(log, ["PATCH", "PATCH", "PATCH"], "no 409, no read");
         assert_eq!(names(&stored), ["theirs", "pull-0", "pull-1", "pull-2"]);
+    }
+
+    #[tokio::test]
+    async fn a_write_from_what_the_cache_kept_leaves_the_rest_of_the_object_alone() {
+        let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "default");
+        let mut full = sa("1", &["theirs"]);
+        full.annotations_mut().insert("theirs/note".into(), "kept".into());
+        full.automount_service_account_token = Some(false);
+        full.secrets = Some(vec![Default::default()]);
+        let server = tokio::spawn(serve(handle, full.clone()));
+        let writes = Arc::new(SaWrites::default());
+        let kept = KeptServiceAccount::keep(&full).object();
+        assert_eq!(writes.write(&client, &kept, entry(0)).await.expect("written"), 1);
+        drop((client, writes));
+        let (_, stored) = server.await.unwrap();
+        assert_eq!(names(&stored), ["theirs", "pull-0"]);
+        assert_eq!(
+            stored.annotations().get("theirs/note").map(String::as_str),
+            Some("kept")
+        );
+        assert_eq!(stored.automount_service_account_token, Some(false));
+        assert_eq!(stored.secrets, full.secrets);
     }
 
     #[tokio::test]

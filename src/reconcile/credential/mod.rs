@@ -15,7 +15,6 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::Api;
-use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 use tracing::{info, warn};
 
@@ -28,6 +27,7 @@ use crate::api::conditions::reason;
 use crate::api::{
     HealthCheckMode, ProviderKind, ProviderSpec, PullAuthResult, RegistryCredential, RegistryCredentialStatus,
 };
+use crate::cache::{Cache, KeptSecret};
 use crate::dockerconfig;
 use crate::providers::{Credential, MintError, MintInput};
 use crate::pull_auth;
@@ -90,7 +90,7 @@ pub struct Env<'a> {
     pub client: &'a Client,
     pub held: &'a Held,
     /// To take the credential back after a restart.
-    pub managed_secrets: &'a Store<Secret>,
+    pub managed_secrets: &'a Cache<KeptSecret>,
     pub credentials_namespace: &'a str,
     pub http: &'a reqwest::Client,
     pub metrics: &'a Metrics,
@@ -395,20 +395,20 @@ async fn recover_from_secrets(
 ) -> Option<Current> {
     previous.credential_digest.as_ref()?;
     let name = rc.name_any();
-    let mut copies: HashMap<String, (usize, std::sync::Arc<Secret>)> = HashMap::new();
+    let mut copies: HashMap<String, (usize, std::sync::Arc<KeptSecret>)> = HashMap::new();
     for s in env.managed_secrets.state() {
-        if let Some(digest) = build::is_managed_by(&s, &name)
-            .then(|| s.annotations().get(build::CACHED_DATA_DIGEST).cloned())
+        if let Some(digest) = (s.credential() == Some(name.as_str()))
+            .then(|| s.annotations.get(build::CACHED_DATA_DIGEST).map(str::to_string))
             .flatten()
         {
             copies.entry(digest).or_insert((0, s)).0 += 1;
         }
     }
     let mut copies: Vec<_> = copies.into_values().collect();
-    copies.sort_by_key(|(n, s)| (std::cmp::Reverse(*n), s.namespace()));
+    copies.sort_by(|(n, s), (m, t)| m.cmp(n).then_with(|| s.namespace.cmp(&t.namespace)));
     for (_, s) in copies.into_iter().take(RECOVERY_READS) {
-        let api: Api<Secret> = Api::namespaced(env.client.clone(), &s.namespace().unwrap_or_default());
-        match api.get_opt(&s.name_any()).await {
+        let api: Api<Secret> = Api::namespaced(env.client.clone(), &s.namespace);
+        match api.get_opt(&s.name).await {
             Ok(Some(full)) => {
                 if let Some(current) = recover(&[std::sync::Arc::new(full)], rc, previous, now) {
                     return Some(current);
