@@ -675,8 +675,11 @@ async fn a_controller_owned_pod_admitted_before_the_link_is_recreated_when_opted
     .await;
     wait_pull_secrets(&s.client, "dx-recreate", &["dx-recreate"]).await;
 
-    // The kubelet keeps retrying; the next failure is diagnosed anew.
-    let repair_timeout = Duration::from_secs(180);
+    // The kubelet keeps retrying; the next failure is diagnosed anew. The
+    // operator paces a failing pod's diagnoses (30 s, doubling): when the
+    // ones before the RegistryCredential took longer on a loaded machine, the
+    // next comes up to 2 min after it exists, the kubelet's back-off on top.
+    let repair_timeout = Duration::from_secs(300);
     let notes = s
         .wait_operator_event("dx-recreate", "owned", "ImagePullRepaired", repair_timeout, |n| {
             n.starts_with("Deleted pod dx-recreate/owned")
