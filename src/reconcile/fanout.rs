@@ -130,11 +130,13 @@ pub async fn run(
 ) -> FanOut {
     let secret_name = build::secret_name(rc);
     let cleaned: std::collections::BTreeSet<&str> = plan.clean.iter().map(|(ns, _)| ns.as_str()).collect();
-    let mut sas_by_ns: HashMap<String, Vec<Arc<ServiceAccount>>> = HashMap::new();
+    // Records, not objects: each namespace's are made objects when it is
+    // written, so a full pass at 10,000 namespaces never holds them all at once.
+    let mut sas_by_ns: HashMap<String, Vec<Arc<KeptServiceAccount>>> = HashMap::new();
     for sa in env.service_accounts.state() {
         let ns = &*sa.namespace;
         if plan.write.contains(ns) || cleaned.contains(ns) {
-            sas_by_ns.entry(ns.to_string()).or_default().push(Arc::new(sa.object()));
+            sas_by_ns.entry(ns.to_string()).or_default().push(sa);
         }
     }
     let outcomes: Vec<(String, Outcome)> = futures::stream::iter(plan.write.iter().cloned())
@@ -167,7 +169,7 @@ pub async fn run(
     out.outcomes = outcomes;
     let rc_name = rc.name_any();
     for (ns, secret) in &plan.clean {
-        let sas = sas_by_ns.get(ns).cloned().unwrap_or_default();
+        let sas = objects(sas_by_ns.get(ns));
         match apply::clean_namespace(env.client, &rc_name, ns, secret, &sas).await {
             Ok(n) => {
                 out.writes += n;
@@ -180,6 +182,11 @@ pub async fn run(
         }
     }
     out
+}
+
+/// The ServiceAccounts of one namespace as objects, for the write steps.
+fn objects(kept: Option<&Vec<Arc<KeptServiceAccount>>>) -> Vec<Arc<ServiceAccount>> {
+    kept.into_iter().flatten().map(|sa| Arc::new(sa.object())).collect()
 }
 
 #[derive(Default)]
@@ -196,7 +203,7 @@ async fn namespace(
     ns: String,
     secret_name: &str,
     desired: Option<Secret>,
-    sas: Vec<Arc<ServiceAccount>>,
+    sas: Vec<Arc<KeptServiceAccount>>,
     now: Timestamp,
 ) -> Outcome {
     let mut out = Outcome::default();
@@ -251,7 +258,7 @@ async fn namespace(
         None => cached.is_some_and(|s| build::is_managed_by(&s, &rc_name)),
     };
     let mut first_error = None;
-    for sa in &sas {
+    for sa in &objects(Some(&sas)) {
         let selected = targets::service_account_selected(&rc.spec.target.service_accounts, &**sa);
         // A selected ServiceAccount keeps what it has until the Secret is in
         // place: a failed write must not strip its reference.
