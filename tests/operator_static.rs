@@ -58,6 +58,8 @@ async fn new_namespaces_get_the_secret_and_default_sa_reference() {
     assert_eq!(secret.labels()["regcred.dev/credential"], "hub");
     let owner = &secret.owner_references()[0];
     let rc = h.rcs().get("hub").await.unwrap();
+    // Added on the first pass, before anything is written, and only once.
+    assert_eq!(rc.finalizers(), ["regcred.dev/cleanup"]);
     assert_eq!(
         (owner.kind.as_str(), owner.uid.as_str()),
         ("RegistryCredential", rc.uid().unwrap().as_str())

@@ -19,6 +19,10 @@ pub struct Config {
     pub idle_seconds: u64,
     pub unrelated_secrets: usize,
     pub unrelated_secret_bytes: usize,
+    /// Paired fan-outs (regcred and the raw floor) at each size, each pair on
+    /// a control plane of its own; the table reports their medians. `None`:
+    /// 3 up to 1,000 namespaces, where one pair is noisiest, 1 above.
+    pub fanout_rounds: Option<usize>,
     pub multi_rcs: usize,
     pub multi_namespaces: usize,
     pub burst: usize,
@@ -80,6 +84,16 @@ impl Config {
             idle_seconds: env_or("BENCH_IDLE_SECONDS", pick(120, 20) as u64)?,
             unrelated_secrets: env_or("BENCH_UNRELATED_SECRETS", pick(5_000, 500))?,
             unrelated_secret_bytes: env_or("BENCH_UNRELATED_SECRET_BYTES", 100 * 1024)?,
+            fanout_rounds: match std::env::var("BENCH_FANOUT_ROUNDS") {
+                Ok(v) => Some(
+                    v.trim()
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|&r| r >= 1)
+                        .with_context(|| format!("BENCH_FANOUT_ROUNDS={v}: a count of at least 1"))?,
+                ),
+                Err(_) => None,
+            },
             multi_rcs: env_or("BENCH_MULTI_RCS", 20)?,
             multi_namespaces: env_or("BENCH_MULTI_NAMESPACES", pick(1_000, 100))?,
             burst: env_or("BENCH_BURST", pick(500, 50))?,
@@ -92,6 +106,11 @@ impl Config {
             logs_dir: target.join("bench-logs"),
             scale,
         })
+    }
+
+    /// Paired fan-outs at `n` namespaces.
+    pub fn fanout_rounds(&self, n: usize) -> usize {
+        self.fanout_rounds.unwrap_or(if n <= 1_000 { 3 } else { 1 })
     }
 
     pub fn idle(&self) -> Duration {

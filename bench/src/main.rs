@@ -26,9 +26,12 @@ use crate::report::Row;
 const METHOD: &str = "\
 How measured: regcred is its release binary, started as a process (`regcred run --log-format=json`, RUST_LOG=info, as the chart runs it) and authenticated as its own
 user `regcred-operator`; its API requests are counted by user from the API server's audit log (Metadata level for the operator
-and the floor only). The raw floor is a plain kube client, user `bench-floor`, doing only the necessary writes at regcred's
-fan-out concurrency (16 namespaces at once; per namespace one Secret create, then one update of the default ServiceAccount read
-beforehand), on the same control plane before the operator starts. Times run until the harness's watches see the last object.
+and the floor only). The raw floor is a plain kube client, user `bench-floor`, making only the requests a fan-out needs at
+regcred's concurrency (16 namespaces at once; per namespace one Secret create, then one merge patch of the default
+ServiceAccount read beforehand), with regcred's own bodies (built by its `build` functions; only its managed-by value and
+credential name differ, at the same length), on the same control plane before the operator starts. Fan-out is the median of
+paired rounds, each pair on a control plane of its own (3 up to 1,000 namespaces, 1 above; BENCH_FANOUT_ROUNDS). Times run until
+the harness's watches see the last object.
 RSS and CPU come from /proc/<pid>/status VmRSS and /proc/<pid>/stat utime+stime. One control plane per size (etcd with
 --unsafe-no-fsync, API Priority and Fairness off); the machine may be shared, see the load averages above.";
 

@@ -115,12 +115,7 @@ impl World {
             "apiVersion": "regcred.dev/v1alpha1",
             "kind": "RegistryCredential",
             "metadata": {"name": name},
-            "spec": {
-                "provider": {"static": {"registry": "docker.io", "secretRef": {"name": SOURCE}}},
-                "target": {"namespaces": {"exclude": SYSTEM_NAMESPACES}},
-                // Nothing to prove credentials against here, and not what is measured.
-                "healthCheck": {"mode": "Disabled"},
-            }
+            "spec": rc_spec(),
         }))?;
         Api::<DynamicObject>::all_with(self.admin.clone(), &ar)
             .create(&PostParams::default(), &rc)
@@ -186,9 +181,16 @@ impl World {
             &kubeconfig,
             CREDS_NS,
             // JSON logs at info, as the chart runs it: the test suite's debug
-            // logging would cost CPU per namespace.
+            // logging would cost CPU per namespace. BENCH_OPERATOR_RUST_LOG
+            // sets another filter, to look into a run (and skew its figures).
             &[&metrics, "--log-format=json"],
-            &[("RUST_LOG", "info"), ("AWS_EC2_METADATA_DISABLED", "true")],
+            &[
+                (
+                    "RUST_LOG",
+                    &std::env::var("BENCH_OPERATOR_RUST_LOG").unwrap_or_else(|_| "info".into()),
+                ),
+                ("AWS_EC2_METADATA_DISABLED", "true"),
+            ],
         )?;
         Ok(RunningOperator { op, port })
     }
@@ -212,6 +214,17 @@ pub fn names(prefix: &str, count: usize) -> Vec<String> {
 }
 
 /// A dockerconfigjson the way regcred writes one for docker.io, for the floor.
+/// The spec of every benchmark RegistryCredential: the static provider
+/// reading the source Secret, every namespace but the system ones.
+pub fn rc_spec() -> serde_json::Value {
+    serde_json::json!({
+        "provider": {"static": {"registry": "docker.io", "secretRef": {"name": SOURCE}}},
+        "target": {"namespaces": {"exclude": SYSTEM_NAMESPACES}},
+        // Nothing to prove credentials against here, and not what is measured.
+        "healthCheck": {"mode": "Disabled"},
+    })
+}
+
 pub fn docker_config(password: &str) -> Vec<u8> {
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USERNAME}:{password}"));
     serde_json::to_vec(&serde_json::json!({"auths": {"https://index.docker.io/v1/": {
