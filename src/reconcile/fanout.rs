@@ -257,8 +257,16 @@ async fn namespace(
         // No credential yet: keep whatever is there.
         None => cached.is_some_and(|s| build::is_managed_by(&s, &rc_name)),
     };
+    // Each ServiceAccount as the cache holds it now rather than as the pass
+    // found it: a pass over thousands of namespaces takes seconds, and a
+    // copy that old loses to another RegistryCredential's write with 409
+    // Conflict (and costs a read). One that is gone has nothing to patch.
+    let current: Vec<Arc<KeptServiceAccount>> = sas
+        .iter()
+        .filter_map(|sa| env.service_accounts.get(Some(&sa.namespace), &sa.name))
+        .collect();
     let mut first_error = None;
-    for sa in &objects(Some(&sas)) {
+    for sa in &objects(Some(&current)) {
         let selected = targets::service_account_selected(&rc.spec.target.service_accounts, &**sa);
         // A selected ServiceAccount keeps what it has until the Secret is in
         // place: a failed write must not strip its reference.
