@@ -66,6 +66,15 @@ impl World {
     }
 
     /// A client authenticating as `user` (in `system:masters`).
+    /// CPU seconds etcd and kube-apiserver have used so far.
+    pub fn control_plane_cpu(&self) -> anyhow::Result<f64> {
+        self.cp
+            .pids()
+            .into_iter()
+            .map(|pid| procstat::sample(pid).map(|s| s.cpu_seconds))
+            .sum()
+    }
+
     pub async fn client_for(&self, user: &str) -> anyhow::Result<Client> {
         let kc = self.cp.kubeconfig_for(user, &["system:masters"])?;
         self.cp.client_from(&kc).await
