@@ -306,3 +306,81 @@ async fn namespace(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::Kept;
+    use http::{Request, Response};
+    use kube::client::Body;
+    use tower_test::mock;
+
+    fn sa(rv: &str) -> ServiceAccount {
+        let mut sa = regcred_testenv::objects::service_account("default", &[]);
+        sa.metadata.namespace = Some("a".into());
+        sa.metadata.resource_version = Some(rv.into());
+        sa
+    }
+
+    /// A pass takes its list of ServiceAccounts at its start; by the time it
+    /// reaches a namespace, another credential's write may have moved the
+    /// ServiceAccount on. The write starts from the cache's copy then, not
+    /// the pass's, so its resourceVersion precondition holds.
+    #[tokio::test]
+    async fn a_service_account_is_written_from_the_caches_current_copy() {
+        let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "default");
+        let server = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while let Some((req, send)) = handle.next_request().await {
+                let method = req.method().to_string();
+                let body: serde_json::Value =
+                    serde_json::from_slice(&req.into_body().collect_bytes().await.unwrap()).unwrap();
+                let reply = match method.as_str() {
+                    "POST" => body.clone(),
+                    "PATCH" => serde_json::to_value(sa("3")).unwrap(),
+                    other => panic!("unexpected {other}"),
+                };
+                seen.push((method, body));
+                send.send_response(
+                    Response::builder()
+                        .status(200)
+                        .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                        .unwrap(),
+                );
+            }
+            seen
+        });
+        let rc = super::super::fixtures::rc();
+        let service_accounts = Cache::<KeptServiceAccount>::of([sa("2")]);
+        let env = Env {
+            client: &client,
+            managed_secrets: &Cache::of([]),
+            service_accounts: &service_accounts,
+            foreign: &Foreign::default(),
+            sa_writes: &Arc::new(SaWrites::default()),
+        };
+        let desired = build::desired_secret(&rc, "a", b"{}", None, "sha256:0");
+        let taken_at_start = vec![Arc::new(KeptServiceAccount::keep(&sa("1")))];
+        let out = namespace(
+            &env,
+            &rc,
+            "a".into(),
+            "hub",
+            Some(desired),
+            taken_at_start,
+            Timestamp::now(),
+        )
+        .await;
+        drop(client);
+        let seen = server.await.unwrap();
+        assert_eq!(out.failure, None);
+        assert_eq!((out.writes, out.sa_patched), (2, 1));
+        let methods: Vec<&str> = seen.iter().map(|(m, _)| m.as_str()).collect();
+        assert_eq!(methods, ["POST", "PATCH"]);
+        assert_eq!(
+            seen[1].1["metadata"]["resourceVersion"], "2",
+            "the cache's version, not the pass's"
+        );
+    }
+}
