@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 
 use super::build::{self, SaChange};
 use crate::api::{ExistingSecretPolicy, FailedNamespace, conditions::reason};
@@ -117,8 +117,8 @@ pub async fn ensure_secret(
     };
     let existing = match cached {
         Some(s) => (*s).clone(),
-        None => match api.create(&post_params(), desired).await {
-            Ok(_) => return Ok(1),
+        None => match create_unread(client, &ns, desired).await {
+            Ok(()) => return Ok(1),
             Err(e) if is_status(&e, 409) => {
                 let mut found = api.get(&name).await.map_err(|e| write_failed(&e))?;
                 build::cache_form(&mut found);
@@ -202,6 +202,18 @@ async fn recreate(api: &Api<Secret>, existing: &Secret, desired: &Secret) -> Res
     }
     api.create(&post_params(), desired).await?;
     Ok(2)
+}
+
+/// Create `secret` in `ns` without decoding the object the API server sends
+/// back: regcred reads nothing from it (the watch brings it into the
+/// cache), and decoding it, managed fields and all, would be CPU spent for
+/// nothing on each of thousands of creates.
+async fn create_unread(client: &Client, ns: &str, secret: &Secret) -> Result<(), kube::Error> {
+    let body = serde_json::to_vec(secret).map_err(kube::Error::SerdeError)?;
+    let request = kube::core::Request::new(Secret::url_path(&(), Some(ns)))
+        .create(&post_params(), body)
+        .map_err(kube::Error::BuildRequest)?;
+    client.request::<serde::de::IgnoredAny>(request).await.map(drop)
 }
 
 /// One RegistryCredential's wish for one ServiceAccount: reference `secret`
