@@ -96,7 +96,22 @@ impl ControlPlane {
         Self::launch(true, flags).await
     }
 
+    /// [`ControlPlane::launch_once`], again with other ports when a port
+    /// was taken between being picked and being bound.
     async fn launch(for_nodes: bool, flags: &[&str]) -> anyhow::Result<Self> {
+        let mut attempt = 1;
+        loop {
+            match Self::launch_once(for_nodes, flags).await {
+                Err(e) if attempt < 3 && format!("{e:#}").contains("address already in use") => {
+                    tracing::warn!(attempt, "a control-plane port was taken; starting again on others");
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn launch_once(for_nodes: bool, flags: &[&str]) -> anyhow::Result<Self> {
         init_crypto();
         let started = Instant::now();
         let dir = crate::scratch::dir("envtest")?;
