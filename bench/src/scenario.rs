@@ -58,9 +58,6 @@ fn progress(what: &str) {
     eprintln!("bench: {what}");
 }
 
-/// Fan-out and rotation against the floor, RSS and CPU at `n` namespaces;
-/// on the largest size also new-namespace latency, idle writes and
-/// unrelated Secrets.
 /// A control plane with `n` namespaces, the harness's watches on it, and the
 /// raw floor's fan-out done: where regcred's fan-out is measured next.
 struct Stage {
@@ -157,6 +154,9 @@ fn median(mut xs: Vec<f64>) -> f64 {
     }
 }
 
+/// Fan-out and rotation against the floor, RSS and CPU at `n` namespaces;
+/// on the largest size also new-namespace latency, idle writes and
+/// unrelated Secrets.
 pub async fn scale(cfg: &Config, n: usize, largest: bool, out: &mut Outcome) -> anyhow::Result<()> {
     let rc = vec![world::SOURCE.to_string()];
     let scn = |what: &str| format!("{what}, {n} ns");

@@ -65,7 +65,6 @@ impl World {
         Ok(world)
     }
 
-    /// A client authenticating as `user` (in `system:masters`).
     /// CPU seconds etcd and kube-apiserver have used so far.
     pub fn control_plane_cpu(&self) -> anyhow::Result<f64> {
         self.cp
@@ -75,6 +74,7 @@ impl World {
             .sum()
     }
 
+    /// A client authenticating as `user` (in `system:masters`).
     pub async fn client_for(&self, user: &str) -> anyhow::Result<Client> {
         let kc = self.cp.kubeconfig_for(user, &["system:masters"])?;
         self.cp.client_from(&kc).await
@@ -222,7 +222,6 @@ pub fn names(prefix: &str, count: usize) -> Vec<String> {
     (0..count).map(|i| format!("{prefix}-{i:05}")).collect()
 }
 
-/// A dockerconfigjson the way regcred writes one for docker.io, for the floor.
 /// The spec of every benchmark RegistryCredential: the static provider
 /// reading the source Secret, every namespace but the system ones.
 pub fn rc_spec() -> serde_json::Value {
@@ -234,6 +233,7 @@ pub fn rc_spec() -> serde_json::Value {
     })
 }
 
+/// A dockerconfigjson the way regcred writes one for docker.io, for the floor.
 pub fn docker_config(password: &str) -> Vec<u8> {
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USERNAME}:{password}"));
     serde_json::to_vec(&serde_json::json!({"auths": {"https://index.docker.io/v1/": {

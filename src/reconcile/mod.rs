@@ -365,10 +365,9 @@ pub async fn reconcile(rc: Arc<RegistryCredential>, ctx: Arc<Context>) -> Result
 /// `rc` with regcred's finalizer added, as the API server returns it, so
 /// that a new RegistryCredential's first pass starts now: kube's
 /// [`finalizer`] adds it and returns, and the pass would wait for the watch
-/// to bring the change back (a round trip and a reschedule, about 30 ms of a
-/// 1.4 s fan-out to 1,000 namespaces). The write is conditional on the
-/// resourceVersion read; if it fails for any reason, `rc` goes on unchanged
-/// and [`finalizer`] adds it its own way.
+/// to bring the change back (a round trip and a reschedule). The write is
+/// conditional on the resourceVersion read; if it fails for any reason,
+/// `rc` goes on unchanged and [`finalizer`] adds it its own way.
 async fn with_finalizer(api: &Api<RegistryCredential>, rc: Arc<RegistryCredential>) -> Arc<RegistryCredential> {
     if rc.metadata.deletion_timestamp.is_some() || rc.finalizers().iter().any(|f| f == build::FINALIZER) {
         return rc;
