@@ -15,7 +15,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the operator.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Say why pods cannot pull their images, with evidence (reads only).
     Diagnose(DiagnoseArgs),
     /// Print the RegistryCredential CRD as YAML.
@@ -79,6 +79,45 @@ pub struct RunArgs {
     /// repair what is regcred's own (needs get on pods, list/watch on events).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "REGCRED_DIAGNOSE_PULLS")]
     pub diagnose_pulls: bool,
+
+    /// Serve the Pod admission webhook over HTTPS on this address (e.g.
+    /// 0.0.0.0:9443, path /mutate-pods). Unset: no webhook.
+    #[arg(long, env = "REGCRED_ADMISSION_ADDR")]
+    pub admission_addr: Option<std::net::SocketAddr>,
+
+    /// Who makes the webhook's serving certificate: `regcred` keeps a CA and
+    /// certificate in --admission-cert-secret, rotates them and patches the
+    /// caBundle of --admission-webhook-config; `external` (cert-manager)
+    /// writes tls.crt/tls.key into that Secret and injects the caBundle.
+    #[arg(long, value_enum, default_value_t = crate::admission::certs::Source::Regcred)]
+    pub admission_certs: crate::admission::certs::Source,
+
+    /// Secret in regcred's own namespace (POD_NAMESPACE) holding the webhook's certificate.
+    #[arg(long, default_value = "regcred-webhook-tls")]
+    pub admission_cert_secret: String,
+
+    /// MutatingWebhookConfiguration whose caBundle regcred keeps (with --admission-certs=regcred).
+    #[arg(long)]
+    pub admission_webhook_config: Option<String>,
+
+    /// DNS names and IP addresses on the serving certificate, comma-separated
+    /// (the webhook Service's `<name>.<namespace>.svc`).
+    #[arg(long, value_delimiter = ',')]
+    pub admission_dns_names: Vec<String>,
+
+    /// Lifetime of the serving certificate; renewed at two thirds of it.
+    #[arg(long, default_value = "90days")]
+    pub admission_cert_validity: humantime::Duration,
+
+    /// Lifetime of the webhook's CA; a new one is added at two thirds of it.
+    #[arg(long, default_value = "3650days")]
+    pub admission_ca_validity: humantime::Duration,
+
+    /// How long admission waits for a missing Secret to be created before it
+    /// answers (the pod names the Secret either way). Keep it well under the
+    /// webhook's timeoutSeconds.
+    #[arg(long, default_value = "2s")]
+    pub admission_write_timeout: humantime::Duration,
 }
 
 /// `regcred diagnose`, also installed as `kubectl-regcred` (`kubectl regcred diagnose`).

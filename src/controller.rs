@@ -305,8 +305,19 @@ fn spawn_triggers(
 
 const TRIGGER_INTERVAL: Duration = Duration::from_millis(50);
 
-/// Run until `shutdown` resolves.
-pub async fn run(client: Client, config: ControllerConfig, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+/// The watches and caches of one replica, started whether or not it leads:
+/// admission answers from the caches on every replica; the controller runs
+/// on the leader only ([`run`]). The watches run on tasks of their own, which
+/// end when this is dropped.
+pub struct Watches {
+    pub ctx: Arc<Context>,
+    changes: std::pin::Pin<Box<dyn Stream<Item = ()> + Send>>,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+/// Start the watches and fill the caches; the returned [`Context`] is warm
+/// once [`Context::warm_up`] returns.
+pub fn start(client: Client, config: &ControllerConfig) -> Watches {
     let recovery = Recovery::new();
     let (namespaces, ns_changes) =
         kept::<KeptNamespace>(Api::all(client.clone()), watcher::Config::default(), &recovery);
@@ -322,16 +333,23 @@ pub async fn run(client: Client, config: ControllerConfig, shutdown: impl Future
         watcher::Config::default(),
         &recovery,
     );
+    let (credentials, credential_changes) = cached(
+        Api::<RegistryCredential>::all(client.clone()),
+        watcher::Config::default(),
+        &recovery,
+    );
     // Any change of these may concern any RegistryCredential (a namespace that
     // starts or stops matching, a new ServiceAccount, a Secret edited by someone
     // else, a source Secret rotated); there are few RegistryCredentials, so all
     // are reconciled, each in the namespaces that changed (`reconcile::scope`).
-    // A source Secret may concern any namespace. The watches run on tasks of
-    // their own, which end with this function.
+    // A source Secret may concern any namespace. The RegistryCredential store
+    // is for admission (the controller keeps its own); its changes only need
+    // to keep it current.
     let touched = Arc::new(Touched::default());
-    let mut watches = tokio::task::JoinSet::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(credential_changes.for_each(|_| futures::future::ready(())));
     let changes = spawn_triggers(
-        &mut watches,
+        &mut tasks,
         futures::stream::select_all([
             ns_changes.boxed(),
             sa_changes.boxed(),
@@ -356,28 +374,38 @@ pub async fn run(client: Client, config: ControllerConfig, shutdown: impl Future
             service_accounts,
             managed_secrets,
             source_secrets,
+            credentials,
             touched,
         },
-        Recorder::new(client.clone(), reporter),
-        config.http,
+        Recorder::new(client, reporter),
+        config.http.clone(),
         config.health.metrics.clone(),
     ));
-    let warm = ctx.clone();
-    let health = config.health.clone();
-    tokio::spawn(async move {
-        // The one task waiting on the caches themselves (see `Context::warm_up`).
-        warm.warm_up().await;
-        health.set_ready();
-        info!("caches are warm");
-    });
+    Watches {
+        ctx,
+        changes: changes.boxed(),
+        tasks,
+    }
+}
 
+/// Run the controller over `watches` until `shutdown` resolves.
+pub async fn run(
+    watches: Watches,
+    config: ControllerConfig,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let Watches {
+        ctx,
+        changes,
+        mut tasks,
+    } = watches;
     let resyncs = ctx.resyncs().expect("the controller takes the resync stream once");
     if config.diagnose_pulls {
-        tokio::spawn(crate::diagnosis::watch::run(ctx.clone()));
+        tasks.spawn(crate::diagnosis::watch::run(ctx.clone()));
     }
     info!(credentials_namespace = %config.credentials_namespace, "controller starting");
     Controller::new(
-        Api::<RegistryCredential>::all(client),
+        Api::<RegistryCredential>::all(ctx.client.clone()),
         watcher::Config::default().any_semantic(),
     )
     .with_config(controller::Config::default().concurrency(config.concurrency))
@@ -395,7 +423,7 @@ pub async fn run(client: Client, config: ControllerConfig, shutdown: impl Future
         }
     })
     .await;
-    watches.abort_all();
+    tasks.abort_all();
     info!("controller stopped");
 }
 

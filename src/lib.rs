@@ -1,6 +1,7 @@
 //! regcred: a Kubernetes operator that keeps image-pull credentials fresh.
 //!
 //! Where things live:
+//! - [`admission`]: the Pod admission webhook (regcred's Secret named at creation);
 //! - [`api`]: the `RegistryCredential` types, CRD and condition names;
 //! - [`reconcile`]: the pipeline (resolve → validate → build → apply → status);
 //! - [`providers`]: credential minting behind one trait, one module per provider;
@@ -12,6 +13,7 @@
 //! - [`diagnosis`]: why a pod cannot pull, with evidence (`regcred diagnose`);
 //! - [`telemetry`]: logs and metrics; [`redact`]: secret material that never prints.
 
+pub mod admission;
 pub mod api;
 pub mod bounded;
 pub mod cache;

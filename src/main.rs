@@ -16,7 +16,7 @@ fn main() -> std::process::ExitCode {
             println!("regcred {}", env!("CARGO_PKG_VERSION"));
             std::process::ExitCode::SUCCESS
         }
-        Command::Run(args) => regcred::operator::main(args),
+        Command::Run(args) => regcred::operator::main(*args),
         Command::Diagnose(args) => regcred::diagnosis::cli::main(args),
     }
 }

@@ -11,6 +11,7 @@ use kube::{Api, Client, CustomResourceExt};
 use kube_lease_manager::LeaseManagerBuilder;
 use tracing::{error, info, warn};
 
+use crate::admission;
 use crate::api::RegistryCredential;
 use crate::cli::RunArgs;
 use crate::controller::{self, ControllerConfig};
@@ -99,8 +100,29 @@ async fn run(args: RunArgs) -> Result<()> {
         health: health.clone(),
         diagnose_pulls: args.diagnose_pulls,
     };
+    // Every replica keeps the caches: admission answers from them on any
+    // replica, and a standby that becomes the leader starts warm.
+    let watches = controller::start(client.clone(), &config);
+    let serving = match args.admission_addr {
+        Some(addr) => Some(start_admission(&args, addr, &client, &watches, &credentials_namespace).await?),
+        None => None,
+    };
+    let ctx = watches.ctx.clone();
+    let ready = health.clone();
+    tokio::spawn(async move {
+        // The one task waiting on the caches themselves (see `Context::warm_up`).
+        ctx.warm_up().await;
+        info!("caches are warm");
+        if let Some(serving) = serving {
+            while serving.current().is_none() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            info!("admission webhook certificate loaded");
+        }
+        ready.set_ready();
+    });
     if !args.leader_election {
-        controller::run(client, config, shutdown_signal()).await;
+        controller::run(watches, config, shutdown_signal()).await;
         return Ok(());
     }
 
@@ -125,8 +147,6 @@ async fn run(args: RunArgs) -> Result<()> {
             })
     };
     let (mut leader, mut lease_task) = manager().await?.watch().await;
-    // A standby is healthy and ready: it only waits.
-    health.set_ready();
     info!(lease = %args.lease_name, namespace = %namespace, identity = %identity, "waiting to become the leader");
     let mut shutdown = Box::pin(shutdown_signal());
     let leases: Api<Lease> = Api::namespaced(client.clone(), &namespace);
@@ -164,7 +184,7 @@ async fn run(args: RunArgs) -> Result<()> {
         }
     };
     let stopped = tokio::select! {
-        _ = controller::run(client, config, shutdown) => true,
+        _ = controller::run(watches, config, shutdown) => true,
         _ = lost => false,
     };
     if !stopped {
@@ -184,6 +204,51 @@ async fn run(args: RunArgs) -> Result<()> {
         Err(_) => warn!("releasing the leader-election Lease timed out; a standby takes over when it expires"),
     }
     Ok(())
+}
+
+/// Start the admission webhook: its certificate loop and its HTTPS server.
+/// Returns the certificate it serves (none until the loop has loaded one).
+async fn start_admission(
+    args: &RunArgs,
+    addr: std::net::SocketAddr,
+    client: &Client,
+    watches: &controller::Watches,
+    credentials_namespace: &str,
+) -> Result<Arc<admission::certs::ServingCert>> {
+    let own_namespace = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| credentials_namespace.to_string());
+    if args.admission_certs == admission::certs::Source::Regcred && args.admission_dns_names.is_empty() {
+        return Err(Error::Config(
+            "--admission-addr with --admission-certs=regcred needs --admission-dns-names (the webhook Service's names)"
+                .into(),
+        ));
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::Config(format!("listening on --admission-addr {addr}: {e}")))?;
+    let serving = Arc::new(admission::certs::ServingCert::default());
+    let certs = admission::certs::CertConfig {
+        namespace: own_namespace.clone(),
+        secret: args.admission_cert_secret.clone(),
+        source: args.admission_certs,
+        webhook_config: args.admission_webhook_config.clone(),
+        names: args.admission_dns_names.clone(),
+        validity: args.admission_cert_validity.into(),
+        ca_validity: args.admission_ca_validity.into(),
+    };
+    tokio::spawn(admission::certs::run(client.clone(), certs, serving.clone()));
+    let handler = Arc::new(admission::Admission::new(
+        watches.ctx.clone(),
+        admission::Config {
+            own_namespace,
+            write_timeout: args.admission_write_timeout.into(),
+        },
+    ));
+    tokio::spawn(admission::server::serve(
+        listener,
+        serving.clone(),
+        admission::server::router(handler),
+    ));
+    Ok(serving)
 }
 
 /// Resolves once the Lease `name` is held by nobody (released by a leader

@@ -93,6 +93,13 @@ pub fn namespace_selected(sel: &NamespaceSelection, ns: &impl Selectable) -> boo
     sel.names.iter().any(|n| n == name) || sel.selector.as_ref().is_some_and(|s| selector_matches(s, ns))
 }
 
+/// Whether a RegistryCredential selecting `sel` writes its Secret into
+/// `ns`: selected, not terminating, and not the credentials namespace. The
+/// fan-out's plan and the admission webhook both decide with this.
+pub fn namespace_targeted(sel: &NamespaceSelection, credentials_namespace: &str, ns: &KeptNamespace) -> bool {
+    !ns.terminating && &*ns.name != credentials_namespace && namespace_selected(sel, ns)
+}
+
 /// Where one RegistryCredential writes and what it cleans.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct TargetPlan {
@@ -116,7 +123,7 @@ pub fn plan(
 ) -> TargetPlan {
     let write: BTreeSet<String> = namespaces
         .iter()
-        .filter(|ns| !ns.terminating && &*ns.name != credentials_namespace && namespace_selected(sel, &***ns))
+        .filter(|ns| namespace_targeted(sel, credentials_namespace, ns))
         .map(|ns| ns.name.to_string())
         .collect();
     let mut clean: Vec<(String, String)> = ours

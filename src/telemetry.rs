@@ -87,6 +87,12 @@ pub struct RepairLabels {
     pub action: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AdmissionLabels {
+    /// `injected`, `in_place`, `not_targeted` or `error`.
+    pub outcome: String,
+}
+
 /// Every series regcred exports.
 pub struct Metrics {
     registry: Registry,
@@ -105,6 +111,13 @@ pub struct Metrics {
     pub image_pull_failures: Family<PullFailureLabels, Counter>,
     /// Repairs of failed image pulls that took effect.
     pub image_pull_repairs: Family<RepairLabels, Counter>,
+    /// Pod admission reviews answered, by outcome.
+    pub admission_reviews: Family<AdmissionLabels, Counter>,
+    /// Time to answer one review.
+    pub admission_duration: Histogram,
+    /// Requests to the API server made while answering reviews (0 when the
+    /// Secret is already in place).
+    pub admission_api_requests: Counter,
     /// Registries with an expiry series, per credential, to remove them later
     /// (a metric family cannot be iterated).
     expiry_registries: Mutex<HashMap<String, Vec<String>>>,
@@ -136,6 +149,9 @@ impl Default for Metrics {
             pull_auth: Family::default(),
             image_pull_failures: Family::default(),
             image_pull_repairs: Family::default(),
+            admission_reviews: Family::default(),
+            admission_duration: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            admission_api_requests: Counter::default(),
             expiry_registries: Mutex::default(),
             pull_auth_registries: Mutex::default(),
             registry: Registry::default(),
@@ -190,6 +206,21 @@ impl Default for Metrics {
             "image_pull_repairs",
             "Repairs of failed image pulls that took effect, by RegistryCredential and action",
             m.image_pull_repairs.clone(),
+        );
+        registry.register(
+            "admission_reviews",
+            "Pod admission reviews answered, by outcome (every answer allows the pod)",
+            m.admission_reviews.clone(),
+        );
+        registry.register(
+            "admission_duration_seconds",
+            "Time to answer one pod admission review",
+            m.admission_duration.clone(),
+        );
+        registry.register(
+            "admission_api_requests",
+            "Requests to the API server made while answering admission reviews (none when the Secret is in place)",
+            m.admission_api_requests.clone(),
         );
         Self { registry, ..m }
     }
@@ -254,6 +285,17 @@ impl Metrics {
     }
 
     /// Observes the reconcile duration when dropped, whichever way reconcile ends.
+    /// One pod admission review answered.
+    pub fn admission(&self, outcome: &str, took: std::time::Duration, api_requests: u32) {
+        self.admission_reviews
+            .get_or_create(&AdmissionLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
+        self.admission_duration.observe(took.as_secs_f64());
+        self.admission_api_requests.inc_by(api_requests.into());
+    }
+
     pub fn reconcile_timer(&self) -> ReconcileTimer<'_> {
         ReconcileTimer {
             histogram: &self.reconcile_duration,

@@ -186,6 +186,35 @@ pub async fn ensure_secret(
     }
 }
 
+/// What [`create_if_missing`] found or did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placed {
+    Created,
+    /// Already there, regcred's for this RegistryCredential.
+    Ours,
+    /// A Secret of that name that is not this RegistryCredential's.
+    Foreign,
+}
+
+/// Admission's write: create `desired` unless a Secret of its name is
+/// already there, and say whose that one is. It never changes an existing
+/// Secret: bringing one up to date is the fan-out's job, with the policies
+/// of [`ensure_secret`].
+pub async fn create_if_missing(client: &Client, rc_name: &str, desired: &Secret) -> Result<Placed, kube::Error> {
+    let ns = desired.namespace().unwrap_or_default();
+    match create_unread(client, &ns, desired).await {
+        Ok(()) => Ok(Placed::Created),
+        Err(e) if is_status(&e, 409) => {
+            let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
+            let found = api.get_metadata(&desired.name_any()).await?;
+            let ours = found.labels().get(build::MANAGED_BY_LABEL).map(String::as_str) == Some(build::MANAGED_BY_VALUE)
+                && found.labels().get(build::CREDENTIAL_LABEL).map(String::as_str) == Some(rc_name);
+            Ok(if ours { Placed::Ours } else { Placed::Foreign })
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// A Secret's type is immutable: delete exactly the version we looked at, then create.
 async fn recreate(api: &Api<Secret>, existing: &Secret, desired: &Secret) -> Result<u32, kube::Error> {
     let dp = DeleteParams {

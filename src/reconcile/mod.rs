@@ -60,6 +60,9 @@ pub struct Context {
     pub service_accounts: Cache<KeptServiceAccount>,
     pub managed_secrets: Cache<KeptSecret>,
     pub source_secrets: Store<Secret>,
+    /// Every RegistryCredential, for admission on any replica (the
+    /// controller on the leader keeps its own store).
+    pub credentials: Store<RegistryCredential>,
     pub recorder: Recorder,
     /// HTTP client for provider calls without an SDK (ACR exchange) and registry checks.
     pub http: reqwest::Client,
@@ -93,6 +96,7 @@ pub struct Caches {
     pub managed_secrets: Cache<KeptSecret>,
     /// Secrets of the credentials namespace only.
     pub source_secrets: Store<Secret>,
+    pub credentials: Store<RegistryCredential>,
     /// The namespaces the watches saw change.
     pub touched: Arc<scope::Touched>,
 }
@@ -111,6 +115,7 @@ impl Context {
             service_accounts,
             managed_secrets,
             source_secrets,
+            credentials,
             touched,
         } = caches;
         let (resync, resyncs) = futures::channel::mpsc::unbounded();
@@ -121,6 +126,7 @@ impl Context {
             service_accounts,
             managed_secrets,
             source_secrets,
+            credentials,
             recorder,
             http,
             metrics,
@@ -171,6 +177,7 @@ impl Context {
             self.service_accounts.wait_until_ready(),
             self.managed_secrets.wait_until_ready(),
             self.source_secrets.wait_until_ready(),
+            self.credentials.wait_until_ready(),
         );
         self.ready.send_replace(true);
     }
@@ -181,6 +188,29 @@ impl Context {
         let mut ready = self.ready.subscribe();
         // Fails only if the sender is gone, with the Context.
         let _ = ready.wait_for(|r| *r).await;
+    }
+
+    /// The Secret `rc` wants in namespace `ns`, as the fan-out would write
+    /// it: from the credential this replica holds (the leader), else from a
+    /// copy `status.credentialDigest` vouches for (one read at most
+    /// [`credential::vouched_copy`] makes; a standby holds no credential).
+    /// `None` when neither exists.
+    pub async fn desired_secret(&self, rc: &RegistryCredential, ns: &str) -> Option<Secret> {
+        let uid = rc.uid().unwrap_or_default();
+        if let Some(current) = self.held.current(&uid) {
+            return Some(current.desired_secret(rc, ns));
+        }
+        let digest = rc.status.as_ref()?.credential_digest.as_deref()?;
+        let copy = credential::vouched_copy(&self.client, &self.managed_secrets, rc, digest).await?;
+        let annotation = |key: &str| copy.annotations().get(key).cloned();
+        let config_json = copy.data.as_ref()?.get(crate::dockerconfig::DATA_KEY)?.0.clone();
+        Some(build::desired_secret(
+            rc,
+            ns,
+            &config_json,
+            annotation(build::NOT_AFTER_ANNOTATION).as_deref(),
+            annotation(build::FINGERPRINT_ANNOTATION).as_deref().unwrap_or_default(),
+        ))
     }
 
     fn credential_env(&self) -> credential::Env<'_> {
@@ -286,10 +316,7 @@ impl Context {
             _ => now,
         };
         let plan = self.plan(rc, &scope);
-        let desired = current.map(|c| {
-            let not_after = c.schedule.map(|s| credential::not_after_annotation(s.not_after));
-            move |ns: &str| build::desired_secret(rc, ns, &c.config_json, not_after.as_deref(), c.fingerprint.as_str())
-        });
+        let desired = current.map(|c| move |ns: &str| c.desired_secret(rc, ns));
         let desired_ref = desired.as_ref().map(|d| d as &(dyn Fn(&str) -> Secret + Sync));
         let pass = fanout::run(&self.fanout_env(), rc, &plan, desired_ref, now).await;
         let mut outcomes = match (&scope, last) {

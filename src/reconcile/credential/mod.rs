@@ -62,7 +62,31 @@ pub struct Current {
     pub schedule: Option<Schedule>,
 }
 
+impl Current {
+    /// The managed Secret holding this credential in namespace `ns`.
+    pub fn desired_secret(&self, rc: &RegistryCredential, ns: &str) -> Secret {
+        let not_after = self.schedule.map(|s| not_after_annotation(s.not_after));
+        build::desired_secret(
+            rc,
+            ns,
+            &self.config_json,
+            not_after.as_deref(),
+            self.fingerprint.as_str(),
+        )
+    }
+}
+
 impl Held {
+    /// The credential held for `uid`, if this replica holds one (the leader,
+    /// once it has reconciled the RegistryCredential).
+    pub fn current(&self, uid: &str) -> Option<Current> {
+        self.slots
+            .lock()
+            .expect("held lock")
+            .get(uid)
+            .and_then(|s| s.current.clone())
+    }
+
     fn slot<T>(&self, uid: &str, f: impl FnOnce(&mut Slot) -> T) -> T {
         f(self
             .slots
@@ -379,7 +403,8 @@ fn previous_issued(previous: &RegistryCredentialStatus) -> Option<Cond> {
 /// own namespace, not this RegistryCredential's status). Also during a
 /// provider outage: a credential that is still valid is kept until it
 /// expires.
-/// Secrets read in full, at most, to take a credential back after a restart.
+/// Secrets read in full, at most, to take a credential back after a restart
+/// (or to copy it into a new namespace at admission, [`vouched_copy`]).
 const RECOVERY_READS: usize = 3;
 
 /// After a restart: the credential status vouches for, read back from one
@@ -393,29 +418,50 @@ async fn recover_from_secrets(
     previous: &RegistryCredentialStatus,
     now: Timestamp,
 ) -> Option<Current> {
-    previous.credential_digest.as_ref()?;
+    let digest = previous.credential_digest.as_deref()?;
+    let full = vouched_copy(env.client, env.managed_secrets, rc, digest).await?;
+    recover(&[std::sync::Arc::new(full)], rc, previous, now)
+}
+
+/// One of `rc`'s Secrets, read in full, whose credential is the one
+/// `digest` (`status.credentialDigest`) vouches for. The cache holds only a
+/// digest of their data ([`build::cache_form`]), so the copy most of them
+/// agree on is read first, at most [`RECOVERY_READS`] of them; a forged or
+/// stale copy differs from the rest and is never taken.
+pub async fn vouched_copy(
+    client: &Client,
+    managed_secrets: &Cache<KeptSecret>,
+    rc: &RegistryCredential,
+    digest: &str,
+) -> Option<Secret> {
     let name = rc.name_any();
+    let uid = rc.uid().unwrap_or_default();
     let mut copies: HashMap<String, (usize, std::sync::Arc<KeptSecret>)> = HashMap::new();
-    for s in env.managed_secrets.state() {
-        if let Some(digest) = (s.credential() == Some(name.as_str()))
+    for s in managed_secrets.state() {
+        if let Some(data_digest) = (s.credential() == Some(name.as_str()))
             .then(|| s.annotations.get(build::CACHED_DATA_DIGEST).map(str::to_string))
             .flatten()
         {
-            copies.entry(digest).or_insert((0, s)).0 += 1;
+            copies.entry(data_digest).or_insert((0, s)).0 += 1;
         }
     }
     let mut copies: Vec<_> = copies.into_values().collect();
     copies.sort_by(|(n, s), (m, t)| m.cmp(n).then_with(|| s.namespace.cmp(&t.namespace)));
     for (_, s) in copies.into_iter().take(RECOVERY_READS) {
-        let api: Api<Secret> = Api::namespaced(env.client.clone(), &s.namespace);
+        let api: Api<Secret> = Api::namespaced(client.clone(), &s.namespace);
         match api.get_opt(&s.name).await {
             Ok(Some(full)) => {
-                if let Some(current) = recover(&[std::sync::Arc::new(full)], rc, previous, now) {
-                    return Some(current);
+                let vouched = full
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get(dockerconfig::DATA_KEY))
+                    .is_some_and(|json| credential_digest(&uid, &json.0) == digest);
+                if vouched && build::is_managed_by(&full, &name) {
+                    return Some(full);
                 }
             }
             Ok(None) => {}
-            Err(e) => warn!(error = %e, "reading a managed Secret back after a restart failed"),
+            Err(e) => warn!(error = %e, "reading a managed Secret back failed"),
         }
     }
     None
