@@ -1,17 +1,24 @@
 //! The Helm chart under `charts/regcred`: it lints, it renders, the apiserver
 //! accepts every manifest it renders, its pods pass the `restricted` Pod
-//! Security Standard, and — the point of a least-privilege ClusterRole — the
-//! operator does its whole job running as the chart's ServiceAccount with
-//! exactly the chart's RBAC, and cannot do what it has no business doing.
+//! Security Standard, its Pod admission webhook fails open and stays out of
+//! the system's way, and — the point of a least-privilege ClusterRole — the
+//! operator does its whole job (the webhook's certificate and caBundle
+//! included) running as the chart's ServiceAccount with exactly the chart's
+//! RBAC, and cannot do what it has no business doing.
 
 mod support;
 
 use std::path::{Path, PathBuf};
 
+use futures::StreamExt;
+use k8s_openapi::api::admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams, WatchEvent,
+    WatchParams,
+};
 use kube::discovery::{self, Scope};
 use kube::{Client, ResourceExt};
 use regcred_testenv::tools::pinned;
@@ -38,7 +45,14 @@ fn helm(args: &[&str]) -> String {
 
 /// `helm template` of the chart (CRDs included) into `namespace`, as JSON objects.
 fn render(namespace: &str, values: Option<&str>) -> Vec<Value> {
-    let kube_version = pinned("K8S_VERSION");
+    match values {
+        Some(v) => render_with(namespace, &["--values", v]),
+        None => render_with(namespace, &[]),
+    }
+}
+
+/// The arguments of `helm template` into `namespace`, with `extra` (values) last.
+fn template_args<'a>(namespace: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "template",
         RELEASE,
@@ -46,14 +60,21 @@ fn render(namespace: &str, values: Option<&str>) -> Vec<Value> {
         "--namespace",
         namespace,
         "--kube-version",
-        kube_version,
+        pinned("K8S_VERSION"),
         "--include-crds",
     ];
-    if let Some(v) = values {
-        args.extend(["--values", v]);
-    }
-    let yaml = helm(&args);
-    serde_yaml::Deserializer::from_str(&yaml)
+    args.extend(extra);
+    args
+}
+
+/// [`render`] with extra `helm template` arguments (`--set`, `--values`).
+fn render_with(namespace: &str, extra: &[&str]) -> Vec<Value> {
+    manifests(&helm(&template_args(namespace, extra)))
+}
+
+/// The objects of a multi-document YAML stream, as JSON.
+fn manifests(yaml: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(yaml)
         .map(|doc| Value::deserialize(doc).expect("helm renders valid YAML"))
         .filter(|v| !v.is_null())
         .collect()
@@ -68,6 +89,77 @@ fn one<'a>(objects: &'a [Value], k: &str) -> &'a Value {
     let first = found.next().unwrap_or_else(|| panic!("no {k} rendered"));
     assert!(found.next().is_none(), "more than one {k} rendered");
     first
+}
+
+/// The one rendered object of kind `k` named `name`.
+fn named<'a>(objects: &'a [Value], k: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| kind(o) == k && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {k} {name} rendered"))
+}
+
+/// Names of the rendered objects of kind `k`, sorted.
+fn names<'a>(objects: &'a [Value], k: &str) -> Vec<&'a str> {
+    let mut names: Vec<&str> = objects
+        .iter()
+        .filter(|o| kind(o) == k)
+        .map(|o| o["metadata"]["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The operator container of the rendered Deployment.
+fn container(objects: &[Value]) -> &Value {
+    &one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+}
+
+/// The container's arguments that start with `prefix`, in order.
+fn args_with<'a>(objects: &'a [Value], prefix: &str) -> Vec<&'a str> {
+    container(objects)["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|a| a.starts_with(prefix))
+        .collect()
+}
+
+/// The rules of the one rendered `k` (ClusterRole or Role) in `namespace`
+/// (ignored for a ClusterRole) that name `resource`.
+fn rules_for<'a>(objects: &'a [Value], k: &str, namespace: &str, resource: &str) -> Vec<&'a Value> {
+    objects
+        .iter()
+        .filter(|o| kind(o) == k && (k == "ClusterRole" || o["metadata"]["namespace"] == namespace))
+        .flat_map(|o| o["rules"].as_array().unwrap())
+        .filter(|r| r["resources"].as_array().unwrap().iter().any(|x| x == resource))
+        .collect()
+}
+
+/// Whether a Kubernetes LabelSelector (matchLabels, matchExpressions with
+/// In, NotIn, Exists, DoesNotExist) selects an object with `labels`.
+fn selects(selector: &Value, labels: &[(&str, &str)]) -> bool {
+    let value = |key: &str| labels.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+    let by_label = selector["matchLabels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .all(|(k, v)| value(k) == v.as_str());
+    let by_expression = selector["matchExpressions"].as_array().into_iter().flatten().all(|e| {
+        let key = e["key"].as_str().unwrap();
+        let listed = |v: &str| e["values"].as_array().unwrap().iter().any(|x| x == v);
+        match (e["operator"].as_str().unwrap(), value(key)) {
+            ("In", Some(v)) => listed(v),
+            ("In", None) => false,
+            ("NotIn", Some(v)) => !listed(v),
+            ("NotIn", None) => true,
+            ("Exists", v) => v.is_some(),
+            ("DoesNotExist", v) => v.is_none(),
+            (op, _) => panic!("unknown selector operator {op}"),
+        }
+    });
+    by_label && by_expression
 }
 
 fn kinds(objects: &[Value]) -> Vec<&str> {
@@ -151,23 +243,30 @@ async fn dry_run_pod(client: &Client, namespace: &str, deployment: &Value) -> Re
         .await
 }
 
-/// Enough of prometheus-operator's CRD for the apiserver to serve ServiceMonitors.
-const SERVICE_MONITOR_CRD: &str = r#"
+/// Enough of another project's namespaced CRD (prometheus-operator's
+/// ServiceMonitor, cert-manager's Issuer and Certificate) for the apiserver
+/// to serve its kind at `group`/v1.
+fn stub_crd(group: &str, kind: &str) -> String {
+    let singular = kind.to_lowercase();
+    format!(
+        r#"
 apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
 metadata:
-  name: servicemonitors.monitoring.coreos.com
+  name: {singular}s.{group}
 spec:
-  group: monitoring.coreos.com
-  names: {kind: ServiceMonitor, listKind: ServiceMonitorList, plural: servicemonitors, singular: servicemonitor}
+  group: {group}
+  names: {{kind: {kind}, listKind: {kind}List, plural: {singular}s, singular: {singular}}}
   scope: Namespaced
   versions:
     - name: v1
       served: true
       storage: true
       schema:
-        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
-"#;
+        openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}
+"#
+    )
+}
 
 fn assert_forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>, what: &str) {
     match result {
@@ -233,8 +332,10 @@ fn deployment_is_restricted_and_wired_as_documented() {
             "ClusterRoleBinding",
             "CustomResourceDefinition",
             "Deployment",
+            "MutatingWebhookConfiguration",
             "Role",
             "RoleBinding",
+            "Service",
             "Service",
             "ServiceAccount",
         ]
@@ -269,11 +370,19 @@ fn deployment_is_restricted_and_wired_as_documented() {
             "--log-format=json",
             "--credentials-namespace=regcred-system",
             "--diagnose-pulls=true",
+            "--admission-addr=0.0.0.0:9443",
+            "--admission-cert-secret=regcred-webhook-tls",
+            "--admission-certs=regcred",
+            "--admission-webhook-config=regcred",
+            "--admission-dns-names=regcred-webhook.regcred-system.svc,regcred-webhook.regcred-system.svc.cluster.local",
         ])
     );
     assert_eq!(
         container["ports"],
-        json!([{"name": "metrics", "containerPort": 8080, "protocol": "TCP"}])
+        json!([
+            {"name": "metrics", "containerPort": 8080, "protocol": "TCP"},
+            {"name": "webhook", "containerPort": 9443, "protocol": "TCP"},
+        ])
     );
     assert_eq!(
         container["livenessProbe"]["httpGet"],
@@ -338,13 +447,360 @@ fn deployment_is_restricted_and_wired_as_documented() {
     assert_eq!(roles, ["regcred-system", "regcred-sources"]);
 }
 
+/// The admission webhook with default values: registered to fail open,
+/// quickly, on Pod creation only, never for kube-system, the release's own
+/// namespace or what opts out; served by every replica; its CA made by
+/// regcred, which may patch that one MutatingWebhookConfiguration and
+/// write that one Secret, and nothing more.
+#[test]
+fn admission_webhook_fails_open_and_stays_out_of_the_way() {
+    let objects = render("regcred-system", None);
+    let mwc = one(&objects, "MutatingWebhookConfiguration");
+    assert_eq!(mwc["metadata"]["name"], "regcred");
+    assert!(mwc["metadata"]["namespace"].is_null(), "cluster-scoped: {mwc}");
+    assert!(
+        mwc["metadata"]["annotations"].is_null(),
+        "no cert-manager CA injection without cert-manager: {mwc}"
+    );
+    let webhooks = mwc["webhooks"].as_array().unwrap();
+    assert_eq!(webhooks.len(), 1, "{webhooks:?}");
+    let webhook = &webhooks[0];
+    assert_eq!(webhook["name"], "pods.regcred.dev");
+    assert_eq!(webhook["failurePolicy"], "Ignore", "the webhook must fail open");
+    assert_eq!(webhook["sideEffects"], "NoneOnDryRun");
+    let timeout = webhook["timeoutSeconds"].as_u64().unwrap();
+    assert!(
+        (1..=10).contains(&timeout),
+        "an unreachable webhook delays pod creation by timeoutSeconds: keep it short, not {timeout}"
+    );
+    assert_eq!(webhook["reinvocationPolicy"], "IfNeeded");
+    assert_eq!(webhook["matchPolicy"], "Equivalent");
+    assert_eq!(webhook["admissionReviewVersions"], json!(["v1"]));
+    assert_eq!(
+        webhook["rules"],
+        json!([{
+            "operations": ["CREATE"],
+            "apiGroups": [""],
+            "apiVersions": ["v1"],
+            "resources": ["pods"],
+            "scope": "Namespaced",
+        }])
+    );
+    // No caBundle in the template: regcred patches it into the live object.
+    assert_eq!(
+        webhook["clientConfig"],
+        json!({"service": {
+            "name": "regcred-webhook",
+            "namespace": "regcred-system",
+            "path": "/mutate-pods",
+            "port": 443,
+        }})
+    );
+
+    // Which namespaces and pods the API server sends to the webhook.
+    let namespaces = &webhook["namespaceSelector"];
+    let namespace = |name: &str, extra: &[(&'static str, &'static str)]| {
+        let mut labels = vec![("kubernetes.io/metadata.name", name)];
+        labels.extend_from_slice(extra);
+        selects(namespaces, &labels)
+    };
+    assert!(namespace("team-a", &[]), "a team's namespace is covered");
+    assert!(namespace("default", &[("team", "a")]));
+    assert!(namespace("team-a", &[("regcred.dev/admission", "enabled")]));
+    assert!(!namespace("kube-system", &[]), "kube-system is never covered");
+    assert!(
+        !namespace("regcred-system", &[]),
+        "the release namespace is never covered"
+    );
+    assert!(
+        !namespace("team-a", &[("regcred.dev/admission", "disabled")]),
+        "a namespace opts out"
+    );
+    let pods = &webhook["objectSelector"];
+    assert!(selects(pods, &[]));
+    assert!(selects(pods, &[("app", "web")]));
+    assert!(
+        !selects(pods, &[("regcred.dev/admission", "disabled")]),
+        "a pod opts out"
+    );
+    // The release namespace is the one excluded, whichever it is.
+    let elsewhere = render("platform", None);
+    let namespaces = &one(&elsewhere, "MutatingWebhookConfiguration")["webhooks"][0]["namespaceSelector"];
+    assert!(!selects(namespaces, &[("kubernetes.io/metadata.name", "platform")]));
+    assert!(!selects(namespaces, &[("kubernetes.io/metadata.name", "kube-system")]));
+    assert!(selects(
+        namespaces,
+        &[("kubernetes.io/metadata.name", "regcred-system")]
+    ));
+
+    // The Service the webhook names selects every replica (leader and
+    // standbys: the Deployment's own selector, nothing narrower) on the
+    // container port named `webhook`.
+    let service = named(&objects, "Service", "regcred-webhook");
+    let client_service = &webhook["clientConfig"]["service"];
+    assert_eq!(service["metadata"]["name"], client_service["name"]);
+    assert_eq!(service["metadata"]["namespace"], client_service["namespace"]);
+    let deployment = one(&objects, "Deployment");
+    assert_eq!(
+        service["spec"]["selector"],
+        deployment["spec"]["selector"]["matchLabels"]
+    );
+    let pod_labels: Vec<(&str, &str)> = deployment["spec"]["template"]["metadata"]["labels"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str().unwrap()))
+        .collect();
+    assert!(selects(
+        &json!({"matchLabels": service["spec"]["selector"]}),
+        &pod_labels
+    ));
+    assert_eq!(
+        service["spec"]["ports"],
+        json!([{"name": "webhook", "port": 443, "targetPort": "webhook", "protocol": "TCP"}])
+    );
+    assert!(
+        container(&objects)["ports"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"name": "webhook", "containerPort": 9443, "protocol": "TCP"}))
+    );
+
+    // The operator serves it with a certificate for the Service's names, and
+    // patches the caBundle of the MutatingWebhookConfiguration rendered above.
+    assert_eq!(
+        args_with(&objects, "--admission-"),
+        [
+            "--admission-addr=0.0.0.0:9443",
+            "--admission-cert-secret=regcred-webhook-tls",
+            "--admission-certs=regcred",
+            "--admission-webhook-config=regcred",
+            "--admission-dns-names=regcred-webhook.regcred-system.svc,regcred-webhook.regcred-system.svc.cluster.local",
+        ]
+    );
+
+    // RBAC: get and patch of that one MutatingWebhookConfiguration; create of
+    // Secrets, and the rest of that one Secret, in the release namespace.
+    assert_eq!(
+        rules_for(&objects, "ClusterRole", "", "mutatingwebhookconfigurations"),
+        [&json!({
+            "apiGroups": ["admissionregistration.k8s.io"],
+            "resources": ["mutatingwebhookconfigurations"],
+            "resourceNames": ["regcred"],
+            "verbs": ["get", "patch"],
+        })]
+    );
+    let secrets = rules_for(&objects, "Role", "regcred-system", "secrets");
+    assert!(
+        secrets.contains(&&json!({"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]})),
+        "{secrets:?}"
+    );
+    assert!(
+        secrets.contains(&&json!({
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": ["regcred-webhook-tls"],
+            "verbs": ["get", "list", "watch", "update", "patch"],
+        })),
+        "{secrets:?}"
+    );
+
+    // The Secret's name is a value; args and RBAC follow it.
+    let renamed = render_with("regcred-system", &["--set", "admission.certSecretName=my-webhook-tls"]);
+    assert!(args_with(&renamed, "--admission-cert-secret=").contains(&"--admission-cert-secret=my-webhook-tls"));
+    assert!(
+        rules_for(&renamed, "Role", "regcred-system", "secrets")
+            .iter()
+            .any(|r| r["resourceNames"] == json!(["my-webhook-tls"]))
+    );
+}
+
+/// `admission.enabled=false`: no webhook, no webhook Service, no webhook
+/// RBAC, no admission flags or port; the rest as with the defaults.
+#[test]
+fn admission_disabled_renders_no_webhook() {
+    let objects = render_with("regcred-system", &["--set", "admission.enabled=false"]);
+    assert_eq!(
+        kinds(&objects),
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "CustomResourceDefinition",
+            "Deployment",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount",
+        ]
+    );
+    assert_eq!(names(&objects, "Service"), ["regcred-metrics"]);
+    assert_eq!(args_with(&objects, "--admission"), Vec::<&str>::new());
+    assert_eq!(
+        container(&objects)["ports"],
+        json!([{"name": "metrics", "containerPort": 8080, "protocol": "TCP"}])
+    );
+    assert!(rules_for(&objects, "ClusterRole", "", "mutatingwebhookconfigurations").is_empty());
+    let text = serde_json::to_string(&objects).unwrap();
+    assert!(!text.contains("admissionregistration"), "webhook RBAC rendered");
+    // The release namespace's Secrets rule is the source credentials' one,
+    // unchanged: no create, no rule for the certificate Secret.
+    assert_eq!(
+        rules_for(&objects, "Role", "regcred-system", "secrets"),
+        [&json!({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]})]
+    );
+    let env: Vec<&str> = container(&objects)["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert!(env.contains(&"POD_NAMESPACE"), "{env:?}");
+}
+
+/// With cert-manager: a Certificate for the webhook Service's names into the
+/// Secret regcred reads, its CA injected by annotation, regcred told the
+/// certificate is external, and no RBAC for webhook configurations or for
+/// writing Secrets. Without issuerRef the chart bootstraps its own CA.
+#[test]
+fn admission_with_cert_manager_renders_a_certificate() {
+    let objects = render_with("regcred-system", &["--set", "admission.certManager.enabled=true"]);
+    let mwc = one(&objects, "MutatingWebhookConfiguration");
+    assert_eq!(
+        mwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+        "regcred-system/regcred-webhook"
+    );
+    assert!(mwc["webhooks"][0]["clientConfig"]["caBundle"].is_null());
+    assert_eq!(mwc["webhooks"][0]["failurePolicy"], "Ignore");
+
+    assert_eq!(names(&objects, "Certificate"), ["regcred-ca", "regcred-webhook"]);
+    let serving = named(&objects, "Certificate", "regcred-webhook");
+    assert_eq!(serving["metadata"]["namespace"], "regcred-system");
+    assert_eq!(serving["spec"]["secretName"], "regcred-webhook-tls");
+    assert_eq!(
+        serving["spec"]["dnsNames"],
+        json!([
+            "regcred-webhook.regcred-system.svc",
+            "regcred-webhook.regcred-system.svc.cluster.local",
+        ])
+    );
+    assert_eq!(
+        serving["spec"]["issuerRef"],
+        json!({"name": "regcred-ca", "kind": "Issuer", "group": "cert-manager.io"})
+    );
+    // The bootstrap: self-signed Issuer -> CA Certificate -> CA Issuer.
+    assert_eq!(names(&objects, "Issuer"), ["regcred-ca", "regcred-selfsigned"]);
+    assert_eq!(
+        named(&objects, "Issuer", "regcred-selfsigned")["spec"],
+        json!({"selfSigned": {}})
+    );
+    let ca = named(&objects, "Certificate", "regcred-ca");
+    assert_eq!(ca["spec"]["isCA"], true);
+    assert_eq!(ca["spec"]["issuerRef"]["name"], "regcred-selfsigned");
+    assert_eq!(
+        named(&objects, "Issuer", "regcred-ca")["spec"],
+        json!({"ca": {"secretName": ca["spec"]["secretName"]}})
+    );
+
+    assert_eq!(
+        args_with(&objects, "--admission-"),
+        [
+            "--admission-addr=0.0.0.0:9443",
+            "--admission-cert-secret=regcred-webhook-tls",
+            "--admission-certs=external",
+        ]
+    );
+    assert!(rules_for(&objects, "ClusterRole", "", "mutatingwebhookconfigurations").is_empty());
+    let secrets = rules_for(&objects, "Role", "regcred-system", "secrets");
+    assert!(
+        secrets.contains(&&json!({
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": ["regcred-webhook-tls"],
+            "verbs": ["get", "list", "watch"],
+        })),
+        "{secrets:?}"
+    );
+    assert!(
+        !secrets.iter().any(|r| r["verbs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v != "get" && v != "list" && v != "watch")),
+        "regcred writes no Secret of its namespace with cert-manager: {secrets:?}"
+    );
+
+    // An issuer of the cluster's own: only the serving Certificate.
+    let own = render_with(
+        "regcred-system",
+        &[
+            "--set",
+            "admission.certManager.enabled=true",
+            "--set",
+            "admission.certManager.issuerRef.name=corporate",
+            "--set",
+            "admission.certManager.issuerRef.kind=ClusterIssuer",
+            "--set",
+            "admission.certManager.issuerRef.group=cert-manager.io",
+        ],
+    );
+    assert_eq!(names(&own, "Issuer"), Vec::<&str>::new());
+    assert_eq!(names(&own, "Certificate"), ["regcred-webhook"]);
+    assert_eq!(
+        one(&own, "Certificate")["spec"]["issuerRef"],
+        json!({"name": "corporate", "kind": "ClusterIssuer", "group": "cert-manager.io"})
+    );
+
+    // The full values: cert-manager with a Secret and port of their own.
+    let full = render("regcred-full", Some(FULL_VALUES));
+    assert_eq!(
+        args_with(&full, "--admission-"),
+        [
+            "--admission-addr=0.0.0.0:10443",
+            "--admission-cert-secret=regcred-serving-cert",
+            "--admission-certs=external",
+        ]
+    );
+    assert_eq!(
+        named(&full, "Certificate", "regcred-webhook")["spec"]["secretName"],
+        "regcred-serving-cert"
+    );
+    assert_eq!(
+        one(&full, "MutatingWebhookConfiguration")["webhooks"][0]["timeoutSeconds"],
+        3
+    );
+}
+
+/// The API server takes 1 to 30 seconds; the chart says so itself.
+#[test]
+fn admission_timeout_out_of_range_is_refused() {
+    for timeout in ["0", "31"] {
+        let set = format!("admission.timeoutSeconds={timeout}");
+        let out = std::process::Command::new(regcred_testenv::tools::helm_binary())
+            .args(template_args("regcred-system", &["--set", &set]))
+            .current_dir(chart_dir())
+            .output()
+            .expect("running helm");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains("admission.timeoutSeconds must be between 1 and 30"),
+            "timeoutSeconds={timeout} must be refused: {stderr}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn rendered_manifests_pass_server_side_dry_run() {
     let cp = ControlPlane::start().await.expect("test control plane");
     cp.install_crd(&regcred::api::crd_yaml()).await.expect("CRD installs");
-    cp.install_crd(SERVICE_MONITOR_CRD)
-        .await
-        .expect("ServiceMonitor CRD installs");
+    for (group, kind) in [
+        ("monitoring.coreos.com", "ServiceMonitor"),
+        ("cert-manager.io", "Issuer"),
+        ("cert-manager.io", "Certificate"),
+    ] {
+        cp.install_crd(&stub_crd(group, kind))
+            .await
+            .unwrap_or_else(|e| panic!("{kind} CRD installs: {e}"));
+    }
     let client = cp.client().await.unwrap();
 
     for (namespace, values) in [("regcred-system", None), ("regcred-full", Some(FULL_VALUES))] {
@@ -371,12 +827,50 @@ async fn rendered_manifests_pass_server_side_dry_run() {
         dry_run_pod(&client, "regcred-system", &loose).await,
         "a pod without the restricted securityContext",
     );
+
+    // An upgrade keeps the caBundle regcred patched into the live
+    // MutatingWebhookConfiguration (the template has none; helm's lookup
+    // reads the live one), unless cert-manager injects it.
+    // As `helm install` left it: with the release's ownership annotations.
+    let rendered = render("regcred-system", None);
+    let mut mwc = one(&rendered, "MutatingWebhookConfiguration").clone();
+    mwc["metadata"]["annotations"] = json!({
+        "meta.helm.sh/release-name": RELEASE,
+        "meta.helm.sh/release-namespace": "regcred-system",
+    });
+    apply(&client, &[&mwc], false).await;
+    let ca_bundle = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg==";
+    let patched = json!({"webhooks": [{"name": "pods.regcred.dev", "clientConfig": {"caBundle": ca_bundle}}]});
+    Api::<MutatingWebhookConfiguration>::all(client.clone())
+        .patch("regcred", &PatchParams::default(), &Patch::Strategic(&patched))
+        .await
+        .unwrap();
+    let kubeconfig = format!("--kubeconfig={}", cp.kubeconfig().display());
+    for (extra, kept) in [(None, true), (Some("admission.certManager.enabled=true"), false)] {
+        // Templates only (the CRD in crds/ is not the release's here).
+        let mut args = vec![
+            "template",
+            RELEASE,
+            ".",
+            "--namespace",
+            "regcred-system",
+            "--dry-run=server",
+            &kubeconfig,
+        ];
+        if let Some(set) = extra {
+            args.extend(["--set", set]);
+        }
+        let upgraded = manifests(&helm(&args));
+        let webhook = &one(&upgraded, "MutatingWebhookConfiguration")["webhooks"][0];
+        let expected = if kept { json!(ca_bundle) } else { Value::Null };
+        assert_eq!(webhook["clientConfig"]["caBundle"], expected, "{extra:?}");
+    }
 }
 
-/// Install only the chart's identity and RBAC (for real), then run the
-/// operator as that ServiceAccount through a full static scenario.
-/// The chart's ServiceAccount, (Cluster)Roles and bindings applied to `cp`,
-/// and a kubeconfig for that ServiceAccount's identity.
+/// The chart's ServiceAccount, (Cluster)Roles and bindings applied to `cp`
+/// for real, with its MutatingWebhookConfiguration (whose caBundle regcred
+/// patches; nothing here creates pods, and it fails open anyway), and a
+/// kubeconfig for that ServiceAccount's identity.
 async fn chart_identity(cp: &regcred_testenv::ControlPlane) -> (Vec<Value>, PathBuf) {
     let admin = cp.client().await.unwrap();
     let objects = render(CREDS_NS, None);
@@ -389,6 +883,7 @@ async fn chart_identity(cp: &regcred_testenv::ControlPlane) -> (Vec<Value>, Path
                 "ClusterRoleBinding",
                 "Role",
                 "RoleBinding",
+                "MutatingWebhookConfiguration",
             ]
             .contains(&kind(o))
         })
@@ -409,16 +904,20 @@ async fn chart_identity(cp: &regcred_testenv::ControlPlane) -> (Vec<Value>, Path
     (objects, kubeconfig)
 }
 
+/// Install only the chart's identity, RBAC and webhook registration, then
+/// run the operator as that ServiceAccount through a full static scenario.
 #[tokio::test]
 async fn operator_does_its_job_with_exactly_the_charts_rbac() {
     let cp = Harness::control_plane().await;
     let admin = cp.client().await.unwrap();
     let (objects, kubeconfig) = chart_identity(&cp).await;
 
-    // The chart's own flags, but metrics on a free loopback port and the
-    // credentials namespace passed by the harness.
+    // The chart's own flags, but metrics and the admission webhook on free
+    // loopback ports and the credentials namespace passed by the harness.
     let metrics_addr = format!("127.0.0.1:{}", free_port());
     let metrics = format!("--metrics-addr={metrics_addr}");
+    let admission_port = free_port();
+    let admission = format!("--admission-addr=127.0.0.1:{admission_port}");
     let deployment = one(&objects, "Deployment");
     let args: Vec<&str> = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
         .as_array()
@@ -429,13 +928,21 @@ async fn operator_does_its_job_with_exactly_the_charts_rbac() {
         .map(|a| {
             if a.starts_with("--metrics-addr=") {
                 metrics.as_str()
+            } else if a.starts_with("--admission-addr=") {
+                admission.as_str()
             } else {
                 a
             }
         })
         .collect();
     assert!(args.contains(&"--leader-election"), "{args:?}");
-    let operator = start_operator_as(&kubeconfig, &args, &[("POD_NAME", "regcred-0")]);
+    assert!(args.contains(&admission.as_str()), "{args:?}");
+    // The Deployment's downward-API environment.
+    let operator = start_operator_as(
+        &kubeconfig,
+        &args,
+        &[("POD_NAME", "regcred-0"), ("POD_NAMESPACE", CREDS_NS)],
+    );
     let client = cp.client().await.unwrap();
     let mut h = Harness { client, operator, cp };
 
@@ -488,6 +995,103 @@ async fn operator_does_its_job_with_exactly_the_charts_rbac() {
         })
         .await;
     }
+
+    // The admission webhook: regcred made its certificate Secret and patched
+    // its CA into the chart's MutatingWebhookConfiguration, and answers an
+    // AdmissionReview over HTTPS, as the API server would call it: by the
+    // Service's name (the chart's --admission-dns-names), trusting that
+    // caBundle, at the path the chart registers.
+    let mwc_name = one(&objects, "MutatingWebhookConfiguration")["metadata"]["name"]
+        .as_str()
+        .unwrap();
+    let secret_name = one(&objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|a| a.as_str()?.strip_prefix("--admission-cert-secret="))
+        .expect("--admission-cert-secret");
+    h.wait_secret(CREDS_NS, secret_name, "the webhook's certificate Secret", |s| {
+        s.data
+            .as_ref()
+            .is_some_and(|d| d.contains_key("tls.crt") && d.contains_key("tls.key"))
+    })
+    .await;
+    let ca_bundle = eventually(WAIT, "regcred to patch the webhook's caBundle", || {
+        let mwcs: Api<MutatingWebhookConfiguration> = Api::all(admin.clone());
+        async move {
+            let mwc = mwcs.get(mwc_name).await.ok()?;
+            let webhook = mwc.webhooks?.into_iter().next()?;
+            webhook.client_config.ca_bundle.filter(|b| !b.0.is_empty())
+        }
+    })
+    .await;
+    let webhook_host = format!("regcred-webhook.{CREDS_NS}.svc");
+    let admission_addr: std::net::SocketAddr = format!("127.0.0.1:{admission_port}").parse().unwrap();
+    let https = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&ca_bundle.0).expect("the caBundle is PEM")])
+        .resolve(&webhook_host, admission_addr)
+        .build()
+        .unwrap();
+    let review = json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "6b2c1f0e-0000-4000-8000-000000000001",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
+            "requestResource": {"group": "", "version": "v1", "resource": "pods"},
+            "name": "web",
+            "namespace": "rbac-a",
+            "operation": "CREATE",
+            "userInfo": {"username": "alice"},
+            "object": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "web", "namespace": "rbac-a"},
+                // A pull secret of its own: the ServiceAccount admission
+                // plugin left the ServiceAccount's list (with regcred's
+                // Secret) out, so regcred must add its Secret itself.
+                "spec": {
+                    "serviceAccountName": "default",
+                    "imagePullSecrets": [{"name": "own"}],
+                    "containers": [{"name": "web", "image": "docker.io/library/nginx"}],
+                },
+            },
+            "oldObject": null,
+            "dryRun": true,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
+        },
+    });
+    let url = format!("https://{webhook_host}:{admission_port}/mutate-pods");
+    let answer: Value = eventually(WAIT, &format!("{url} answering an AdmissionReview"), || {
+        let request = https.post(&url).json(&review);
+        async move { request.send().await.ok()?.error_for_status().ok()?.json().await.ok() }
+    })
+    .await;
+    let response = &answer["response"];
+    assert_eq!(response["uid"], review["request"]["uid"], "{answer}");
+    assert_eq!(response["allowed"], true, "{answer}");
+    // rbac-a is targeted: the pod gets the Secret in its imagePullSecrets,
+    // after its own.
+    assert_eq!(response["patchType"], "JSONPatch", "{answer}");
+    // JSON []byte: a base64 string, or (as kube-rs serializes it, and Go's
+    // encoding/json also reads) an array of byte values.
+    let patch: Vec<u8> = match &response["patch"] {
+        Value::String(b64) => {
+            base64::engine::Engine::decode(&base64::engine::general_purpose::STANDARD, b64).expect("base64")
+        }
+        Value::Array(bytes) => bytes
+            .iter()
+            .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()).expect("a byte"))
+            .collect(),
+        _ => panic!("a patch: {answer}"),
+    };
+    let patch = String::from_utf8(patch).unwrap();
+    assert!(
+        patch.contains("imagePullSecrets") && patch.contains("\"hub\""),
+        "{patch}"
+    );
 
     // A rotated source re-mints: the managed Secrets are updated in place.
     put_source_secret(&admin, "hub", "me", "rotated").await;
@@ -659,4 +1263,155 @@ async fn the_charts_rbac_denies_the_rest() {
         .await,
         "listing CRDs (only registrycredentials.regcred.dev can be read)",
     );
+
+    // Admission registration: the chart's one MutatingWebhookConfiguration,
+    // read and patched, and nothing else.
+    let mwcs = Api::<MutatingWebhookConfiguration>::all(me.clone());
+    mwcs.get("regcred")
+        .await
+        .expect("reading the chart's MutatingWebhookConfiguration is allowed");
+    assert_forbidden(
+        mwcs.list(&ListParams::default()).await,
+        "listing MutatingWebhookConfigurations",
+    );
+    assert_forbidden(
+        mwcs.patch(
+            "someone-elses",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
+        )
+        .await,
+        "patching another MutatingWebhookConfiguration",
+    );
+    assert_forbidden(
+        mwcs.delete("regcred", &DeleteParams::default().dry_run()).await,
+        "deleting the chart's MutatingWebhookConfiguration",
+    );
+    assert_forbidden(
+        Api::<ValidatingWebhookConfiguration>::all(me.clone()).get("any").await,
+        "reading a ValidatingWebhookConfiguration",
+    );
+    // Replacing a Secret whole is allowed for the webhook's certificate
+    // Secret in the release namespace only.
+    let mut cert = Secret::default();
+    cert.metadata.name = Some("regcred-webhook-tls".into());
+    assert_forbidden(
+        Api::<Secret>::namespaced(me.clone(), "rbac-taken")
+            .replace("regcred-webhook-tls", &dry, &cert)
+            .await,
+        "replacing a Secret named like the certificate Secret elsewhere",
+    );
+    let mut other = Secret::default();
+    other.metadata.name = Some("other".into());
+    assert_forbidden(
+        Api::<Secret>::namespaced(me.clone(), CREDS_NS)
+            .replace("other", &dry, &other)
+            .await,
+        "replacing another Secret of the release namespace",
+    );
+}
+
+/// The Role's rules for the webhook's certificate Secret suffice on their own
+/// (the ClusterRole's cluster-wide secrets rule covers them today, so the
+/// test above cannot tell): bound alone to an identity, in a release whose
+/// source credentials live elsewhere (no namespace-wide Secrets rule), they
+/// let it create the Secret, then read, list and watch it by name, patch and
+/// replace it, and nothing more. With cert-manager: read, list and watch
+/// by name only.
+#[tokio::test]
+async fn the_webhook_secret_rules_stand_on_their_own() {
+    let cp = ControlPlane::start().await.expect("test control plane");
+    let admin = cp.client().await.unwrap();
+    let secret = "regcred-webhook-tls";
+    for (namespace, cert_manager) in [("regcred-own-ca", false), ("regcred-cert-manager", true)] {
+        create_namespace(&admin, namespace, &[]).await;
+        let mut extra = vec!["--set", "credentialsNamespace=elsewhere"];
+        if cert_manager {
+            extra.extend(["--set", "admission.certManager.enabled=true"]);
+        }
+        let objects = render_with(namespace, &extra);
+        let role = objects
+            .iter()
+            .find(|o| kind(o) == "Role" && o["metadata"]["namespace"] == namespace)
+            .unwrap();
+        let user = format!("webhook-only-{namespace}");
+        let binding = json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": user, "namespace": namespace},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+        });
+        apply(&admin, &[role, &binding], false).await;
+        let kubeconfig = cp.kubeconfig_for(&user, &["system:authenticated"]).unwrap();
+        let me = cp.client_from(&kubeconfig).await.unwrap();
+        let mine: Api<Secret> = Api::namespaced(me.clone(), namespace);
+        let mut tls = Secret::default();
+        tls.metadata.name = Some(secret.into());
+        tls.string_data = Some([("tls.crt".to_string(), "x".to_string())].into());
+        let tls = if cert_manager {
+            assert_forbidden(
+                mine.create(&PostParams::default(), &tls).await,
+                "creating the certificate Secret with cert-manager",
+            );
+            Api::<Secret>::namespaced(admin.clone(), namespace)
+                .create(&PostParams::default(), &tls)
+                .await
+                .unwrap()
+        } else {
+            mine.create(&PostParams::default(), &tls)
+                .await
+                .expect("creating the certificate Secret is allowed")
+        };
+        mine.get(secret)
+            .await
+            .expect("reading the certificate Secret is allowed");
+        let by_name = format!("metadata.name={secret}");
+        let listed = mine
+            .list(&ListParams::default().fields(&by_name))
+            .await
+            .expect("listing the certificate Secret by name is allowed");
+        assert_eq!(listed.items.len(), 1);
+        let mut events = mine
+            .watch(&WatchParams::default().fields(&by_name).timeout(5), "0")
+            .await
+            .expect("watching the certificate Secret by name is allowed")
+            .boxed();
+        match events.next().await {
+            Some(Ok(WatchEvent::Added(s))) => assert_eq!(s.name_any(), secret),
+            other => panic!("watching the certificate Secret by name: {other:?}"),
+        }
+        let patch = Patch::Merge(json!({"metadata": {"annotations": {"rotated": "yes"}}}));
+        if cert_manager {
+            assert_forbidden(
+                mine.patch(secret, &PatchParams::default(), &patch).await,
+                "patching the certificate Secret with cert-manager",
+            );
+            assert_forbidden(
+                mine.replace(secret, &PostParams::default(), &tls).await,
+                "replacing the certificate Secret with cert-manager",
+            );
+        } else {
+            mine.patch(secret, &PatchParams::default(), &patch)
+                .await
+                .expect("patching the certificate Secret is allowed");
+            let current = mine.get(secret).await.unwrap();
+            mine.replace(secret, &PostParams::default(), &current)
+                .await
+                .expect("replacing the certificate Secret is allowed");
+        }
+        assert_forbidden(
+            mine.list(&ListParams::default()).await,
+            "listing every Secret of the release namespace",
+        );
+        assert_forbidden(
+            mine.list(&ListParams::default().fields("metadata.name=other")).await,
+            "listing another Secret by name",
+        );
+        assert_forbidden(mine.get("other").await, "reading another Secret");
+        assert_forbidden(
+            mine.delete(secret, &DeleteParams::default().dry_run()).await,
+            "deleting the certificate Secret",
+        );
+    }
 }

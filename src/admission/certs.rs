@@ -40,7 +40,7 @@ use rcgen::{
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 pub const CA_CERT_KEY: &str = "ca.crt";
 pub const CA_KEY_KEY: &str = "ca.key";
@@ -51,8 +51,11 @@ pub const TLS_KEY_KEY: &str = "tls.key";
 pub const CA_PROPAGATION: Duration = Duration::from_secs(30);
 /// Certificates start this long before they are made, for clocks that differ.
 const CLOCK_SKEW: Duration = Duration::from_secs(60);
-/// Look again at least this often, whatever the certificates' lifetimes.
-const RECHECK: Duration = Duration::from_secs(3600);
+/// Look again at least this often, whatever the certificates' lifetimes: a
+/// webhook configuration re-created without its caBundle (an uninstall and
+/// install) is found within this; one not there yet, within [`ABSENT_RECHECK`].
+const RECHECK: Duration = Duration::from_secs(30);
+const ABSENT_RECHECK: Duration = Duration::from_secs(2);
 
 /// Who makes the serving certificate.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -484,8 +487,10 @@ async fn maintain(
     let Some(current) = current else {
         return Ok(Duration::from_secs(1));
     };
-    if let Some(name) = &config.webhook_config {
-        sync_ca_bundle(client, name, &current.bundle()).await?;
+    if let Some(name) = &config.webhook_config
+        && !sync_ca_bundle(client, name, &current.bundle()).await?
+    {
+        return Ok(ABSENT_RECHECK);
     }
     let until = match next_step(Some(&current), &config.names, config.validity, config.ca_validity, now) {
         Step::Wait(at) => Duration::from_secs(u64::try_from(at - now).unwrap_or(0)),
@@ -496,12 +501,12 @@ async fn maintain(
 
 /// Patch the `caBundle` of every webhook of the MutatingWebhookConfiguration
 /// `name` that does not hold `bundle` (only that field, each op guarded by
-/// the webhook's name).
-async fn sync_ca_bundle(client: &Client, name: &str, bundle: &str) -> Result<(), String> {
+/// the webhook's name). `false` when the configuration is not there (yet).
+async fn sync_ca_bundle(client: &Client, name: &str, bundle: &str) -> Result<bool, String> {
     let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let Some(config) = api.get_opt(name).await.map_err(|e| e.to_string())? else {
-        warn!(webhook_config = %name, "the MutatingWebhookConfiguration is not there; pods are admitted without regcred until it is");
-        return Ok(());
+        debug!(webhook_config = %name, "the MutatingWebhookConfiguration is not there; pods are admitted without regcred until it is");
+        return Ok(false);
     };
     let mut ops = Vec::new();
     for (i, webhook) in config.webhooks.iter().flatten().enumerate() {
@@ -516,14 +521,14 @@ async fn sync_ca_bundle(client: &Client, name: &str, bundle: &str) -> Result<(),
         );
     }
     if ops.is_empty() {
-        return Ok(());
+        return Ok(true);
     }
     let patch: json_patch::Patch = serde_json::from_value(serde_json::Value::Array(ops)).map_err(|e| e.to_string())?;
     api.patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
         .await
         .map_err(|e| e.to_string())?;
     info!(webhook_config = %name, "patched the webhook's caBundle");
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]

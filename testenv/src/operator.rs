@@ -77,6 +77,17 @@ impl Operator {
         self.process.stop(Duration::from_secs(10))
     }
 
+    /// SIGSTOP: the process stays and its sockets accept, but nothing
+    /// answers (a hung replica), until [`Operator::thaw`].
+    pub fn freeze(&self) {
+        self.process.signal(libc::SIGSTOP);
+    }
+
+    /// SIGCONT after [`Operator::freeze`].
+    pub fn thaw(&self) {
+        self.process.signal(libc::SIGCONT);
+    }
+
     /// SIGKILL at once, as a crash or a lost node would.
     pub fn kill(&mut self) {
         self.process.signal(libc::SIGKILL);

@@ -351,3 +351,72 @@ impl Drop for Harness {
         }
     }
 }
+
+/// The flags of an operator serving the admission webhook on 127.0.0.1:`port`
+/// (HTTPS, the certificate regcred makes for 127.0.0.1) and keeping the
+/// caBundle of the MutatingWebhookConfiguration `config`. The certificate
+/// Secret lives in the credentials namespace (`POD_NAMESPACE`).
+pub fn admission_args(port: u16, config: &str) -> Vec<String> {
+    vec![
+        format!("--admission-addr=127.0.0.1:{port}"),
+        "--admission-dns-names=127.0.0.1".to_string(),
+        format!("--admission-webhook-config={config}"),
+        format!("--admission-cert-secret={config}-tls"),
+    ]
+}
+
+/// The chart's MutatingWebhookConfiguration (rendered by helm from
+/// charts/regcred, so tests call the webhook exactly as the chart
+/// configures it), named `name` and calling 127.0.0.1:`port` by URL, since
+/// these control planes have no Service routing. `also` adds namespace
+/// selector expressions (a test bed's opt-in label). Waits until regcred
+/// has patched its caBundle.
+pub async fn install_admission_webhook(client: &Client, name: &str, port: u16, also: &[serde_json::Value]) {
+    use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+    use serde::Deserialize;
+    let chart = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/regcred");
+    let kube_version = regcred_testenv::tools::pinned("K8S_VERSION");
+    let args: Vec<std::ffi::OsString> = [
+        "template",
+        "regcred",
+        ".",
+        "--namespace",
+        CREDS_NS,
+        "--kube-version",
+        kube_version,
+        "--show-only",
+        "templates/mutatingwebhookconfiguration.yaml",
+    ]
+    .iter()
+    .map(std::ffi::OsString::from)
+    .collect();
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let yaml = regcred_testenv::tools::helm(&chart, &args);
+    let mut config: serde_json::Value = serde_json::Value::deserialize(serde_yaml::Deserializer::from_str(&yaml))
+        .expect("the chart renders the webhook");
+    config["metadata"] = serde_json::json!({"name": name});
+    for webhook in config["webhooks"].as_array_mut().expect("webhooks") {
+        webhook["clientConfig"] = serde_json::json!({"url": format!("https://127.0.0.1:{port}/mutate-pods")});
+        let expressions = webhook["namespaceSelector"]["matchExpressions"]
+            .as_array_mut()
+            .expect("the chart selects namespaces");
+        expressions.extend(also.iter().cloned());
+    }
+    let config: MutatingWebhookConfiguration = serde_json::from_value(config).expect("a MutatingWebhookConfiguration");
+    let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    api.create(&PostParams::default(), &config)
+        .await
+        .expect("MutatingWebhookConfiguration created");
+    eventually(WAIT, &format!("regcred patches the caBundle of {name}"), || {
+        let api = api.clone();
+        async move {
+            let config = api.get(name).await.ok()?;
+            let webhooks = config.webhooks?;
+            webhooks
+                .iter()
+                .all(|w| w.client_config.ca_bundle.is_some())
+                .then_some(())
+        }
+    })
+    .await;
+}

@@ -10,6 +10,10 @@ use regcred_testenv::{ControlPlane, Node, Operator};
 
 use super::{CREDS_NS, create_namespace, start_operator_with};
 
+/// The label of the namespaces whose pods the bed's admission webhook sees.
+pub const ADMISSION_LABEL: (&str, &str) = ("regcred-test/admission", "on");
+const ADMISSION_CONFIG: &str = "regcred-node";
+
 /// The control plane, node and operator shared by the tests running at once.
 pub struct Bed {
     // Field order is drop order.
@@ -41,14 +45,19 @@ pub async fn bed() -> Arc<Bed> {
     let ca = cp.kubeconfig().with_file_name("registries-ca.pem");
     std::fs::write(&ca, regcred_testenv::registry::shared_ca_pem()).expect("writing the registries' CA");
     let metrics = format!("127.0.0.1:{}", regcred_testenv::free_port());
-    let operator = start_operator_with(
-        &cp,
-        &[
-            &format!("--ca-bundle={}", ca.display()),
-            &format!("--metrics-addr={metrics}"),
-        ],
-        &[],
-    );
+    // Admission as the chart configures it, for the namespaces that opt in
+    // with ADMISSION_LABEL only: the diagnosis tests here need pods admitted
+    // without regcred's Secret, as when admission is unavailable or bypassed.
+    let admission_port = regcred_testenv::free_port();
+    let mut args = vec![
+        format!("--ca-bundle={}", ca.display()),
+        format!("--metrics-addr={metrics}"),
+    ];
+    args.extend(super::admission_args(admission_port, ADMISSION_CONFIG));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let operator = start_operator_with(&cp, &args, &[("POD_NAMESPACE", CREDS_NS)]);
+    let opt_in = serde_json::json!({"key": ADMISSION_LABEL.0, "operator": "In", "values": [ADMISSION_LABEL.1]});
+    super::install_admission_webhook(&client, ADMISSION_CONFIG, admission_port, &[opt_in]).await;
     eprintln!("test bed (control plane, node, operator) up in {:?}", started.elapsed());
     let bed = Arc::new(Bed {
         operator,

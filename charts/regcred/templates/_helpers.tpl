@@ -46,3 +46,24 @@ app.kubernetes.io/component: operator
 {{- define "regcred.credentialsNamespace" -}}
 {{- default .Release.Namespace .Values.credentialsNamespace }}
 {{- end }}
+
+{{/* Admission webhook: the Service in front of every replica's HTTPS port. */}}
+{{- define "regcred.webhookServiceName" -}}
+{{- printf "%s-webhook" (include "regcred.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The Secret holding the webhook's serving certificate (tls.crt, tls.key). */}}
+{{- define "regcred.webhookCertSecretName" -}}
+{{- default (printf "%s-webhook-tls" (include "regcred.fullname" .)) .Values.admission.certSecretName }}
+{{- end }}
+
+{{/* The names the API server calls the webhook Service by, comma-separated. */}}
+{{- define "regcred.webhookDNSNames" -}}
+{{- $svc := include "regcred.webhookServiceName" . }}
+{{- printf "%s.%s.svc,%s.%s.svc.cluster.local" $svc .Release.Namespace $svc .Release.Namespace }}
+{{- end }}
+
+{{/* "true" when regcred itself makes and rotates the webhook's CA and certificate (no cert-manager). */}}
+{{- define "regcred.webhookSelfManagedCerts" -}}
+{{- if and .Values.admission.enabled (not .Values.admission.certManager.enabled) }}true{{ end }}
+{{- end }}
