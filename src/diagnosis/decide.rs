@@ -199,7 +199,9 @@ fn judge(f: &Findings) -> Verdict {
                 Some(Detail::PodAdmittedBeforeLink),
                 format!(
                     "ServiceAccount {}/{} references Secret {} now, but pod {} was admitted before it did, so its \
-                     spec.imagePullSecrets lacks it (they are copied only when a pod is created)",
+                     spec.imagePullSecrets lacks it (they are copied only when a pod is created; regcred's admission \
+                     webhook adds it at creation, so it was unavailable, bypassed, or opted out with \
+                     regcred.dev/admission: disabled)",
                     f.namespace, c.service_account, c.secret_name, f.pod
                 ),
                 format!(
