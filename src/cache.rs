@@ -22,7 +22,6 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
 use crate::reconcile::build;
-use crate::targets;
 
 /// Labels or annotations, sorted by key: a slice instead of a B-tree.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -64,6 +63,12 @@ impl Pairs {
     }
 }
 
+/// A namespace that is being deleted: nothing new can be created in it.
+pub fn is_terminating(ns: &Namespace) -> bool {
+    ns.metadata.deletion_timestamp.is_some()
+        || ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating")
+}
+
 /// A record kept for each object of kind [`Kept::Object`].
 pub trait Kept: Sized + Send + Sync + 'static {
     type Object: kube::Resource<DynamicType = ()>;
@@ -84,7 +89,7 @@ impl Kept for KeptNamespace {
         Self {
             name: ns.name_any().into(),
             labels: Pairs::of(ns.metadata.labels.as_ref(), |_| true),
-            terminating: targets::is_terminating(ns),
+            terminating: is_terminating(ns),
         }
     }
 }
@@ -383,6 +388,18 @@ mod tests {
         assert!(build::recorded_by(&back, "pull", "hub"));
         assert_eq!(back.image_pull_secrets, sa.image_pull_secrets);
         assert_eq!(back.resource_version(), sa.resource_version());
+    }
+
+    #[test]
+    fn terminating_namespaces_are_recognized() {
+        let mut n = Namespace::default();
+        assert!(!is_terminating(&n));
+        n.status = Some(k8s_openapi::api::core::v1::NamespaceStatus {
+            phase: Some("Terminating".into()),
+            ..Default::default()
+        });
+        assert!(is_terminating(&n));
+        assert!(KeptNamespace::keep(&n).terminating);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Event, Secret};
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
@@ -19,6 +19,7 @@ use tracing::{info, warn};
 
 use crate::api::RegistryCredential;
 use crate::cache::{Cache, Kept, KeptNamespace, KeptSecret, KeptServiceAccount};
+use crate::diagnosis;
 use crate::reconcile::scope::{Change, Touched};
 use crate::reconcile::{self, Caches, Context, build};
 use crate::telemetry::Health;
@@ -313,6 +314,7 @@ pub struct Watches {
     pub ctx: Arc<Context>,
     changes: std::pin::Pin<Box<dyn Stream<Item = ()> + Send>>,
     tasks: tokio::task::JoinSet<()>,
+    recovery: Recovery,
 }
 
 /// Start the watches and fill the caches; the returned [`Context`] is warm
@@ -385,6 +387,7 @@ pub fn start(client: Client, config: &ControllerConfig) -> Watches {
         ctx,
         changes: changes.boxed(),
         tasks,
+        recovery,
     }
 }
 
@@ -398,10 +401,15 @@ pub async fn run(
         ctx,
         changes,
         mut tasks,
+        recovery,
     } = watches;
     let resyncs = ctx.resyncs().expect("the controller takes the resync stream once");
     if config.diagnose_pulls {
-        tasks.spawn(crate::diagnosis::watch::run(ctx.clone()));
+        // The kubelet's Events, on the controller's task set and under the
+        // same recovery rules as its other watches.
+        let events = watcher(Api::<Event>::all(ctx.client.clone()), diagnosis::watch::config());
+        let events = recover(events, "Event".into(), recovery);
+        tasks.spawn(diagnosis::watch::run(ctx.clone(), events));
     }
     info!(credentials_namespace = %config.credentials_namespace, "controller starting");
     Controller::new(

@@ -7,13 +7,12 @@ use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
 use crate::redact::Sensitive;
+use crate::registry::{self, DOCKER_HUB, DOCKER_HUB_CONFIG_KEY};
 
 /// The data key of a `kubernetes.io/dockerconfigjson` Secret.
 pub const DATA_KEY: &str = ".dockerconfigjson";
 /// The Secret type regcred writes, and the only one.
 pub const SECRET_TYPE: &str = "kubernetes.io/dockerconfigjson";
-/// Docker Hub's historical config key, which the kubelet and docker expect.
-const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
 
 /// Username and password for one registry host.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,24 +51,10 @@ struct Entry {
 /// The key under `auths` for a registry host. Docker Hub is written the way
 /// docker and the kubelet look it up.
 pub fn config_key(registry: &str) -> String {
-    match normalize(registry).as_str() {
-        "docker.io" => DOCKER_HUB_KEY.to_string(),
-        _ => registry.to_string(),
-    }
-}
-
-/// A config key or host reduced to its host, with Docker Hub's aliases folded.
-fn normalize(key: &str) -> String {
-    let host = key
-        .trim_start_matches("https://")
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    match host.as_str() {
-        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => "docker.io".into(),
-        _ => host,
+    if registry::is_docker_hub(registry) {
+        DOCKER_HUB_CONFIG_KEY.to_string()
+    } else {
+        registry.to_string()
     }
 }
 
@@ -96,11 +81,11 @@ pub fn encode(auths: &[RegistryAuth]) -> Vec<u8> {
 /// The entry for `registry` in a `.dockerconfigjson` document.
 pub fn decode_entry(json: &[u8], registry: &str) -> Result<RegistryAuth, DecodeError> {
     let config: DockerConfig = serde_json::from_slice(json).map_err(|_| DecodeError::Malformed)?;
-    let wanted = normalize(registry);
+    let wanted = registry::canonical(registry);
     let entry = config
         .auths
         .into_iter()
-        .find(|(k, _)| normalize(k) == wanted)
+        .find(|(k, _)| registry::canonical(k) == wanted)
         .map(|(_, e)| e)
         .ok_or_else(|| DecodeError::NoEntry(registry.to_string()))?;
     let (username, password) = match (entry.username, entry.password, entry.auth) {
@@ -131,8 +116,8 @@ pub fn decode_all(json: &[u8]) -> Result<Vec<RegistryAuth>, DecodeError> {
         .auths
         .keys()
         .map(|k| {
-            let host = if k == DOCKER_HUB_KEY {
-                "docker.io".to_string()
+            let host = if k == DOCKER_HUB_CONFIG_KEY {
+                DOCKER_HUB.to_string()
             } else {
                 k.clone()
             };

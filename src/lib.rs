@@ -9,8 +9,10 @@
 //! - [`dockerconfig`]: the `.dockerconfigjson` codec;
 //! - [`targets`]: namespace and ServiceAccount selection;
 //! - [`controller`]: watches; [`cache`]: the compact records they keep; [`operator`]: `regcred run`;
-//! - [`pull_auth`]: the registry pull-auth probe and image-reference parser;
+//! - [`registry`]: registry hosts (Docker Hub's many names) and image references;
+//! - [`pull_auth`]: the registry pull-auth probe;
 //! - [`diagnosis`]: why a pod cannot pull, with evidence (`regcred diagnose`);
+//! - [`connect`]: the Kubernetes and HTTP clients, one way for the operator and the CLI;
 //! - [`telemetry`]: logs and metrics; [`redact`]: secret material that never prints.
 
 pub mod admission;
@@ -18,6 +20,7 @@ pub mod api;
 pub mod bounded;
 pub mod cache;
 pub mod cli;
+pub mod connect;
 pub mod controller;
 pub mod diagnosis;
 pub mod dockerconfig;
@@ -27,6 +30,7 @@ pub mod providers;
 pub mod pull_auth;
 pub mod reconcile;
 pub mod redact;
+pub mod registry;
 pub mod renewal;
 pub mod targets;
 pub mod telemetry;

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, CustomResourceExt};
 use kube_lease_manager::LeaseManagerBuilder;
 use tracing::{error, info, warn};
@@ -14,20 +13,16 @@ use tracing::{error, info, warn};
 use crate::admission;
 use crate::api::RegistryCredential;
 use crate::cli::RunArgs;
+use crate::connect;
 use crate::controller::{self, ControllerConfig};
 use crate::error::{Error, Result};
 use crate::telemetry::{self, Health, Metrics};
 
 const SA_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
-/// Install the process-wide rustls crypto provider shared by kube and the cloud SDKs.
-pub fn init_crypto() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-}
-
 pub fn main(args: RunArgs) -> ExitCode {
     crate::telemetry::init_logging(args.log_format);
-    init_crypto();
+    connect::init_crypto();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -44,33 +39,6 @@ pub fn main(args: RunArgs) -> ExitCode {
     }
 }
 
-async fn client(args: &RunArgs) -> Result<Client> {
-    let mut config = match &args.kubeconfig {
-        Some(path) => {
-            let kc = Kubeconfig::read_from(path)
-                .map_err(|e| Error::Config(format!("reading kubeconfig {}: {e}", path.display())))?;
-            kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-                .await
-                .map_err(|e| Error::Config(format!("kubeconfig {}: {e}", path.display())))?
-        }
-        None => kube::Config::infer()
-            .await
-            .map_err(|e| Error::Config(format!("no in-cluster config or kubeconfig: {e}")))?,
-    };
-    // kube takes HTTPS_PROXY for the API server but compares NO_PROXY with
-    // the proxy's own address; other Kubernetes tools compare it with the
-    // API server's, and so does regcred.
-    if config.proxy_url.is_some()
-        && let Some(host) = config.cluster_url.host()
-        && let Some(no_proxy) = ["NO_PROXY", "no_proxy"].iter().find_map(|v| std::env::var(v).ok())
-        && no_proxy_covers(&no_proxy, host)
-    {
-        info!(api_server = %host, "NO_PROXY covers the API server: connecting directly");
-        config.proxy_url = None;
-    }
-    Client::try_from(config).map_err(|e| Error::Config(format!("building the Kubernetes client: {e}")))
-}
-
 fn credentials_namespace(args: &RunArgs) -> Result<String> {
     if let Some(ns) = &args.credentials_namespace {
         return Ok(ns.clone());
@@ -85,8 +53,8 @@ fn credentials_namespace(args: &RunArgs) -> Result<String> {
 
 async fn run(args: RunArgs) -> Result<()> {
     let credentials_namespace = credentials_namespace(&args)?;
-    let client = client(&args).await?;
-    let http = http_client(args.ca_bundle.as_deref())?;
+    let client = connect::kube_client(connect::kube_config(args.kubeconfig.as_deref()).await?)?;
+    let http = connect::http_client(args.ca_bundle.as_deref())?;
     let health = Health::new(Arc::new(Metrics::default()));
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
@@ -126,8 +94,19 @@ async fn run(args: RunArgs) -> Result<()> {
         return Ok(());
     }
 
-    // Leader election: wait for the Lease, run while holding it, exit the
-    // moment it is lost so no two replicas ever write at once.
+    lead(&args, client, credentials_namespace, watches, config).await
+}
+
+/// Leader election: wait for the Lease, run the controller while holding
+/// it, exit the moment it is lost so no two replicas ever write at once.
+/// Admission and the caches serve all along.
+async fn lead(
+    args: &RunArgs,
+    client: Client,
+    credentials_namespace: String,
+    watches: controller::Watches,
+    config: ControllerConfig,
+) -> Result<()> {
     let namespace = args.leader_election_namespace.clone().unwrap_or(credentials_namespace);
     let identity = std::env::var("POD_NAME").unwrap_or_else(|_| format!("regcred-{}", std::process::id()));
     let duration = std::time::Duration::from(args.lease_duration).as_secs().max(2);
@@ -191,19 +170,26 @@ async fn run(args: RunArgs) -> Result<()> {
         error!(identity = %identity, "lost the leader-election Lease; exiting so a standby takes over");
         std::process::exit(2);
     }
-    // Graceful stop: the `lost` future, and with it the last receiver of the
-    // lease channel, is gone; the manager releases the Lease when it sees
-    // that, so a standby takes over at once instead of after the lease
-    // duration. Aborting the task instead would leave the Lease held.
+    release(lease_task, &args.lease_name).await;
+    Ok(())
+}
+
+/// After a graceful stop: the `lost` future, and with it the last receiver
+/// of the lease channel, is gone; the manager releases the Lease when it
+/// sees that, so a standby takes over at once instead of after the lease
+/// duration. Aborting the task instead would leave the Lease held.
+async fn release(
+    lease_task: tokio::task::JoinHandle<kube_lease_manager::Result<kube_lease_manager::LeaseManager>>,
+    lease_name: &str,
+) {
     match tokio::time::timeout(Duration::from_secs(5), lease_task).await {
-        Ok(Ok(Ok(_))) => info!(lease = %args.lease_name, "released the leader-election Lease"),
+        Ok(Ok(Ok(_))) => info!(lease = %lease_name, "released the leader-election Lease"),
         Ok(Ok(Err(e))) => {
             warn!(error = %e, "releasing the leader-election Lease failed; a standby takes over when it expires")
         }
         Ok(Err(e)) => warn!(error = %e, "the leader-election task failed"),
         Err(_) => warn!("releasing the leader-election Lease timed out; a standby takes over when it expires"),
     }
-    Ok(())
 }
 
 /// Start the admission webhook: its certificate loop and its HTTPS server.
@@ -270,47 +256,6 @@ async fn released(leases: &Api<Lease>, name: &str) {
     }
 }
 
-/// Whether a `NO_PROXY` list (`*`, host names, `.domain` suffixes, IP
-/// addresses and CIDR ranges, comma-separated) covers `host`.
-pub fn no_proxy_covers(no_proxy: &str, host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
-    let ip: Option<std::net::IpAddr> = host.parse().ok();
-    no_proxy
-        .split(',')
-        .map(|e| e.trim().to_ascii_lowercase())
-        .filter(|e| !e.is_empty())
-        .any(|entry| {
-            if entry == "*" {
-                return true;
-            }
-            if let (Some(ip), Ok(net)) = (ip, entry.parse::<ipnet::IpNet>()) {
-                return net.contains(&ip);
-            }
-            let entry = entry.split(':').next().unwrap_or_default();
-            let domain = entry.trim_start_matches('.');
-            host == domain || host.ends_with(&format!(".{domain}"))
-        })
-}
-
-/// The HTTP client for provider calls and registry checks: bounded timeouts,
-/// system roots plus the optional CA bundle.
-pub fn http_client(ca_bundle: Option<&std::path::Path>) -> Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(30))
-        .user_agent(concat!("regcred/", env!("CARGO_PKG_VERSION")));
-    if let Some(path) = ca_bundle {
-        let pem =
-            std::fs::read(path).map_err(|e| Error::Config(format!("reading --ca-bundle {}: {e}", path.display())))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| Error::Config(format!("--ca-bundle {} is not a PEM bundle: {e}", path.display())))?;
-        builder = builder.tls_certs_merge(certs);
-    }
-    builder
-        .build()
-        .map_err(|e| Error::Config(format!("building the HTTP client: {e}")))
-}
-
 /// Wait until the RegistryCredential CRD is established, saying what to do meanwhile.
 async fn wait_for_crd(client: &Client, timeout: Duration) -> Result<()> {
     let name = RegistryCredential::crd_name();
@@ -371,30 +316,4 @@ async fn shutdown_signal() {
         _ = term.recv() => {},
     }
     info!("shutting down");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::no_proxy_covers;
-
-    #[test]
-    fn no_proxy_matches_like_other_kubernetes_tools() {
-        let list = "localhost, .cluster.local,10.0.0.0/8,127.0.0.1,example.com:443";
-        for host in [
-            "127.0.0.1",
-            "localhost",
-            "kubernetes.default.svc.cluster.local",
-            "10.96.0.1",
-            "api.example.com",
-            "example.com",
-        ] {
-            assert!(no_proxy_covers(list, host), "{host}");
-        }
-        for host in ["192.168.0.1", "cluster.local.evil.io", "notexample.com", "::1"] {
-            assert!(!no_proxy_covers(list, host), "{host}");
-        }
-        assert!(no_proxy_covers("*", "anything"));
-        assert!(no_proxy_covers("::1/128", "[::1]"));
-        assert!(!no_proxy_covers("", "localhost"));
-    }
 }

@@ -75,12 +75,6 @@ fn selector_matches(selector: &LabelSelector, object: &impl Selectable) -> bool 
     })
 }
 
-/// A namespace that is being deleted: nothing new can be created in it.
-pub fn is_terminating(ns: &Namespace) -> bool {
-    ns.metadata.deletion_timestamp.is_some()
-        || ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating")
-}
-
 /// Whether `ns` is selected by `sel` (ignoring whether it is terminating).
 pub fn namespace_selected(sel: &NamespaceSelection, ns: &impl Selectable) -> bool {
     let name = ns.name();
@@ -160,7 +154,6 @@ pub fn service_account_selected(sel: &ServiceAccountSelection, sa: &impl Selecta
 mod tests {
     use super::*;
     use crate::cache::Kept;
-    use k8s_openapi::api::core::v1::NamespaceStatus;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelectorRequirement, ObjectMeta};
 
     fn meta(name: &str, labels: &[(&str, &str)]) -> ObjectMeta {
@@ -274,17 +267,6 @@ mod tests {
         };
         assert!(namespace_selected(&sel, &ns("a", &[("env", "prod")])));
         assert!(!namespace_selected(&sel, &ns("b", &[("env", "dev")])));
-    }
-
-    #[test]
-    fn terminating_namespaces_are_recognized() {
-        let mut n = ns("gone", &[]);
-        assert!(!is_terminating(&n));
-        n.status = Some(NamespaceStatus {
-            phase: Some("Terminating".into()),
-            ..Default::default()
-        });
-        assert!(is_terminating(&n));
     }
 
     #[test]

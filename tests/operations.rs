@@ -18,7 +18,7 @@ async fn get(url: &str) -> (u16, String) {
 
 #[tokio::test]
 async fn metrics_and_probes_after_a_mint() {
-    regcred::operator::init_crypto();
+    regcred::connect::init_crypto();
     let moto = Moto::start().await.expect("moto");
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
@@ -256,6 +256,30 @@ async fn starts_behind_a_proxy_when_no_proxy_covers_the_api_server() {
         "{}",
         h.operator.logs()
     );
+
+    // `regcred diagnose` connects the same way: directly, where NO_PROXY
+    // covers the API server; through the (dead) proxy where it does not.
+    let diagnose = |env: &'static [(&'static str, &'static str)]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_regcred"));
+        command
+            .args(["diagnose", "-n", "proxied", "--kubeconfig"])
+            .arg(h.cp.kubeconfig())
+            .env_remove("KUBECONFIG")
+            .envs(env.iter().copied());
+        command.output().expect("running regcred diagnose")
+    };
+    let direct = diagnose(&[
+        ("HTTPS_PROXY", "http://localhost:9"),
+        ("NO_PROXY", "10.0.0.0/8,127.0.0.1"),
+    ]);
+    assert!(
+        direct.status.success() && String::from_utf8_lossy(&direct.stdout).contains("No container is waiting"),
+        "{}{}",
+        String::from_utf8_lossy(&direct.stdout),
+        String::from_utf8_lossy(&direct.stderr)
+    );
+    let proxied = diagnose(&[("HTTPS_PROXY", "http://localhost:9")]);
+    assert!(!proxied.status.success(), "the proxy is honoured");
 }
 
 /// Started while the API server is unreachable, regcred waits for it with

@@ -35,8 +35,8 @@ fn auth(registry: &Registry, user: &str, password: &str) -> RegistryAuth {
 
 /// The operator's client, trusting the registry's CA as `--ca-bundle` would.
 fn operator_client(registry: &Registry) -> reqwest::Client {
-    regcred::operator::init_crypto();
-    regcred::operator::http_client(Some(registry.ca_path())).expect("the operator's HTTP client")
+    regcred::connect::init_crypto();
+    regcred::connect::http_client(Some(registry.ca_path())).expect("the operator's HTTP client")
 }
 
 /// Check, and assert the message holds no secret material whatever the result.
@@ -243,8 +243,8 @@ async fn registry_down_is_unreachable_at_once_and_recovers() {
 #[tokio::test]
 async fn untrusted_certificate_is_unreachable_with_a_hint() {
     let registry = htpasswd_registry().await;
-    regcred::operator::init_crypto();
-    let without_ca = regcred::operator::http_client(None).unwrap();
+    regcred::connect::init_crypto();
+    let without_ca = regcred::connect::http_client(None).unwrap();
     let probe = checked(&without_ca, &auth(&registry, "alice", &password("alice")), None).await;
     assert_eq!(probe.result, PullAuthResult::Unreachable, "{probe:?}");
     assert!(
@@ -260,7 +260,7 @@ async fn untrusted_certificate_is_unreachable_with_a_hint() {
 async fn hanging_registry_is_bounded_by_the_check_timeout() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let host = listener.local_addr().unwrap().to_string();
-    regcred::operator::init_crypto();
+    regcred::connect::init_crypto();
     let no_timeouts = reqwest::Client::new();
     let creds = RegistryAuth {
         registry: host.clone(),

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use regcred::pull_auth::ImageRef;
+use regcred::registry::ImageRef;
 
 fn rendered(r: &ImageRef) -> String {
     let sep = if r.reference.contains(':') { '@' } else { ':' };

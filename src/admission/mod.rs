@@ -180,14 +180,7 @@ impl Admission {
         if credentials.is_empty() {
             return Ok(Vec::new());
         }
-        let ns = match self.ctx.namespaces.get(None, namespace) {
-            Some(ns) => ns,
-            None => {
-                *calls += 1;
-                let api: Api<Namespace> = Api::all(self.ctx.client.clone());
-                Arc::new(KeptNamespace::keep(&api.get(namespace).await?))
-            }
-        };
+        let ns = self.namespace(namespace, calls).await?;
         if decide::opted_out(&*ns) {
             return Ok(Vec::new());
         }
@@ -205,33 +198,16 @@ impl Admission {
             .as_ref()
             .and_then(|s| s.service_account_name.as_deref())
             .unwrap_or("default");
-        let cached_sa = self.ctx.service_accounts.get(Some(namespace), sa_name);
-        let fetched_sa = match cached_sa {
-            None if decide::needs_sa_labels(&offers) => {
-                *calls += 1;
-                let api: Api<ServiceAccount> = Api::namespaced(self.ctx.client.clone(), namespace);
-                api.get_opt(sa_name).await?.map(|sa| KeptServiceAccount::keep(&sa))
-            }
-            _ => None,
-        };
-        let linked = match (&cached_sa, &fetched_sa) {
-            (Some(sa), _) => decide::linked(&offers, &self.ctx.credentials_namespace, &ns, &**sa),
-            (None, Some(sa)) => decide::linked(&offers, &self.ctx.credentials_namespace, &ns, sa),
-            (None, None) => decide::linked(
-                &offers,
-                &self.ctx.credentials_namespace,
-                &ns,
-                &NamedServiceAccount(sa_name),
-            ),
+        let linked = self.linked(&offers, &ns, sa_name, calls).await?;
+        let named = |secret: &str| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.image_pull_secrets.as_ref())
+                .is_some_and(|list| list.iter().any(|r| r.name == secret))
         };
         let mut secrets = Vec::new();
         for offer in linked {
-            let named = pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.image_pull_secrets.as_ref())
-                .is_some_and(|list| list.iter().any(|r| r.name == offer.secret));
-            let in_place = named
+            let in_place = named(&offer.secret)
                 || self
                     .ctx
                     .managed_secrets
@@ -249,6 +225,46 @@ impl Admission {
             }
         }
         Ok(secrets)
+    }
+
+    /// The namespace as the cache keeps it, or read (created a moment ago).
+    async fn namespace(&self, name: &str, calls: &mut u32) -> Result<Arc<KeptNamespace>, kube::Error> {
+        if let Some(ns) = self.ctx.namespaces.get(None, name) {
+            return Ok(ns);
+        }
+        *calls += 1;
+        let api: Api<Namespace> = Api::all(self.ctx.client.clone());
+        Ok(Arc::new(KeptNamespace::keep(&api.get(name).await?)))
+    }
+
+    /// The offers that link a pod of ServiceAccount `sa_name` in `ns`: the
+    /// ServiceAccount as the cache keeps it, else read when an offer
+    /// selects by label, else known by its name alone.
+    async fn linked<'o, 'a>(
+        &self,
+        offers: &'o [Offer<'a>],
+        ns: &KeptNamespace,
+        sa_name: &str,
+        calls: &mut u32,
+    ) -> Result<Vec<&'o Offer<'a>>, kube::Error> {
+        let credentials_namespace = &self.ctx.credentials_namespace;
+        if let Some(sa) = self.ctx.service_accounts.get(Some(&ns.name), sa_name) {
+            return Ok(decide::linked(offers, credentials_namespace, ns, &*sa));
+        }
+        if decide::needs_sa_labels(offers) {
+            *calls += 1;
+            let api: Api<ServiceAccount> = Api::namespaced(self.ctx.client.clone(), &ns.name);
+            if let Some(sa) = api.get_opt(sa_name).await? {
+                let kept = KeptServiceAccount::keep(&sa);
+                return Ok(decide::linked(offers, credentials_namespace, ns, &kept));
+            }
+        }
+        Ok(decide::linked(
+            offers,
+            credentials_namespace,
+            ns,
+            &NamedServiceAccount(sa_name),
+        ))
     }
 
     /// Create `rc`'s Secret in `namespace`, within the write timeout; whether

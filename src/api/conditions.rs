@@ -41,4 +41,77 @@ pub mod reason {
     pub const SECRET_CONTROLLED_ELSEWHERE: &str = "SecretControlledElsewhere";
     /// Cleanup on deletion could not remove everything; the finalizer was released anyway.
     pub const CLEANUP_INCOMPLETE: &str = "CleanupIncomplete";
+    pub const BOGUS: &str = "Bogus";
+
+    /// Every reason above, each documented in `docs/api.md`.
+    pub const ALL: [&str; 26] = [
+        PENDING,
+        ISSUED,
+        MINT_FAILED,
+        SOURCE_SECRET_MISSING,
+        SOURCE_SECRET_INVALID,
+        INVALID_PROVIDER_RESPONSE,
+        THROTTLED,
+        EXPIRED,
+        INVALID_SPEC,
+        SYNCED,
+        NO_NAMESPACES,
+        NAMESPACE_WRITE_FAILED,
+        SECRET_EXISTS,
+        SERVICE_ACCOUNT_PATCH_FAILED,
+        HEALTHY,
+        UNAUTHORIZED,
+        IMAGE_NOT_FOUND,
+        UNREACHABLE,
+        CHECK_DISABLED,
+        NOT_CHECKED,
+        CHECK_INCONCLUSIVE,
+        READY,
+        CREDENTIAL_REJECTED,
+        SECRET_CONFLICT,
+        SECRET_CONTROLLED_ELSEWHERE,
+        CLEANUP_INCOMPLETE,
+    ];
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::{ALL, reason};
+
+    const DOCS: &str = include_str!("../../docs/api.md");
+
+    /// The values of the `pub const NAME: &str = "...";` items of `mod
+    /// reason` in this file's own source.
+    fn declared_reasons() -> BTreeSet<&'static str> {
+        let source = include_str!("conditions.rs");
+        let start = source.find("pub mod reason {").expect("mod reason is in this file");
+        let end = source[start..]
+            .find("\n}")
+            .expect("mod reason ends with a brace in column 0");
+        source[start..start + end]
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("pub const "))
+            .filter(|decl| decl.contains(": &str = \""))
+            .filter_map(|decl| decl.split('"').nth(1))
+            .collect()
+    }
+
+    #[test]
+    fn reason_all_lists_every_reason_declared() {
+        let listed: BTreeSet<&str> = reason::ALL.into_iter().collect();
+        assert_eq!(listed.len(), reason::ALL.len(), "a reason is listed twice");
+        assert_eq!(listed, declared_reasons());
+    }
+
+    #[test]
+    fn the_user_docs_name_every_condition_type_and_reason() {
+        let missing: Vec<&str> = ALL
+            .into_iter()
+            .chain(reason::ALL)
+            .filter(|name| !DOCS.contains(&format!("`{name}`")))
+            .collect();
+        assert!(missing.is_empty(), "docs/api.md does not name {missing:?}");
+    }
 }

@@ -337,7 +337,7 @@ fn image_not_found(f: &Findings) -> Option<Verdict> {
         return None;
     }
     let m = f.manifests.iter().find(|m| m.check.status == Some(404))?;
-    let repository = crate::diagnosis::keyring::repo_to_pull(&f.image);
+    let repository = crate::registry::repo_to_pull(&f.image);
     let (detail, what, fix) = match m.check.repository_exists {
         Some(false) => (
             Detail::Repository,

@@ -14,11 +14,12 @@ use super::Evidence;
 use super::classify::{Hint, classify};
 use super::decide::{CredentialFacts, Findings, Manifest, PodSecret};
 use super::keyring::{self, Entry};
-use crate::api::{ProviderSpec, RegistryCredential};
+use crate::api::RegistryCredential;
 use crate::dockerconfig::{self, RegistryAuth};
-use crate::pull_auth::{ImageRef, check_manifest, is_docker_hub};
+use crate::pull_auth::check_manifest;
 use crate::reconcile::build::{NOT_AFTER_ANNOTATION, is_managed_by, secret_name};
 use crate::redact::Sensitive;
+use crate::registry::{self, ImageRef};
 
 /// One container's failed pull, with what the kubelet said about it.
 pub struct Target<'a> {
@@ -37,7 +38,7 @@ pub async fn gather(client: &Client, http: &reqwest::Client, target: Target<'_>)
     let pod = target.pod;
     let namespace = pod.namespace().unwrap_or_default();
     let image = target.image.to_string();
-    let host = keyring::image_host(&image);
+    let host = registry::image_host(&image);
     let mut evidence = target.evidence;
 
     let classified = target
@@ -114,7 +115,7 @@ pub async fn gather(client: &Client, http: &reqwest::Client, target: Target<'_>)
             .map(|e| (e.secret.clone(), e.key.clone()))
             .collect::<Vec<_>>()
     });
-    let repo = keyring::repo_to_pull(&image);
+    let repo = registry::repo_to_pull(&image);
     evidence.push(Evidence::new(
         format!("kubelet keyring match for {repo}"),
         match &sent {
@@ -141,11 +142,7 @@ pub async fn gather(client: &Client, http: &reqwest::Client, target: Target<'_>)
             evidence.push(Evidence::new("RegistryCredentials", not_read(&e)));
         }
         Ok(list) => {
-            let covering = list.items.iter().find(|rc| {
-                registries(rc)
-                    .iter()
-                    .any(|r| keyring::key_matches(&dockerconfig::config_key(r), &image))
-            });
+            let covering = list.items.iter().find(|rc| covers(rc, &image));
             match covering {
                 None => evidence.push(Evidence::new(
                     format!("RegistryCredential covering {host}"),
@@ -352,12 +349,8 @@ async fn manifest_checks(
     current: Option<RegistryAuth>,
     evidence: &mut Vec<Evidence>,
 ) -> Vec<Manifest> {
-    let hub = is_docker_hub(host);
-    let path = match image.split_once('/') {
-        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => rest,
-        _ => image,
-    };
-    let Some(reference) = ImageRef::parse(path, hub) else {
+    let (_, path) = registry::split_domain(image);
+    let Some(reference) = ImageRef::parse(path, registry::is_docker_hub(host)) else {
         evidence.push(Evidence::new(
             "manifest HEAD",
             format!("not run: {image:?} does not parse"),
@@ -415,23 +408,21 @@ async fn manifest_checks(
 }
 
 /// The hosts a RegistryCredential writes: those in its status, and those its
-/// spec names (so one that has not issued yet still covers its hosts).
+/// provider may write for (so one that has not issued yet still covers its
+/// hosts, whichever ECR endpoint it will be given).
 fn registries(rc: &RegistryCredential) -> Vec<String> {
     let mut hosts: Vec<String> = rc.status.iter().flat_map(|s| s.registries.clone()).collect();
-    match rc.spec.provider.selected() {
-        Some(ProviderSpec::Static(p)) => hosts.push(p.registry.clone()),
-        Some(ProviderSpec::Gcr(p)) => hosts.extend(p.registries.iter().cloned()),
-        Some(ProviderSpec::Acr(p)) => hosts.push(p.registry.clone()),
-        Some(ProviderSpec::Ecr(p)) => hosts.extend(
-            p.registry_ids
-                .iter()
-                .map(|id| format!("{id}.dkr.ecr.{}.amazonaws.com", p.region)),
-        ),
-        None => {}
-    }
+    hosts.extend(rc.spec.provider.selected().iter().flat_map(|p| p.hosts()));
     let mut seen = std::collections::BTreeSet::new();
     hosts.retain(|h| seen.insert(h.clone()));
     hosts
+}
+
+/// Whether the kubelet would send a credential `rc` writes for `image`.
+fn covers(rc: &RegistryCredential, image: &str) -> bool {
+    registries(rc)
+        .iter()
+        .any(|r| keyring::key_matches(&dockerconfig::config_key(r), image))
 }
 
 fn auth_of(host: &str, entry: &Entry) -> RegistryAuth {
@@ -471,7 +462,14 @@ mod tests {
             "spec": {"provider": {"ecr": {"region": "eu-west-1", "registryIds": ["123456789012"]}}},
         }))
         .unwrap();
-        assert_eq!(super::registries(&rc), ["123456789012.dkr.ecr.eu-west-1.amazonaws.com"]);
+        assert_eq!(
+            super::registries(&rc),
+            [
+                "123456789012.dkr.ecr.eu-west-1.amazonaws.com",
+                "123456789012.dkr.ecr-fips.eu-west-1.amazonaws.com",
+                "123456789012.dkr.ecr.eu-west-1.amazonaws.com.cn",
+            ]
+        );
         let mut issued = rc.clone();
         issued.status = Some(crate::api::RegistryCredentialStatus {
             registries: vec![
@@ -480,6 +478,30 @@ mod tests {
             ],
             ..Default::default()
         });
-        assert_eq!(super::registries(&issued).len(), 2, "status and spec, once each");
+        assert_eq!(super::registries(&issued).len(), 4, "status and spec, once each");
+    }
+
+    #[test]
+    fn a_pull_from_an_ecr_fips_or_china_host_is_covered_before_the_credential_issues() {
+        let cases = [
+            ("us-east-1", "123456789012.dkr.ecr.us-east-1.amazonaws.com"),
+            ("us-east-1", "123456789012.dkr.ecr-fips.us-east-1.amazonaws.com"),
+            ("cn-north-1", "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn"),
+        ];
+        for (region, host) in cases {
+            let rc: crate::api::RegistryCredential = serde_json::from_value(serde_json::json!({
+                "apiVersion": "regcred.dev/v1alpha1",
+                "kind": "RegistryCredential",
+                "metadata": {"name": "ecr"},
+                "spec": {"provider": {"ecr": {"region": region, "registryIds": ["123456789012"]}}},
+            }))
+            .unwrap();
+            assert!(super::covers(&rc, &format!("{host}/team/app:1")), "{host} in {region}");
+            let other_account = host.replace("123456789012", "210987654321");
+            assert!(
+                !super::covers(&rc, &format!("{other_account}/team/app:1")),
+                "{other_account} in {region}"
+            );
+        }
     }
 }

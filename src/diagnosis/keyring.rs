@@ -3,7 +3,8 @@
 //! `pkg/credentialprovider/keyring.go` and `config.go`:
 //!
 //! - the image is normalized as `ParseImageName` does (`nginx` →
-//!   `docker.io/library/nginx`), tag and digest dropped;
+//!   `docker.io/library/nginx`), tag and digest dropped
+//!   ([`crate::registry::repo_to_pull`]);
 //! - a key gets `https://` if it has no scheme; its host (with port) and
 //!   path are kept, a leading `/v1/` or `/v2/` counts as no path;
 //! - a key matches when the ports are identical (`""` ≠ `"5000"`), the host
@@ -21,8 +22,7 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use serde::Deserialize;
 
 use crate::redact::Sensitive;
-
-const DEFAULT_REGISTRY_HOST: &str = "index.docker.io";
+use crate::registry::{self, DOCKER_HUB, DOCKER_HUB_INDEX, repo_to_pull};
 
 /// One credential of the keyring: the Secret it came from and its key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,7 +121,7 @@ pub fn lookup<'a>(entries: &'a [Entry], image: &str) -> Vec<&'a Entry> {
     if is_default_registry_match(&repo) {
         return keyed
             .iter()
-            .filter(|(key, _)| key == DEFAULT_REGISTRY_HOST)
+            .filter(|(key, _)| key == DOCKER_HUB_INDEX)
             .map(|(_, e)| *e)
             .collect();
     }
@@ -133,39 +133,9 @@ pub fn lookup<'a>(entries: &'a [Entry], image: &str) -> Vec<&'a Entry> {
 pub fn key_matches(key: &str, image: &str) -> bool {
     let repo = repo_to_pull(image);
     match normalize_key(key) {
-        Some(k) => urls_match(&k, &repo) || (k == DEFAULT_REGISTRY_HOST && is_default_registry_match(&repo)),
+        Some(k) => urls_match(&k, &repo) || (k == DOCKER_HUB_INDEX && is_default_registry_match(&repo)),
         None => false,
     }
-}
-
-/// `ParseImageName`'s repository: the domain made explicit (Docker Hub's
-/// `docker.io`, official images under `library/`), tag and digest dropped.
-pub fn repo_to_pull(image: &str) -> String {
-    let name = image.split('@').next().unwrap_or_default();
-    let name = match name.rsplit_once(':') {
-        Some((repo, tag)) if !tag.contains('/') => repo,
-        _ => name,
-    };
-    let (domain, path) = match name.split_once('/') {
-        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => (first, rest.to_string()),
-        _ => ("docker.io", name.to_string()),
-    };
-    let domain = if domain == "index.docker.io" {
-        "docker.io"
-    } else {
-        domain
-    };
-    let path = if domain == "docker.io" && !path.contains('/') {
-        format!("library/{path}")
-    } else {
-        path
-    };
-    format!("{domain}/{path}")
-}
-
-/// The registry host (with port) an image is pulled from.
-pub fn image_host(image: &str) -> String {
-    repo_to_pull(image).split('/').next().unwrap_or_default().to_string()
 }
 
 /// `BasicDockerKeyring.Add`'s key: `host[:port][/path]`, `/v1/` and `/v2/` dropped.
@@ -184,14 +154,7 @@ fn normalize_key(key: &str) -> Option<String> {
 
 /// `https://` added when there is no scheme, then (host with port, path).
 fn split_url(text: &str) -> Option<(&str, &str)> {
-    let rest = text
-        .strip_prefix("https://")
-        .or_else(|| text.strip_prefix("http://"))
-        .unwrap_or(text);
-    let (host, path) = match rest.find('/') {
-        Some(at) => (&rest[..at], &rest[at..]),
-        None => (rest, ""),
-    };
+    let (host, path) = registry::split(text);
     (!host.is_empty()).then_some((host, path))
 }
 
@@ -237,7 +200,7 @@ fn is_default_registry_match(image: &str) -> bool {
     if parts.next().is_none() {
         return true;
     }
-    first == "docker.io" || first == "index.docker.io" || !first.contains(['.', ':'])
+    first == DOCKER_HUB || first == DOCKER_HUB_INDEX || !first.contains(['.', ':'])
 }
 
 /// `filepath.Match` on one label: `*`, `?` and `[...]` classes (`^` negates).
@@ -289,26 +252,6 @@ mod tests {
 
     fn keys(entries: &[Entry], image: &str) -> Vec<String> {
         lookup(entries, image).iter().map(|e| e.key.clone()).collect()
-    }
-
-    #[test]
-    fn images_are_normalized_as_the_kubelet_does() {
-        let cases = [
-            ("nginx", "docker.io/library/nginx"),
-            ("nginx:1.27", "docker.io/library/nginx"),
-            ("team/app:1", "docker.io/team/app"),
-            ("docker.io/team/app", "docker.io/team/app"),
-            ("index.docker.io/library/nginx", "docker.io/library/nginx"),
-            ("127.0.0.1:5000/team/app:1", "127.0.0.1:5000/team/app"),
-            ("localhost/app", "localhost/app"),
-            ("gcr.io/p/app@sha256:abc", "gcr.io/p/app"),
-            ("gcr.io/p/app:1@sha256:abc", "gcr.io/p/app"),
-        ];
-        for (image, want) in cases {
-            assert_eq!(repo_to_pull(image), want, "{image}");
-        }
-        assert_eq!(image_host("127.0.0.1:5000/team/app:1"), "127.0.0.1:5000");
-        assert_eq!(image_host("nginx"), "docker.io");
     }
 
     #[test]

@@ -15,14 +15,16 @@
 //!    registry. `gather` only reads (the API server, the registry) and turns
 //!    what it may not read into evidence; `decide` is pure.
 //!
-//! The vocabulary (`cause`, `detail`) is the contract's
-//! (`DIAGNOSIS.md`); a diagnosis never holds a secret value.
+//! The vocabulary (`cause`, `detail`) is the user-facing contract in
+//! `docs/diagnosis.md` (tests below keep it complete); a diagnosis never
+//! holds a secret value.
 
 pub mod classify;
 pub mod cli;
 mod decide;
 mod gather;
 pub mod keyring;
+pub mod pod;
 pub mod repair;
 pub mod watch;
 
@@ -73,6 +75,17 @@ pub enum Detail {
 }
 
 impl Cause {
+    /// Every cause, in declaration order.
+    pub const ALL: [Cause; 7] = [
+        Cause::ImageNotFound,
+        Cause::CredentialMissing,
+        Cause::CredentialRejected,
+        Cause::CredentialExpired,
+        Cause::RateLimited,
+        Cause::RegistryUnreachable,
+        Cause::Unknown,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Cause::ImageNotFound => "ImageNotFound",
@@ -87,6 +100,24 @@ impl Cause {
 }
 
 impl Detail {
+    /// Every detail, in declaration order.
+    pub const ALL: [Detail; 14] = [
+        Detail::Tag,
+        Detail::Repository,
+        Detail::NotCovered,
+        Detail::SecretMissing,
+        Detail::ServiceAccountNotLinked,
+        Detail::PodAdmittedBeforeLink,
+        Detail::StaleCopy,
+        Detail::Refused,
+        Detail::Anonymous,
+        Detail::Authenticated,
+        Detail::Dns,
+        Detail::ConnectionRefused,
+        Detail::Timeout,
+        Detail::Tls,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Detail::Tag => "Tag",
@@ -148,5 +179,76 @@ impl Diagnosis {
             Some(detail) => format!("{}/{}", self.cause.as_str(), detail.as_str()),
             None => self.cause.as_str().to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The position of `cause` in [`Cause::ALL`]. The match has no wildcard:
+    /// a new variant does not compile until it is listed here, and then the
+    /// test below fails until it is in `ALL`.
+    fn cause_index(cause: Cause) -> usize {
+        match cause {
+            Cause::ImageNotFound => 0,
+            Cause::CredentialMissing => 1,
+            Cause::CredentialRejected => 2,
+            Cause::CredentialExpired => 3,
+            Cause::RateLimited => 4,
+            Cause::RegistryUnreachable => 5,
+            Cause::Unknown => 6,
+        }
+    }
+
+    /// The position of `detail` in [`Detail::ALL`], exhaustive likewise.
+    fn detail_index(detail: Detail) -> usize {
+        match detail {
+            Detail::Tag => 0,
+            Detail::Repository => 1,
+            Detail::NotCovered => 2,
+            Detail::SecretMissing => 3,
+            Detail::ServiceAccountNotLinked => 4,
+            Detail::PodAdmittedBeforeLink => 5,
+            Detail::StaleCopy => 6,
+            Detail::Refused => 7,
+            Detail::Anonymous => 8,
+            Detail::Authenticated => 9,
+            Detail::Dns => 10,
+            Detail::ConnectionRefused => 11,
+            Detail::Timeout => 12,
+            Detail::Tls => 13,
+        }
+    }
+
+    #[test]
+    fn every_cause_and_detail_is_listed_once_in_all() {
+        for (i, cause) in Cause::ALL.into_iter().enumerate() {
+            assert_eq!(cause_index(cause), i, "{cause:?}");
+        }
+        for (i, detail) in Detail::ALL.into_iter().enumerate() {
+            assert_eq!(detail_index(detail), i, "{detail:?}");
+        }
+    }
+
+    #[test]
+    fn the_names_are_what_json_shows() {
+        for cause in Cause::ALL {
+            assert_eq!(serde_json::to_value(cause).unwrap(), cause.as_str());
+        }
+        for detail in Detail::ALL {
+            assert_eq!(serde_json::to_value(detail).unwrap(), detail.as_str());
+        }
+    }
+
+    #[test]
+    fn the_user_docs_name_every_cause_and_detail() {
+        let docs = include_str!("../../docs/diagnosis.md");
+        let names = Cause::ALL
+            .iter()
+            .map(|c| c.as_str())
+            .chain(Detail::ALL.iter().map(|d| d.as_str()));
+        let missing: Vec<&str> = names.filter(|name| !docs.contains(&format!("`{name}`"))).collect();
+        assert!(missing.is_empty(), "docs/diagnosis.md does not name {missing:?}");
     }
 }

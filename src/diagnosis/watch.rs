@@ -10,19 +10,19 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Event, Pod, Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::events::{Event as Note, EventType};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
 use super::repair::{self, EVENT_INTERVAL, Limiter, MINT_INTERVAL, Pacer, RESYNC_INTERVAL, Repair};
-use super::{Detail, Diagnosis, cli};
+use super::{Detail, Diagnosis, pod};
 use crate::api::{PullFailure, RegistryCredential};
 use crate::dockerconfig;
 use crate::reconcile::Context;
@@ -72,8 +72,9 @@ struct Watch {
     running: Semaphore,
 }
 
-/// Run until the process ends; watch errors are retried with backoff.
-pub async fn run(ctx: Arc<Context>) {
+/// Follow `events` (the kubelet's Warning Events about pods, from a watch
+/// the controller runs with its own recovery rules) until they end.
+pub async fn run(ctx: Arc<Context>, events: impl Stream<Item = watcher::Event<Event>> + Send) {
     let watch = Arc::new(Watch {
         ctx: ctx.clone(),
         pods: Mutex::new(Pacer::new(POD_INTERVAL, POD_INTERVAL_MAX)),
@@ -83,18 +84,20 @@ pub async fn run(ctx: Arc<Context>) {
         status: tokio::sync::Mutex::default(),
         running: Semaphore::new(CONCURRENT),
     });
-    let config = watcher::Config::default().fields("type=Warning,involvedObject.kind=Pod");
-    let mut events = watcher(Api::<Event>::all(ctx.client.clone()), config)
-        .default_backoff()
-        .applied_objects()
-        .boxed();
     info!("following the kubelet's image-pull failures");
+    let mut events = std::pin::pin!(events);
     while let Some(event) = events.next().await {
         match event {
-            Ok(event) => watch.consider(event),
-            Err(e) => warn!(error = %e, "watching Events failed; retrying with backoff"),
+            watcher::Event::Apply(event) | watcher::Event::InitApply(event) => watch.consider(event),
+            watcher::Event::Delete(_) | watcher::Event::Init | watcher::Event::InitDone => {}
         }
     }
+}
+
+/// The watch [`run`] follows: Warning Events about pods, cluster-wide
+/// (nothing is cached).
+pub fn config() -> watcher::Config {
+    watcher::Config::default().fields("type=Warning,involvedObject.kind=Pod")
 }
 
 impl Watch {
@@ -125,7 +128,7 @@ impl Watch {
                 this.pods.lock().expect("pods lock").forget(&key);
                 return;
             };
-            let diagnoses = cli::diagnose_pod(&this.ctx.client, &this.ctx.http, &pod).await;
+            let diagnoses = pod::diagnose_pod(&this.ctx.client, &this.ctx.http, &pod).await;
             // Repairs wait for their effect; other pods' diagnoses need not.
             drop(permit);
             for d in diagnoses {
@@ -141,7 +144,7 @@ impl Watch {
         for _ in 0..10 {
             match pods.get_opt(name).await {
                 Ok(Some(pod)) if uid.is_some() && pod.uid().as_deref() != uid => return None,
-                Ok(Some(pod)) if cli::pull_failing(&pod) => return Some(pod),
+                Ok(Some(pod)) if pod::pull_failing(&pod) => return Some(pod),
                 Ok(Some(_)) => {}
                 Ok(None) => return None,
                 Err(e) => {

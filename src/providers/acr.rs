@@ -39,6 +39,10 @@ impl Provider for AcrProvider {
             .map(|sp| sp.secret_ref.name.as_str())
     }
 
+    fn hosts(&self) -> Vec<String> {
+        vec![self.registry.clone()]
+    }
+
     async fn mint(&self, input: &MintInput<'_>) -> Result<Credential, MintError> {
         let credential = self.credential(input)?;
         let aad = credential.get_token(&[SCOPE], None).await.map_err(|e| {

@@ -31,6 +31,16 @@ impl Provider for EcrProvider {
         self.auth.as_ref().map(|a| a.secret_ref.name.as_str())
     }
 
+    /// Every host of every `registryIds` account: which endpoint ECR names
+    /// is known only once it answers. Without `registryIds`, the caller's
+    /// own account is known only then too.
+    fn hosts(&self) -> Vec<String> {
+        self.registry_ids
+            .iter()
+            .flat_map(|id| hosts(id, &self.region))
+            .collect()
+    }
+
     async fn mint(&self, input: &MintInput<'_>) -> Result<Credential, MintError> {
         let region = Region::new(self.region.clone());
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
@@ -140,19 +150,23 @@ pub fn registry_host(proxy_endpoint: &str, region: &str) -> Result<String, MintE
             "ECR returned proxyEndpoint {proxy_endpoint:?}, which is not an ECR registry in {region}"
         ))
     };
-    let (account, rest) = host.split_once('.').ok_or_else(unexpected)?;
-    let suffix_ok = [
-        format!("dkr.ecr.{region}.amazonaws.com"),
-        format!("dkr.ecr-fips.{region}.amazonaws.com"),
-        format!("dkr.ecr.{region}.amazonaws.com.cn"),
-    ]
-    .iter()
-    .any(|s| s == rest);
+    let (account, _) = host.split_once('.').ok_or_else(unexpected)?;
     let account_ok = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
-    if !suffix_ok || !account_ok {
+    if !account_ok || !hosts(account, region).iter().any(|h| h == host) {
         return Err(unexpected());
     }
     Ok(host.to_string())
+}
+
+/// The hosts ECR serves account `account`'s registry at in `region`: the
+/// standard endpoint, the FIPS one and the China regions' one. What the
+/// provider accepts from ECR and what diagnosis counts as covered, both.
+pub fn hosts(account: &str, region: &str) -> [String; 3] {
+    [
+        format!("{account}.dkr.ecr.{region}.amazonaws.com"),
+        format!("{account}.dkr.ecr-fips.{region}.amazonaws.com"),
+        format!("{account}.dkr.ecr.{region}.amazonaws.com.cn"),
+    ]
 }
 
 fn classify<E, R>(err: SdkError<E, R>) -> MintError

@@ -24,6 +24,10 @@ impl Provider for GcrProvider {
             .map(|a| a.service_account_key.secret_ref.name.as_str())
     }
 
+    fn hosts(&self) -> Vec<String> {
+        self.registries.clone()
+    }
+
     async fn mint(&self, input: &MintInput<'_>) -> Result<Credential, MintError> {
         // A new provider per mint: gcp_auth caches tokens inside it, and a
         // renewal must fetch a fresh one.
@@ -103,7 +107,7 @@ mod tests {
     async fn without_a_metadata_server_the_error_says_so() {
         // Outside GCP the metadata host does not resolve: the default path must
         // fail with a message, not hang or panic.
-        crate::operator::init_crypto();
+        crate::connect::init_crypto();
         let p = GcrProvider {
             registries: vec!["gcr.io".into()],
             auth: None,

@@ -128,6 +128,10 @@ pub trait Provider {
     fn kind(&self) -> ProviderKind;
     /// The Secret in the credentials namespace this provider reads, if any.
     fn source_secret(&self) -> Option<&str>;
+    /// The registry hosts a credential from this spec may be written for, as
+    /// far as the spec alone says: the one place that tells, before the first
+    /// mint, which pulls a RegistryCredential covers.
+    fn hosts(&self) -> Vec<String>;
     /// Obtain a credential. One call per renewal, however many namespaces are targeted.
     fn mint(&self, input: &MintInput<'_>) -> impl Future<Output = Result<Credential, MintError>> + Send;
 }
@@ -148,6 +152,15 @@ impl ProviderSpec<'_> {
             Self::Gcr(p) => p.source_secret(),
             Self::Acr(p) => p.source_secret(),
             Self::Static(p) => p.source_secret(),
+        }
+    }
+
+    pub fn hosts(&self) -> Vec<String> {
+        match self {
+            Self::Ecr(p) => p.hosts(),
+            Self::Gcr(p) => p.hosts(),
+            Self::Acr(p) => p.hosts(),
+            Self::Static(p) => p.hosts(),
         }
     }
 
@@ -209,7 +222,7 @@ mod tests {
     /// is cut off at MINT_TIMEOUT on tokio's paused clock, in no real time.
     #[tokio::test(start_paused = true)]
     async fn a_hanging_provider_is_cut_off_at_the_mint_timeout() {
-        crate::operator::init_crypto();
+        crate::connect::init_crypto();
         // The kernel completes connections to a listening socket that never accepts.
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let token_uri = format!("http://{}/token", listener.local_addr().unwrap());

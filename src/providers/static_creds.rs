@@ -15,6 +15,10 @@ impl Provider for StaticProvider {
         Some(&self.secret_ref.name)
     }
 
+    fn hosts(&self) -> Vec<String> {
+        vec![self.registry.clone()]
+    }
+
     async fn mint(&self, input: &MintInput<'_>) -> Result<Credential, MintError> {
         let name = &self.secret_ref.name;
         let secret = input.require_source(name)?;

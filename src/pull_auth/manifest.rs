@@ -7,12 +7,13 @@
 use reqwest::header::ACCEPT;
 use reqwest::{Client, StatusCode};
 
+use super::challenge::challenges;
 use super::session::Session;
-use super::verdict::{Step, judge};
-use super::*;
+use super::verdict::{Outcome, Step, judge};
+use super::{CHECK_TIMEOUT, MANIFEST_ACCEPT};
 use crate::api::PullAuthResult;
 use crate::dockerconfig::RegistryAuth;
-use crate::redact::Sensitive;
+use crate::registry;
 
 /// What the registry answered for one manifest.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,12 +42,7 @@ pub async fn check_manifest(
     repository: &str,
     reference: &str,
 ) -> ManifestCheck {
-    let anonymous = RegistryAuth {
-        registry: registry.to_string(),
-        username: String::new(),
-        password: Sensitive::new(String::new()),
-    };
-    let run = head(http, auth.unwrap_or(&anonymous), auth.is_some(), repository, reference);
+    let run = head(http, registry, auth, repository, reference);
     match tokio::time::timeout(CHECK_TIMEOUT, run).await {
         Ok(Ok(check)) => check,
         Ok(Err(outcome)) => ManifestCheck {
@@ -76,26 +72,17 @@ pub async fn check_manifest(
 
 async fn head(
     http: &Client,
-    auth: &RegistryAuth,
-    authenticate: bool,
+    registry: &str,
+    auth: Option<&RegistryAuth>,
     repository: &str,
     reference: &str,
 ) -> Result<ManifestCheck, Outcome> {
-    let registry = auth.registry.as_str();
-    let base = base_url(registry);
+    let base = registry::api_base_url(registry);
     let scope = format!("repository:{repository}:pull");
-    let mut session = Session {
-        http,
-        auth,
-        credential: None,
-    };
+    let mut session = Session::new(http, registry, auth);
     let url = format!("{base}/v2/{repository}/manifests/{reference}");
     let request = |c: &Client| c.head(&url).header(ACCEPT, MANIFEST_ACCEPT);
-    let mut response = session.send(request, &url).await?;
-    if response.status() == StatusCode::UNAUTHORIZED && authenticate {
-        session.authenticate(&response, Some(&scope)).await?;
-        response = session.send(request, &url).await?;
-    }
+    let response = session.send_answering(request, &url, Some(&scope)).await?;
     let status = response.status();
     let ratelimit_remaining = response
         .headers()

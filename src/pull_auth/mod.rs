@@ -9,10 +9,11 @@
 //! a token scoped to that repository. Every check is bounded by
 //! [`CHECK_TIMEOUT`], whatever the HTTP client's own timeouts.
 //!
-//! The scheme is always https ([`base_url`]), as the kubelet's runtime
-//! assumes for any registry not configured as insecure; a registry with a
-//! private CA is trusted through the operator's `--ca-bundle`. Docker Hub
-//! (`docker.io`) serves its API at `registry-1.docker.io`.
+//! The scheme is always https ([`registry::api_base_url`]), as the kubelet's
+//! runtime assumes for any registry not configured as insecure; a registry
+//! with a private CA is trusted through the operator's `--ca-bundle`. Docker
+//! Hub (`docker.io`) serves its API at `registry-1.docker.io`. Every 401 is
+//! answered one way, as `docker pull` answers it (`Session::send_answering`).
 //!
 //! Why not `oci-client` (0.18), which implements this protocol for pulls:
 //! - `Client::auth` needs an image reference and always requests a repository
@@ -36,29 +37,29 @@
 
 use std::time::Duration;
 
+use reqwest::Client;
 use reqwest::header::ACCEPT;
-use reqwest::{Client, StatusCode};
 
 use crate::api::PullAuthResult;
 use crate::dockerconfig::RegistryAuth;
+use crate::registry;
 
+mod challenge;
 mod manifest;
-mod parse;
 mod session;
 mod verdict;
 
+use self::challenge::challenges;
+pub use self::challenge::{Challenge, Scheme, parse_challenge};
 pub use self::manifest::{ManifestCheck, check_manifest};
-use self::parse::challenges;
-pub use self::parse::{Challenge, ImageRef, Scheme, parse_challenge};
 use self::session::Session;
 pub use self::session::TokenResponse;
-use self::verdict::{Step, judge, registry_error_code};
+use self::verdict::{Outcome, Step, judge, registry_error_code};
+/// The parser of `healthCheck.image`, the image [`check`] takes.
+pub use crate::registry::ImageRef;
 
 /// Upper bound for one whole check, redirects and token request included.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// Where Docker Hub serves the registry API (`docker.io` serves a website).
-pub(crate) const DOCKER_HUB_API: &str = "registry-1.docker.io";
 
 /// Manifest media types a pull accepts: multi-platform indexes and
 /// single-platform manifests, OCI and Docker.
@@ -100,67 +101,19 @@ pub async fn check(http: &Client, auth: &RegistryAuth, image: Option<&str>) -> P
     }
 }
 
-/// The base URL of a registry's API: https, on the host of `registry` (a
-/// scheme or path written with it is dropped), Docker Hub on its API host.
-pub fn base_url(registry: &str) -> String {
-    let host = host_of(registry);
-    if is_docker_hub(host) {
-        format!("https://{DOCKER_HUB_API}")
-    } else {
-        format!("https://{host}")
-    }
-}
-
-pub(crate) fn host_of(registry: &str) -> &str {
-    let registry = registry.trim();
-    let registry = registry
-        .strip_prefix("https://")
-        .or_else(|| registry.strip_prefix("http://"))
-        .unwrap_or(registry);
-    registry.split('/').next().unwrap_or_default()
-}
-
-pub(crate) fn is_docker_hub(registry: &str) -> bool {
-    matches!(
-        host_of(registry).to_ascii_lowercase().as_str(),
-        "docker.io" | "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com"
-    )
-}
-
-/// A result with its message; what every step either passes on or stops with.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Outcome {
-    result: PullAuthResult,
-    message: String,
-}
-
-impl Outcome {
-    fn new(result: PullAuthResult, message: String) -> Self {
-        Self { result, message }
-    }
-}
-
 /// `Ok` is the final (healthy) outcome, `Err` the first failing one.
-pub(crate) async fn probe(http: &Client, auth: &RegistryAuth, image: Option<&str>) -> Result<Outcome, Outcome> {
+async fn probe(http: &Client, auth: &RegistryAuth, image: Option<&str>) -> Result<Outcome, Outcome> {
     let registry = auth.registry.as_str();
-    let base = base_url(registry);
-    let target = image.map(|text| (text, ImageRef::parse(text, is_docker_hub(registry))));
+    let base = registry::api_base_url(registry);
+    let target = image.map(|text| (text, ImageRef::parse(text, registry::is_docker_hub(registry))));
     let scope = match &target {
         Some((_, Some(image))) => Some(format!("repository:{}:pull", image.repository)),
         _ => None,
     };
-    let mut session = Session {
-        http,
-        auth,
-        credential: None,
-    };
+    let mut session = Session::new(http, registry, Some(auth));
 
     let v2 = format!("{base}/v2/");
-    let mut response = session.send(|c| c.get(&v2), &v2).await?;
-    if response.status() == StatusCode::UNAUTHORIZED {
-        session.authenticate(&response, scope.as_deref()).await?;
-        response = session.send(|c| c.get(&v2), &v2).await?;
-    }
+    let response = session.send_answering(|c| c.get(&v2), &v2, scope.as_deref()).await?;
     let status = response.status();
     let code = registry_error_code(response).await;
     let base_outcome = judge(registry, Step::Base, status, code.as_deref());
@@ -169,7 +122,7 @@ pub(crate) async fn probe(http: &Client, auth: &RegistryAuth, image: Option<&str
     }
 
     let Some((text, parsed)) = target else {
-        if session.credential.is_none() {
+        if !session.answered() {
             return Ok(Outcome::new(
                 PullAuthResult::Healthy,
                 format!(
@@ -191,12 +144,8 @@ pub(crate) async fn probe(http: &Client, auth: &RegistryAuth, image: Option<&str
     };
     let manifest = format!("{base}/v2/{}/manifests/{}", image.repository, image.reference);
     let head = |c: &Client| c.head(&manifest).header(ACCEPT, MANIFEST_ACCEPT);
-    let mut response = session.send(head, &manifest).await?;
     // A registry that lets anyone read /v2/ may still ask for credentials here.
-    if response.status() == StatusCode::UNAUTHORIZED && session.credential.is_none() {
-        session.authenticate(&response, scope.as_deref()).await?;
-        response = session.send(head, &manifest).await?;
-    }
+    let response = session.send_answering(head, &manifest, scope.as_deref()).await?;
     let denial = challenges(&response).and_then(|c| c.error);
     let outcome = judge(
         registry,
@@ -212,31 +161,17 @@ pub(crate) async fn probe(http: &Client, auth: &RegistryAuth, image: Option<&str
 
 #[cfg(test)]
 mod tests {
-    use super::parse::*;
-    use super::session::*;
+    use super::challenge::*;
     use super::verdict::*;
     use super::*;
     use PullAuthResult::*;
+    use reqwest::StatusCode;
 
     fn bearer(realm: &str, service: Option<&str>) -> Scheme {
         Scheme::Bearer {
             realm: realm.into(),
             service: service.map(Into::into),
         }
-    }
-
-    #[test]
-    fn docker_hub_is_probed_on_its_api_host() {
-        assert_eq!(base_url("docker.io"), "https://registry-1.docker.io");
-        assert_eq!(base_url("https://index.docker.io/v1/"), "https://registry-1.docker.io");
-        assert_eq!(base_url("gcr.io"), "https://gcr.io");
-        assert_eq!(base_url("127.0.0.1:5000"), "https://127.0.0.1:5000");
-        assert_eq!(
-            base_url("https://123456789012.dkr.ecr.us-east-1.amazonaws.com"),
-            "https://123456789012.dkr.ecr.us-east-1.amazonaws.com"
-        );
-        // Plain http is never used, even when written.
-        assert_eq!(base_url("http://registry.local:5000"), "https://registry.local:5000");
     }
 
     #[test]
@@ -285,25 +220,6 @@ mod tests {
     fn challenge_error_is_kept_only_when_it_looks_like_a_code() {
         let picked = parse_challenge([r#"Bearer realm="https://t",error="<script>oops</script>""#]);
         assert_eq!(picked.and_then(|c| c.error), None);
-    }
-
-    #[test]
-    fn image_references() {
-        let parse = |s: &str| ImageRef::parse(s, false).map(|r| (r.repository, r.reference));
-        let pair = |a: &str, b: &str| Some((a.to_string(), b.to_string()));
-        assert_eq!(parse("team/app:1.2.3"), pair("team/app", "1.2.3"));
-        assert_eq!(parse("team/app"), pair("team/app", "latest"));
-        let digest = format!("sha256:{}", "a".repeat(64));
-        assert_eq!(parse(&format!("team/app@{digest}")), pair("team/app", &digest));
-        assert_eq!(parse(&format!("team/app:1.0@{digest}")), pair("team/app", &digest));
-        assert_eq!(parse("Team/App:1"), None);
-        assert_eq!(parse("team//app"), None);
-        assert_eq!(parse("team/app:"), None);
-        assert_eq!(parse("team/app@sha256:xyz"), None);
-        assert_eq!(parse(""), None);
-        let hub = ImageRef::parse("nginx:1.27", true).unwrap();
-        assert_eq!(hub.repository, "library/nginx");
-        assert_eq!(ImageRef::parse("team/app", true).unwrap().repository, "team/app");
     }
 
     fn judged(step: Step<'_>, status: u16, detail: Option<&str>) -> Outcome {

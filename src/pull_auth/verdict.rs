@@ -3,9 +3,21 @@
 use reqwest::{Response, StatusCode, Url};
 use serde::Deserialize;
 
-use super::session::*;
-use super::*;
+use super::challenge::is_code;
 use crate::api::PullAuthResult;
+
+/// A result with its message; what every step either passes on or stops with.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Outcome {
+    pub(super) result: PullAuthResult,
+    pub(super) message: String,
+}
+
+impl Outcome {
+    pub(super) fn new(result: PullAuthResult, message: String) -> Self {
+        Self { result, message }
+    }
+}
 
 /// Which request a status answered, for the mapping and the message.
 #[derive(Clone, Copy, Debug)]
@@ -169,6 +181,12 @@ pub(crate) async fn registry_error_code(response: Response) -> Option<String> {
     is_code(&code).then_some(code)
 }
 
-pub(crate) fn is_code(code: &str) -> bool {
-    (1..=64).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+/// A realm for messages: scheme, host, port and path, never a query.
+pub(crate) fn endpoint_of(url: &Url) -> String {
+    let mut url = url.clone();
+    url.set_query(None);
+    url.set_fragment(None);
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.to_string()
 }

@@ -399,7 +399,7 @@ pub async fn clean_namespace(
 async fn namespace_gone(client: &Client, ns: &str) -> bool {
     let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     match api.get_opt(ns).await {
-        Ok(Some(n)) => crate::targets::is_terminating(&n),
+        Ok(Some(n)) => crate::cache::is_terminating(&n),
         Ok(None) => true,
         Err(_) => false,
     }

@@ -7,10 +7,10 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use super::cond::Cond;
 use super::credential::{self, Current, Fingerprint};
 use super::fanout::FanOut;
 use super::pull_auth;
-use super::status::Cond;
 use crate::api::{
     FailedNamespace, Provider, RegistryCredential, RegistryCredentialSpec, StaticProvider, StaticSecretRef,
 };

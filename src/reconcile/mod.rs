@@ -6,6 +6,7 @@
 
 pub mod apply;
 pub mod build;
+pub mod cond;
 mod credential;
 pub mod events;
 mod fanout;
@@ -257,6 +258,21 @@ impl Context {
         let n = map.entry(rc.name_any()).or_default();
         *n = n.saturating_add(1);
         Some(write_retry_backoff(*n))
+    }
+
+    /// Forget everything kept for `rc` (deleted): every per-credential map
+    /// of this Context, by uid or by name, and its metric series. Each map
+    /// is listed here, the one place that lets a credential go.
+    fn forget(&self, rc: &RegistryCredential) {
+        let uid = rc.uid().unwrap_or_default();
+        let name = rc.name_any();
+        self.held.forget(&uid);
+        self.passes.forget(&uid);
+        self.pull_checks.forget(&uid);
+        self.foreign.forget(&uid);
+        self.failures.lock().expect("failures lock").remove(&name);
+        self.refused_writes.lock().expect("refused writes lock").remove(&name);
+        self.metrics.forget(&name);
     }
 
     /// The plan of this pass: over every namespace, or over those changed
@@ -566,12 +582,7 @@ async fn cleanup(rc: &RegistryCredential, ctx: &Context) -> (Vec<Note>, Result<A
         warn!(%message, "cleanup incomplete");
         notes.push(Note::warning(reason::CLEANUP_INCOMPLETE, "Cleanup", message));
     }
-    let uid = rc.uid().unwrap_or_default();
-    ctx.held.forget(&uid);
-    ctx.passes.forget(&uid);
-    ctx.pull_checks.forget(&uid);
-    ctx.foreign.forget(&uid);
-    ctx.metrics.forget(&name);
+    ctx.forget(rc);
     info!(namespaces = plan.clean.len(), "cleaned up before deletion");
     (notes, Ok(Action::await_change()))
 }

@@ -10,6 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 
+use super::cond::Cond;
 use super::credential;
 use super::events::Note;
 use super::fanout::FanOut;
@@ -177,30 +178,6 @@ pub async fn write(client: &Client, rc: &RegistryCredential, new: RegistryCreden
 
 /// At most this many failed namespaces are listed in status.
 pub const MAX_FAILED_LISTED: usize = 20;
-
-/// One condition before timestamps: status `True`/`False`/`Unknown`, reason, message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Cond {
-    pub status: &'static str,
-    pub reason: String,
-    pub message: String,
-}
-
-impl Cond {
-    pub fn new(status: &'static str, reason: &str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            reason: reason.into(),
-            message: message.into(),
-        }
-    }
-    pub fn is_true(&self) -> bool {
-        self.status == "True"
-    }
-    pub fn is_false(&self) -> bool {
-        self.status == "False"
-    }
-}
 
 /// The `Synced` condition from the fan-out's outcome.
 pub fn synced_condition(targeted: u32, synced: u32, failed: &[FailedNamespace], sa_failed: u32) -> Cond {

@@ -150,3 +150,42 @@ fn refused_writes_are_tried_again_from_30_s_doubling_to_5_min() {
     assert_eq!(secs, [30, 60, 120, 240, 300, 300, 300]);
     assert_eq!(write_retry_backoff(u32::MAX).as_secs(), 300);
 }
+
+/// A Context over empty caches, with a client whose requests go nowhere
+/// (the steps under test make none).
+fn context() -> super::Context {
+    use tower_test::mock;
+    let (service, _handle) = mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
+    let client = kube::Client::new(service, "default");
+    let reporter = kube::runtime::events::Reporter {
+        controller: "regcred".into(),
+        instance: None,
+    };
+    super::Context::new(
+        client.clone(),
+        "regcred-system".into(),
+        super::Caches {
+            namespaces: Default::default(),
+            service_accounts: Default::default(),
+            managed_secrets: Default::default(),
+            source_secrets: kube::runtime::reflector::store().0,
+            credentials: kube::runtime::reflector::store().0,
+            touched: Default::default(),
+        },
+        kube::runtime::events::Recorder::new(client, reporter),
+        reqwest::Client::new(),
+        Default::default(),
+    )
+}
+
+#[tokio::test]
+async fn a_deleted_credential_leaves_no_tally_behind() {
+    let ctx = context();
+    let rc = rc();
+    let refused = fanout(2, &[("a", conditions::reason::NAMESPACE_WRITE_FAILED)]);
+    assert_eq!(ctx.write_retry(&rc, &refused), Some(Duration::from_secs(30)));
+    assert_eq!(ctx.write_retry(&rc, &refused), Some(Duration::from_secs(60)));
+    ctx.forget(&rc);
+    // A new RegistryCredential of the same name starts from the first backoff.
+    assert_eq!(ctx.write_retry(&rc, &refused), Some(Duration::from_secs(30)));
+}

@@ -3,7 +3,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use super::status::Cond;
+use super::cond::Cond;
 use crate::api::conditions::reason;
 use crate::api::{ProviderSpec, RegistryCredential};
 

@@ -8,7 +8,11 @@
 //! the `kube-root-ca.crt` ConfigMap that pods' mounted tokens come with.
 //! The node-lifecycle controller takes the `not-ready` taint the kubelet
 //! registers its node with off once it is Ready; without it the scheduler
-//! never binds a pod (`FailedScheduling: untolerated taint`).
+//! never binds a pod (`FailedScheduling: untolerated taint`). The job
+//! controller makes a Job's pods, and the endpoints and endpointslice
+//! controllers list a Service's Ready pods, which an API server started
+//! with `--enable-aggregator-routing=true` calls a webhook Service at (there
+//! is no kube-proxy to route a ClusterIP).
 //!
 //! Only those controllers run: no garbage collector, no namespace
 //! controller (tests clean up after themselves or leave it to the control
@@ -24,8 +28,9 @@ use crate::control_plane::{binary, kubeconfig_yaml};
 use crate::process::Process;
 
 /// The controllers run, by their kube-controller-manager names.
-const CONTROLLERS: &str = "deployment-controller,replicaset-controller,serviceaccount-controller,\
-                           root-ca-certificate-publisher-controller,node-lifecycle-controller";
+const CONTROLLERS: &str = "deployment-controller,replicaset-controller,job-controller,serviceaccount-controller,\
+                           root-ca-certificate-publisher-controller,node-lifecycle-controller,\
+                           endpoints-controller,endpointslice-controller";
 
 /// A running kube-controller-manager and kube-scheduler.
 pub struct Controllers {

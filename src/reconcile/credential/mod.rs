@@ -21,8 +21,8 @@ use tracing::{info, warn};
 pub use self::decide::{Decision, Facts, HeldView, decide};
 pub use self::fingerprint::{Fingerprint, credential_digest};
 use super::build;
+use super::cond::Cond;
 use super::events::Note;
-use super::status::Cond;
 use crate::api::conditions::reason;
 use crate::api::{
     HealthCheckMode, ProviderKind, ProviderSpec, PullAuthResult, RegistryCredential, RegistryCredentialStatus,
