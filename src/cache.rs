@@ -21,7 +21,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
-use crate::reconcile::build;
+use crate::managed;
 
 /// Labels or annotations, sorted by key: a slice instead of a B-tree.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -117,7 +117,7 @@ impl Kept for KeptServiceAccount {
             labels: Pairs::of(sa.metadata.labels.as_ref(), |_| true),
             recorded: sa
                 .annotations()
-                .get(build::PULL_SECRETS_ANNOTATION)
+                .get(managed::PULL_SECRETS_ANNOTATION)
                 .map(|v| v.as_str().into()),
             pull_secrets: sa
                 .image_pull_secrets
@@ -141,7 +141,7 @@ impl KeptServiceAccount {
                 annotations: self
                     .recorded
                     .as_deref()
-                    .map(|r| BTreeMap::from([(build::PULL_SECRETS_ANNOTATION.to_string(), r.to_string())])),
+                    .map(|r| BTreeMap::from([(managed::PULL_SECRETS_ANNOTATION.to_string(), r.to_string())])),
                 ..Default::default()
             },
             image_pull_secrets: (!self.pull_secrets.is_empty()).then(|| {
@@ -157,7 +157,7 @@ impl KeptServiceAccount {
 
 /// What regcred reads of a Secret it manages: identity and version, type,
 /// owners, its own labels and annotations (those it writes, by
-/// [`build::regcred_keys`]) and a digest of the one data key it writes.
+/// [`managed::regcred_keys`]) and a digest of the one data key it writes.
 #[derive(Debug, PartialEq)]
 pub struct KeptSecret {
     pub namespace: Box<str>,
@@ -173,10 +173,10 @@ pub struct KeptSecret {
 impl Kept for KeptSecret {
     type Object = Secret;
     fn keep(secret: &Secret) -> Self {
-        let keep = build::regcred_keys(secret);
+        let keep = managed::regcred_keys(secret);
         let meta = &secret.metadata;
         // The digest is computed here: one found on the object vouches for nothing.
-        let digest = build::cached_digest(secret).map(|d| (build::CACHED_DATA_DIGEST, d));
+        let digest = managed::cached_digest(secret).map(|d| (managed::CACHED_DATA_DIGEST, d));
         Self {
             namespace: secret.namespace().unwrap_or_default().into(),
             name: secret.name_any().into(),
@@ -186,7 +186,7 @@ impl Kept for KeptSecret {
             labels: Pairs::of(meta.labels.as_ref(), &keep),
             annotations: Pairs::with(
                 meta.annotations.as_ref(),
-                |k| k != build::CACHED_DATA_DIGEST && keep(k),
+                |k| k != managed::CACHED_DATA_DIGEST && keep(k),
                 digest,
             ),
             owners: meta.owner_references.clone().unwrap_or_default().into(),
@@ -195,7 +195,7 @@ impl Kept for KeptSecret {
 }
 
 impl KeptSecret {
-    /// The Secret in [`build::cache_form`], as far as it was kept.
+    /// The Secret in [`managed::cache_form`], as far as it was kept.
     pub fn object(&self) -> Secret {
         Secret {
             metadata: ObjectMeta {
@@ -215,8 +215,8 @@ impl KeptSecret {
 
     /// The RegistryCredential this Secret belongs to, by its labels.
     pub fn credential(&self) -> Option<&str> {
-        (self.labels.get(build::MANAGED_BY_LABEL) == Some(build::MANAGED_BY_VALUE))
-            .then(|| self.labels.get(build::CREDENTIAL_LABEL))
+        (self.labels.get(managed::MANAGED_BY_LABEL) == Some(managed::MANAGED_BY_VALUE))
+            .then(|| self.labels.get(managed::CREDENTIAL_LABEL))
             .flatten()
     }
 }
@@ -362,7 +362,7 @@ mod tests {
         let kept = KeptSecret::keep(&secret());
         assert_eq!(kept.credential(), Some("hub"));
         let mut want = secret();
-        build::cache_form(&mut want);
+        managed::cache_form(&mut want);
         want.metadata.managed_fields = None;
         let labels = want.metadata.labels.as_mut().unwrap();
         labels.remove("someone-elses");
@@ -385,7 +385,7 @@ mod tests {
         let back = KeptServiceAccount::keep(&sa).object();
         assert_eq!(back.labels(), sa.labels());
         assert_eq!(back.annotations().len(), 1);
-        assert!(build::recorded_by(&back, "pull", "hub"));
+        assert!(crate::reconcile::build::recorded_by(&back, "pull", "hub"));
         assert_eq!(back.image_pull_secrets, sa.image_pull_secrets);
         assert_eq!(back.resource_version(), sa.resource_version());
     }

@@ -13,6 +13,7 @@
 //! - [`pull_auth`]: the registry pull-auth probe;
 //! - [`diagnosis`]: why a pod cannot pull, with evidence (`regcred diagnose`);
 //! - [`connect`]: the Kubernetes and HTTP clients, one way for the operator and the CLI;
+//! - [`managed`]: what makes a Secret regcred's and whether it holds the current credential;
 //! - [`telemetry`]: logs and metrics; [`redact`]: secret material that never prints.
 
 pub mod admission;
@@ -25,6 +26,7 @@ pub mod controller;
 pub mod diagnosis;
 pub mod dockerconfig;
 pub mod error;
+pub mod managed;
 pub mod operator;
 pub mod providers;
 pub mod pull_auth;

@@ -41,7 +41,6 @@ pub mod reason {
     pub const SECRET_CONTROLLED_ELSEWHERE: &str = "SecretControlledElsewhere";
     /// Cleanup on deletion could not remove everything; the finalizer was released anyway.
     pub const CLEANUP_INCOMPLETE: &str = "CleanupIncomplete";
-    pub const BOGUS: &str = "Bogus";
 
     /// Every reason above, each documented in `docs/api.md`.
     pub const ALL: [&str; 26] = [

@@ -11,47 +11,15 @@ use kube::{Resource, ResourceExt};
 use crate::api::RegistryCredential;
 use crate::dockerconfig;
 
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-pub const MANAGED_BY_VALUE: &str = "regcred";
-pub const CREDENTIAL_LABEL: &str = "regcred.dev/credential";
-pub const NOT_AFTER_ANNOTATION: &str = "regcred.dev/not-after";
-/// A digest of the spec and source Secret content the credential was minted
-/// from (no secret material), so a restarted operator knows whether inputs changed.
-pub const FINGERPRINT_ANNOTATION: &str = "regcred.dev/source-hash";
-/// On a managed Secret: the label and annotation keys regcred wrote, so keys
-/// dropped from the spec (or `not-after`, when a provider stops expiring) are
-/// removed while keys others added stay.
-pub const MANAGED_METADATA_ANNOTATION: &str = "regcred.dev/managed-metadata";
-/// On a ServiceAccount: the `imagePullSecrets` entries regcred added and the
-/// RegistryCredential each belongs to, comma-separated `secret=credential`
-/// (a bare `secret` was written before owners were recorded).
-pub const PULL_SECRETS_ANNOTATION: &str = "regcred.dev/pull-secrets";
-/// In the managed-Secret cache only, never written: a digest of the
-/// `.dockerconfigjson` the Secret holds, which the cache keeps instead of the
-/// data ([`cache_form`]).
-pub const CACHED_DATA_DIGEST: &str = "regcred.dev/cached-data-sha256";
-pub const FINALIZER: &str = "regcred.dev/cleanup";
-/// Label selector for every Secret regcred manages.
-pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=regcred";
+pub use crate::managed::{
+    CACHED_DATA_DIGEST, CREDENTIAL_LABEL, FINALIZER, FINGERPRINT_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+    MANAGED_METADATA_ANNOTATION, MANAGED_SELECTOR, ManagedMetadata, NOT_AFTER_ANNOTATION, PULL_SECRETS_ANNOTATION,
+    cache_form, cached_digest, data_digest, is_managed_by, managing_credential, regcred_keys,
+};
 
 /// The Secret name in every target namespace.
 pub fn secret_name(rc: &RegistryCredential) -> String {
     rc.spec.target.secret_name.clone().unwrap_or_else(|| rc.name_any())
-}
-
-/// Whether `secret` was written by regcred for `rc`.
-pub fn is_managed_by(secret: &Secret, rc_name: &str) -> bool {
-    let labels = secret.labels();
-    labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
-        && labels.get(CREDENTIAL_LABEL).map(String::as_str) == Some(rc_name)
-}
-
-/// The RegistryCredential a regcred-managed Secret belongs to, whichever it is.
-pub fn managing_credential(secret: &Secret) -> Option<&str> {
-    let labels = secret.labels();
-    (labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE))
-        .then(|| labels.get(CREDENTIAL_LABEL).map(String::as_str))
-        .flatten()
 }
 
 /// The managed Secret for one namespace.
@@ -105,38 +73,6 @@ fn owner_reference(rc: &RegistryCredential) -> OwnerReference {
     })
 }
 
-/// A Secret as regcred keeps it in memory: its data replaced by a digest of
-/// the one key regcred writes (in the [`CACHED_DATA_DIGEST`] annotation,
-/// computed here, so a Secret carrying such an annotation vouches for
-/// nothing). Regcred compares and patches only that key, and a token is
-/// kilobytes at 10,000 namespaces (an ECR one is 3 KiB). Every Secret regcred
-/// decides on goes through this: the managed-Secret cache, and a Secret read
-/// because a create found one in the way.
-pub fn cache_form(secret: &mut Secret) {
-    let digest = cached_digest(secret);
-    secret.data = None;
-    secret.string_data = None;
-    let annotations = secret.annotations_mut();
-    match digest {
-        Some(d) => annotations.insert(CACHED_DATA_DIGEST.into(), d),
-        None => annotations.remove(CACHED_DATA_DIGEST),
-    };
-}
-
-/// The digest [`cache_form`] keeps of `secret`'s data.
-pub fn cached_digest(secret: &Secret) -> Option<String> {
-    secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(dockerconfig::DATA_KEY).map(|v| data_digest(&v.0)))
-}
-
-fn data_digest(bytes: &[u8]) -> String {
-    use base64::Engine as _;
-    let sum = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
-    base64::engine::general_purpose::STANDARD.encode(sum.as_ref())
-}
-
 /// Whether `existing` (in [`cache_form`]) already carries everything of
 /// `desired`: type, data, our labels and annotations, the owner reference.
 /// Others' extra labels, annotations and data keys are left alone and do not count.
@@ -166,44 +102,6 @@ pub fn secret_up_to_date(existing: &Secret, desired: &Secret) -> bool {
             existing.metadata.annotations.as_ref(),
             desired.metadata.annotations.as_ref(),
         )
-}
-
-/// The metadata keys regcred wrote on a Secret (`regcred.dev/managed-metadata`).
-#[derive(Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-struct ManagedMetadata {
-    #[serde(default)]
-    labels: Vec<String>,
-    #[serde(default)]
-    annotations: Vec<String>,
-}
-
-impl ManagedMetadata {
-    fn encode(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
-    }
-
-    /// What `secret` records; nothing for a Secret regcred has not written
-    /// (or whose record someone mangled: then no key is removed).
-    fn of(secret: &Secret) -> Self {
-        secret
-            .annotations()
-            .get(MANAGED_METADATA_ANNOTATION)
-            .and_then(|v| serde_json::from_str(v).ok())
-            .unwrap_or_default()
-    }
-}
-
-/// The label and annotation keys of `secret` that regcred reads or wrote:
-/// its own (`regcred.dev/…`, the managed-by label) and those its
-/// `regcred.dev/managed-metadata` record lists (from the spec). Others'
-/// keys are never read or written, so the cache need not keep them.
-pub fn regcred_keys(secret: &Secret) -> impl Fn(&str) -> bool + use<> {
-    let written = ManagedMetadata::of(secret);
-    move |k: &str| {
-        k.starts_with("regcred.dev/")
-            || k == MANAGED_BY_LABEL
-            || written.labels.iter().chain(&written.annotations).any(|w| w == k)
-    }
 }
 
 /// `existing` updated to carry `desired`, keeping what others added and

@@ -201,8 +201,7 @@ impl Context {
         if let Some(current) = self.held.current(&uid) {
             return Some(current.desired_secret(rc, ns));
         }
-        let digest = rc.status.as_ref()?.credential_digest.as_deref()?;
-        let copy = credential::vouched_copy(&self.client, &self.managed_secrets, rc, digest).await?;
+        let copy = credential::vouched_copy(&self.client, &self.managed_secrets, rc).await?;
         let annotation = |key: &str| copy.annotations().get(key).cloned();
         let config_json = copy.data.as_ref()?.get(crate::dockerconfig::DATA_KEY)?.0.clone();
         Some(build::desired_secret(

@@ -56,17 +56,7 @@ impl Fingerprint {
     }
 }
 
-/// `sha256:<hex>` of a credential's `.dockerconfigjson`, salted with the
-/// RegistryCredential's uid. Kept in status so that a restarted operator
-/// takes back only the credential it wrote, never one a tenant forged into a
-/// look-alike Secret in their own namespace.
-pub fn credential_digest(uid: &str, config_json: &[u8]) -> String {
-    let mut ctx = Context::new(&SHA256);
-    ctx.update(uid.as_bytes());
-    ctx.update(&[0]);
-    ctx.update(config_json);
-    format!("sha256:{}", hex(ctx.finish().as_ref()))
-}
+pub use crate::managed::credential_digest;
 
 /// A number in `[0, 1)` that depends only on `parts`: the same credential
 /// always gets the same jitter, so re-planning never rewrites status.

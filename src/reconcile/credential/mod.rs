@@ -418,13 +418,13 @@ async fn recover_from_secrets(
     previous: &RegistryCredentialStatus,
     now: Timestamp,
 ) -> Option<Current> {
-    let digest = previous.credential_digest.as_deref()?;
-    let full = vouched_copy(env.client, env.managed_secrets, rc, digest).await?;
+    previous.credential_digest.as_deref()?;
+    let full = vouched_copy(env.client, env.managed_secrets, rc).await?;
     recover(&[std::sync::Arc::new(full)], rc, previous, now)
 }
 
 /// One of `rc`'s Secrets, read in full, whose credential is the one
-/// `digest` (`status.credentialDigest`) vouches for. The cache holds only a
+/// `status.credentialDigest` vouches for ([`crate::managed::holds_current`]). The cache holds only a
 /// digest of their data ([`build::cache_form`]), so the copy most of them
 /// agree on is read first, at most [`RECOVERY_READS`] of them; a forged or
 /// stale copy differs from the rest and is never taken.
@@ -432,10 +432,9 @@ pub async fn vouched_copy(
     client: &Client,
     managed_secrets: &Cache<KeptSecret>,
     rc: &RegistryCredential,
-    digest: &str,
 ) -> Option<Secret> {
+    rc.status.as_ref()?.credential_digest.as_ref()?;
     let name = rc.name_any();
-    let uid = rc.uid().unwrap_or_default();
     let mut copies: HashMap<String, (usize, std::sync::Arc<KeptSecret>)> = HashMap::new();
     for s in managed_secrets.state() {
         if let Some(data_digest) = (s.credential() == Some(name.as_str()))
@@ -450,16 +449,8 @@ pub async fn vouched_copy(
     for (_, s) in copies.into_iter().take(RECOVERY_READS) {
         let api: Api<Secret> = Api::namespaced(client.clone(), &s.namespace);
         match api.get_opt(&s.name).await {
-            Ok(Some(full)) => {
-                let vouched = full
-                    .data
-                    .as_ref()
-                    .and_then(|d| d.get(dockerconfig::DATA_KEY))
-                    .is_some_and(|json| credential_digest(&uid, &json.0) == digest);
-                if vouched && build::is_managed_by(&full, &name) {
-                    return Some(full);
-                }
-            }
+            Ok(Some(full)) if crate::managed::holds_current(&full, rc) == Some(true) => return Some(full),
+            Ok(Some(_)) => {}
             Ok(None) => {}
             Err(e) => warn!(error = %e, "reading a managed Secret back failed"),
         }
