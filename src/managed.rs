@@ -32,6 +32,11 @@ pub const FINALIZER: &str = "regcred.dev/cleanup";
 /// Label selector for every Secret regcred manages.
 pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=regcred";
 
+/// The Secret name in every target namespace.
+pub fn secret_name(rc: &RegistryCredential) -> String {
+    rc.spec.target.secret_name.clone().unwrap_or_else(|| rc.name_any())
+}
+
 /// Whether `secret` was written by regcred for `rc`.
 pub fn is_managed_by(secret: &Secret, rc_name: &str) -> bool {
     let labels = secret.labels();

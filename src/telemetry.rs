@@ -136,7 +136,6 @@ const PULL_AUTH_RESULTS: [&str; 6] = [
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("regcred");
         let m = Self {
             expiry: Family::default(),
             mint_attempts: Family::default(),
@@ -156,73 +155,97 @@ impl Default for Metrics {
             pull_auth_registries: Mutex::default(),
             registry: Registry::default(),
         };
+        let mut registry = Registry::with_prefix("regcred");
+        m.register_credential_series(&mut registry);
+        m.register_reconcile_series(&mut registry);
+        m.register_image_pull_series(&mut registry);
+        m.register_admission_series(&mut registry);
+        Self { registry, ..m }
+    }
+}
+
+/// Registration, one group of series at a time, in the order `/metrics` lists them.
+impl Metrics {
+    fn register_credential_series(&self, registry: &mut Registry) {
         registry.register(
             "credential_expiry_timestamp_seconds",
             "Unix time at which the credential in the managed Secrets expires (alert when it is less than an hour away)",
-            m.expiry.clone(),
+            self.expiry.clone(),
         );
-        registry.register("mint_attempts", "Credential mints attempted", m.mint_attempts.clone());
+        registry.register(
+            "mint_attempts",
+            "Credential mints attempted",
+            self.mint_attempts.clone(),
+        );
         registry.register(
             "mint_failures",
             "Credential mints that failed, by reason",
-            m.mint_failures.clone(),
+            self.mint_failures.clone(),
         );
         registry.register(
             "provider_calls",
             "Calls to credential providers, by outcome",
-            m.provider_calls.clone(),
+            self.provider_calls.clone(),
         );
+    }
+
+    fn register_reconcile_series(&self, registry: &mut Registry) {
         registry.register(
             "reconcile_duration_seconds",
             "Time to reconcile one RegistryCredential",
-            m.reconcile_duration.clone(),
+            self.reconcile_duration.clone(),
         );
         registry.register(
             "reconcile_errors",
             "Reconciles that failed, by error",
-            m.reconcile_errors.clone(),
+            self.reconcile_errors.clone(),
         );
         registry.register(
             "namespaces_targeted",
             "Namespaces a RegistryCredential targets",
-            m.namespaces_targeted.clone(),
+            self.namespaces_targeted.clone(),
         );
         registry.register(
             "namespaces_synced",
             "Targeted namespaces holding the current Secret",
-            m.namespaces_synced.clone(),
+            self.namespaces_synced.clone(),
         );
+    }
+
+    fn register_image_pull_series(&self, registry: &mut Registry) {
         registry.register(
             "pull_auth",
             "Result of the last pull-auth check (1 for the current result)",
-            m.pull_auth.clone(),
+            self.pull_auth.clone(),
         );
         registry.register(
             "image_pull_failures",
             "Failed image pulls regcred diagnosed, by the RegistryCredential covering the registry (empty: none) and cause",
-            m.image_pull_failures.clone(),
+            self.image_pull_failures.clone(),
         );
         registry.register(
             "image_pull_repairs",
             "Repairs of failed image pulls that took effect, by RegistryCredential and action",
-            m.image_pull_repairs.clone(),
+            self.image_pull_repairs.clone(),
         );
+    }
+
+    fn register_admission_series(&self, registry: &mut Registry) {
         registry.register(
             "admission_reviews",
             "Pod admission reviews answered, by outcome (every answer allows the pod)",
-            m.admission_reviews.clone(),
+            self.admission_reviews.clone(),
         );
         registry.register(
             "admission_duration_seconds",
             "Time to answer one pod admission review",
-            m.admission_duration.clone(),
+            self.admission_duration.clone(),
         );
         registry.register(
             "admission_api_requests",
             "Requests to the API server made while answering admission reviews (none when the Secret is in place)",
-            m.admission_api_requests.clone(),
+            self.admission_api_requests.clone(),
         );
-        Self { registry, ..m }
     }
 }
 
@@ -284,7 +307,6 @@ impl Metrics {
         }
     }
 
-    /// Observes the reconcile duration when dropped, whichever way reconcile ends.
     /// One pod admission review answered.
     pub fn admission(&self, outcome: &str, took: std::time::Duration, api_requests: u32) {
         self.admission_reviews
@@ -296,6 +318,7 @@ impl Metrics {
         self.admission_api_requests.inc_by(api_requests.into());
     }
 
+    /// Observes the reconcile duration when dropped, whichever way reconcile ends.
     pub fn reconcile_timer(&self) -> ReconcileTimer<'_> {
         ReconcileTimer {
             histogram: &self.reconcile_duration,

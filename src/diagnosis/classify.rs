@@ -206,135 +206,231 @@ fn split_attempts(text: &str) -> Vec<&str> {
     parts
 }
 
+/// One attempt's text, read by the first reading that recognises it.
 fn classify_one(attempt: &str) -> Hint {
     let lower = attempt.to_ascii_lowercase();
-    let has = |needle: &str| lower.contains(needle);
-    let any = |needles: &[&str]| needles.iter().any(|n| lower.contains(n));
+    READINGS
+        .iter()
+        .find_map(|read| read(&lower))
+        .unwrap_or(Hint::Unrecognized)
+}
 
-    if has("unable to retrieve some image pull secrets") {
-        return Hint::SecretMissing;
+/// The readings of one attempt's lower-cased text, the most specific first:
+/// each names the hint it recognises, or `None` to leave the text to the next.
+const READINGS: [fn(&str) -> Option<Hint>; 16] = [
+    secret_missing,
+    never_pull,
+    invalid_reference,
+    expired,
+    rate_limited,
+    timed_out,
+    untrusted_certificate,
+    unresolved,
+    connection_refused,
+    other_network_failure,
+    no_credential,
+    denied_or_missing,
+    blob_not_found,
+    forbidden,
+    unauthorized,
+    not_found,
+];
+
+fn contains_any(text: &str, needles: &[&str]) -> bool {
+    needles.iter().any(|n| text.contains(n))
+}
+
+fn secret_missing(text: &str) -> Option<Hint> {
+    text.contains("unable to retrieve some image pull secrets")
+        .then_some(Hint::SecretMissing)
+}
+
+fn never_pull(text: &str) -> Option<Hint> {
+    text.contains("is not present with pull policy of never")
+        .then_some(Hint::NeverPull)
+}
+
+fn invalid_reference(text: &str) -> Option<Hint> {
+    contains_any(text, &["failed to apply default image tag", "invalid reference format"])
+        .then_some(Hint::InvalidReference)
+}
+
+/// Before the refusals: an ECR `pull access denied ... token has expired` is an expiry.
+fn expired(text: &str) -> Option<Hint> {
+    contains_any(
+        text,
+        &[
+            "token has expired",
+            "token is expired",
+            "authorization token has expired",
+        ],
+    )
+    .then_some(Hint::Expired)
+}
+
+fn rate_limited(text: &str) -> Option<Hint> {
+    contains_any(
+        text,
+        &[
+            "429 too many requests",
+            "toomanyrequests",
+            "unexpected status: 429",
+            "pull rate limit",
+        ],
+    )
+    .then_some(Hint::RateLimited)
+}
+
+/// Before [`untrusted_certificate`]: a timed-out TLS handshake is the
+/// network's, not the certificate's.
+fn timed_out(text: &str) -> Option<Hint> {
+    let timed_out = contains_any(
+        text,
+        &[
+            "tls handshake timeout",
+            "i/o timeout",
+            "connection timed out",
+            "context deadline exceeded",
+            "code = deadlineexceeded",
+        ],
+    );
+    if !timed_out {
+        return None;
     }
-    if has("is not present with pull policy of never") {
-        return Hint::NeverPull;
+    // `lookup … on …:53: … i/o timeout` is the resolver timing out.
+    if text.contains("lookup ") && !text.contains("dial tcp ") {
+        return Some(Hint::Network(Network::Dns));
     }
-    if any(&["failed to apply default image tag", "invalid reference format"]) {
-        return Hint::InvalidReference;
-    }
-    if any(&[
-        "token has expired",
-        "token is expired",
-        "authorization token has expired",
-    ]) {
-        return Hint::Expired;
-    }
-    if any(&[
-        "429 too many requests",
-        "toomanyrequests",
-        "unexpected status: 429",
-        "pull rate limit",
-    ]) {
-        return Hint::RateLimited;
-    }
-    // A timed-out TLS handshake is the network's, not the certificate's.
-    if any(&[
-        "tls handshake timeout",
-        "i/o timeout",
-        "connection timed out",
-        "context deadline exceeded",
-    ]) || has("code = deadlineexceeded")
-    {
-        // `lookup … on …:53: … i/o timeout` is the resolver timing out.
-        if has("lookup ") && !has("dial tcp ") {
-            return Hint::Network(Network::Dns);
-        }
-        return Hint::Network(Network::Timeout);
-    }
-    if any(&[
-        "x509:",
-        "tls: failed to verify",
-        "certificate signed by unknown authority",
-        "certificate is not valid",
-        "certificate has expired",
-        "tls: ",
-    ]) {
-        return Hint::Network(Network::Tls);
-    }
-    if any(&[
-        "no such host",
-        "server misbehaving",
-        "temporary failure in name resolution",
-        "dial tcp: lookup ",
-        "name resolution",
-    ]) || (has("lookup ") && any(&[": try again", "device or resource busy"]))
-    {
-        return Hint::Network(Network::Dns);
-    }
-    if has("connection refused") {
-        return Hint::Network(Network::ConnectionRefused);
-    }
-    if any(&[
-        "no route to host",
-        "connection reset",
-        "network is unreachable",
-        "registry is unavailable",
-        "failed to do request",
-    ]) || lower.trim_end().ends_with(": eof")
-    {
-        return Hint::Network(Network::Other);
-    }
-    if any(&[
-        "anonymous token",
-        "no basic auth credentials",
-        "unauthenticated request",
-        "authentication required: no credentials",
-    ]) {
-        return Hint::NoCredential;
-    }
-    if any(&[
-        "pull access denied",
-        "repository does not exist or may require",
-        "requested access to the resource is denied",
-        "insufficient_scope",
-        "or it may not exist",
-        "does not exist or no pull access",
-    ]) {
-        return Hint::DeniedOrMissing;
-    }
-    if any(&["could not fetch content descriptor", "failed open: could not fetch"]) && has("not found") {
-        return Hint::BlobNotFound;
-    }
-    if any(&[
-        "403 forbidden",
-        "unexpected status: 403",
-        "denied: permission",
-        "denied on resource",
-    ]) || lower.trim_start().starts_with("denied:")
-        || has(": denied:")
-    {
-        return Hint::Forbidden;
-    }
-    if any(&[
-        "401 unauthorized",
-        "unexpected status: 401",
-        "unauthorized:",
-        "authentication required",
-        "incorrect username or password",
-        "invalid username/password",
-        "security token included in the request is invalid",
-    ]) {
-        return Hint::Unauthorized;
-    }
-    if any(&[
-        "not found",
-        "manifest unknown",
-        "name unknown",
-        "name_unknown",
-        "manifest_unknown",
-    ]) || has("code = notfound")
-    {
-        return Hint::NotFound;
-    }
-    Hint::Unrecognized
+    Some(Hint::Network(Network::Timeout))
+}
+
+fn untrusted_certificate(text: &str) -> Option<Hint> {
+    contains_any(
+        text,
+        &[
+            "x509:",
+            "tls: failed to verify",
+            "certificate signed by unknown authority",
+            "certificate is not valid",
+            "certificate has expired",
+            "tls: ",
+        ],
+    )
+    .then_some(Hint::Network(Network::Tls))
+}
+
+fn unresolved(text: &str) -> Option<Hint> {
+    let unresolved = contains_any(
+        text,
+        &[
+            "no such host",
+            "server misbehaving",
+            "temporary failure in name resolution",
+            "dial tcp: lookup ",
+            "name resolution",
+        ],
+    ) || (text.contains("lookup ") && contains_any(text, &[": try again", "device or resource busy"]));
+    unresolved.then_some(Hint::Network(Network::Dns))
+}
+
+fn connection_refused(text: &str) -> Option<Hint> {
+    text.contains("connection refused")
+        .then_some(Hint::Network(Network::ConnectionRefused))
+}
+
+fn other_network_failure(text: &str) -> Option<Hint> {
+    let failed = contains_any(
+        text,
+        &[
+            "no route to host",
+            "connection reset",
+            "network is unreachable",
+            "registry is unavailable",
+            "failed to do request",
+        ],
+    ) || text.trim_end().ends_with(": eof");
+    failed.then_some(Hint::Network(Network::Other))
+}
+
+fn no_credential(text: &str) -> Option<Hint> {
+    contains_any(
+        text,
+        &[
+            "anonymous token",
+            "no basic auth credentials",
+            "unauthenticated request",
+            "authentication required: no credentials",
+        ],
+    )
+    .then_some(Hint::NoCredential)
+}
+
+fn denied_or_missing(text: &str) -> Option<Hint> {
+    contains_any(
+        text,
+        &[
+            "pull access denied",
+            "repository does not exist or may require",
+            "requested access to the resource is denied",
+            "insufficient_scope",
+            "or it may not exist",
+            "does not exist or no pull access",
+        ],
+    )
+    .then_some(Hint::DeniedOrMissing)
+}
+
+fn blob_not_found(text: &str) -> Option<Hint> {
+    let missing = contains_any(
+        text,
+        &["could not fetch content descriptor", "failed open: could not fetch"],
+    ) && text.contains("not found");
+    missing.then_some(Hint::BlobNotFound)
+}
+
+fn forbidden(text: &str) -> Option<Hint> {
+    let forbidden = contains_any(
+        text,
+        &[
+            "403 forbidden",
+            "unexpected status: 403",
+            "denied: permission",
+            "denied on resource",
+            ": denied:",
+        ],
+    ) || text.trim_start().starts_with("denied:");
+    forbidden.then_some(Hint::Forbidden)
+}
+
+fn unauthorized(text: &str) -> Option<Hint> {
+    contains_any(
+        text,
+        &[
+            "401 unauthorized",
+            "unexpected status: 401",
+            "unauthorized:",
+            "authentication required",
+            "incorrect username or password",
+            "invalid username/password",
+            "security token included in the request is invalid",
+        ],
+    )
+    .then_some(Hint::Unauthorized)
+}
+
+fn not_found(text: &str) -> Option<Hint> {
+    contains_any(
+        text,
+        &[
+            "not found",
+            "manifest unknown",
+            "name unknown",
+            "name_unknown",
+            "manifest_unknown",
+            "code = notfound",
+        ],
+    )
+    .then_some(Hint::NotFound)
 }
 
 fn find_after<'a>(text: &'a str, marker: &str) -> Option<&'a str> {

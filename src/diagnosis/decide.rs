@@ -87,7 +87,12 @@ pub struct Manifest {
 
 /// The diagnosis for `findings`.
 pub fn decide(f: Findings) -> Diagnosis {
-    let (cause, detail, message, fix) = judge(&f);
+    let Verdict {
+        cause,
+        detail,
+        message,
+        fix,
+    } = judge(&f);
     Diagnosis {
         namespace: f.namespace,
         pod: f.pod,
@@ -102,331 +107,73 @@ pub fn decide(f: Findings) -> Diagnosis {
     }
 }
 
-type Verdict = (Cause, Option<Detail>, String, String);
+/// What a rule concludes: the diagnosis, less the pod and the evidence.
+#[derive(Debug)]
+struct Verdict {
+    cause: Cause,
+    detail: Option<Detail>,
+    /// What was found, in one or two sentences.
+    message: String,
+    /// What to do about it.
+    fix: String,
+}
+
+/// A rule answers with a verdict, or passes (`None`) to the next.
+type Rule = fn(&Findings) -> Option<Verdict>;
+
+/// The rules, asked in this order; the first that answers decides, and
+/// [`unexplained`] answers what none does.
+///
+/// 1. What the runtime's text settles alone: the network, a rate limit, a
+///    pull policy, a malformed reference, a missing layer.
+/// 2. What the registry settles: a 404 on the manifest with a credential it
+///    accepted, or its word that the credential expired.
+/// 3. Without a RegistryCredential covering the host, the last of these
+///    answers: the pod's own Secrets are all there is to judge.
+/// 4. With one, its way to the pull, in the order the credential travels:
+///    the namespace is targeted, the Secret is there and regcred's, the pod
+///    references it, it holds the current credential, unexpired. Then what
+///    the registry answers the pod's credential now, whether the kubelet
+///    would send it at all, and last the text's word that it was refused.
+const RULES: &[Rule] = &[
+    // 1. The text alone.
+    unreachable,
+    rate_limited,
+    never_pull,
+    invalid_reference,
+    blob_not_found,
+    // 2. The registry.
+    image_not_found,
+    expired_by_registry,
+    // 3. No RegistryCredential covers the host.
+    anonymous_while_credentials_unreadable,
+    credentials_unreadable,
+    own_secret_refused,
+    not_covered,
+    // 4. The covering RegistryCredential's way to the pull.
+    namespace_not_targeted,
+    secret_missing,
+    secret_foreign,
+    admitted_before_link,
+    service_account_not_linked,
+    link_unknown,
+    stale_copy,
+    expired_in_secret,
+    refused_by_registry,
+    served_now,
+    no_matching_entry,
+    refused_by_text,
+];
 
 fn judge(f: &Findings) -> Verdict {
-    let host = &f.host;
-    match f.hint {
-        Hint::Network(network) => return unreachable(f, network),
-        Hint::RateLimited => return rate_limited(f),
-        Hint::NeverPull => {
-            return unknown(
-                f,
-                "the image is not on the node and the container's imagePullPolicy is Never",
-                "load the image onto the node, or set imagePullPolicy to IfNotPresent",
-            );
-        }
-        Hint::InvalidReference => {
-            return unknown(
-                f,
-                &format!("{:?} is not a valid image reference", f.image),
-                "fix the image name in the workload (lower-case repository, tag after a colon)",
-            );
-        }
-        Hint::BlobNotFound => {
-            return unknown(
-                f,
-                &format!(
-                    "registry {host} has the manifest of {} but not one of its layers",
-                    f.image
-                ),
-                "push the image again, or re-sync the registry's pull-through cache",
-            );
-        }
-        _ => {}
-    }
-    if let Some(missing) = image_not_found(f) {
-        return missing;
-    }
-    if f.hint == Hint::Expired {
-        return expired(f, "the registry said the credential has expired");
-    }
-    let Some(c) = &f.credential else {
-        return uncovered(f);
-    };
-    let secret = format!("{}/{}", f.namespace, c.secret_name);
-    if c.targeted == Some(false) {
-        return (
-            Cause::CredentialMissing,
-            Some(Detail::NotCovered),
-            format!(
-                "RegistryCredential {} holds the credential for {host} but does not target namespace {}, so the \
-                 pull carried none",
-                c.name, f.namespace
-            ),
-            format!(
-                "add namespace {} to RegistryCredential {}'s spec.target.namespaces (names or selector), then \
-                 recreate the pod",
-                f.namespace, c.name
-            ),
-        );
-    }
-    if c.secret_exists == Some(false) {
-        return (
-            Cause::CredentialMissing,
-            Some(Detail::SecretMissing),
-            format!(
-                "namespace {} is targeted by RegistryCredential {} but has no Secret {}",
-                f.namespace, c.name, c.secret_name
-            ),
-            format!(
-                "regcred writes it within seconds while it runs: check that the operator runs and RegistryCredential \
-                 {}'s Synced condition (kubectl get registrycredential {} -o yaml)",
-                c.name, c.name
-            ),
-        );
-    }
-    if c.secret_foreign {
-        return (
-            Cause::CredentialMissing,
-            Some(Detail::SecretMissing),
-            format!(
-                "namespace {} is targeted by RegistryCredential {}, but Secret {secret} is someone else's (regcred did \
-                 not write it and leaves it alone), so regcred's credential is not there",
-                f.namespace, c.name
-            ),
-            format!(
-                "rename spec.target.secretName of RegistryCredential {}, delete Secret {secret}, or set \
-                 spec.target.existingSecretPolicy: Adopt; then recreate the pod",
-                c.name
-            ),
-        );
-    }
-    if !c.pod_links {
-        return match c.service_account_links {
-            Some(true) => (
-                Cause::CredentialMissing,
-                Some(Detail::PodAdmittedBeforeLink),
-                format!(
-                    "ServiceAccount {}/{} references Secret {} now, but pod {} was admitted before it did, so its \
-                     spec.imagePullSecrets lacks it (they are copied only when a pod is created; regcred's admission \
-                     webhook adds it at creation, so it was unavailable, bypassed, or opted out with \
-                     regcred.dev/admission: disabled)",
-                    f.namespace, c.service_account, c.secret_name, f.pod
-                ),
-                format!(
-                    "recreate the pod (kubectl delete pod -n {} {}, or roll out its controller)",
-                    f.namespace, f.pod
-                ),
-            ),
-            Some(false) => (
-                Cause::CredentialMissing,
-                Some(Detail::ServiceAccountNotLinked),
-                format!(
-                    "pod {} runs as ServiceAccount {}, which does not reference Secret {secret}, so the pull carried \
-                     no credential for {host}",
-                    f.pod, c.service_account
-                ),
-                format!(
-                    "select ServiceAccount {} in RegistryCredential {}'s spec.target.serviceAccounts (or add {} to \
-                     the pod's imagePullSecrets), then recreate the pod",
-                    c.service_account, c.name, c.secret_name
-                ),
-            ),
-            None => (
-                Cause::CredentialMissing,
-                None,
-                format!(
-                    "pod {} does not reference Secret {secret} and ServiceAccount {} could not be read to tell why",
-                    f.pod, c.service_account
-                ),
-                format!(
-                    "make ServiceAccount {} reference {} (RegistryCredential {}'s spec.target.serviceAccounts), then \
-                     recreate the pod",
-                    c.service_account, c.secret_name, c.name
-                ),
-            ),
-        };
-    }
-    if c.secret_current == Some(false) {
-        return (
-            Cause::CredentialRejected,
-            Some(Detail::StaleCopy),
-            format!(
-                "Secret {secret} holds an older credential than RegistryCredential {}'s current one (its digest \
-                 differs from status.credentialDigest)",
-                c.name
-            ),
-            format!(
-                "regcred re-syncs the namespace while it runs; check its Synced condition and who else writes \
-                 Secret {secret}, then recreate the pod"
-            ),
-        );
-    }
-    if let Some(not_after) = c.not_after.filter(|t| *t <= f.now) {
-        return expired(f, &format!("the credential in Secret {secret} expired at {not_after}"));
-    }
-    let pods = f.manifests.iter().find(|m| m.pods);
-    let refused = |m: &Manifest| m.check.result == PullAuthResult::Unauthorized;
-    if let Some(m) = pods.filter(|m| refused(m)) {
-        let current = m.current || c.secret_current == Some(true);
-        return (
-            Cause::CredentialRejected,
-            current.then_some(Detail::Refused),
-            format!(
-                "registry {host} refuses RegistryCredential {}'s {}credential for {} (manifest HEAD: {})",
-                c.name,
-                if current { "current " } else { "" },
-                f.image,
-                status_text(&m.check)
-            ),
-            format!(
-                "the credential lacks access to this repository or is wrong: check the account, its permissions and \
-                 RegistryCredential {}'s source",
-                c.name
-            ),
-        );
-    }
-    if let Some(m) = pods.filter(|m| m.check.result == PullAuthResult::Healthy) {
-        return unknown(
-            f,
-            &format!(
-                "registry {host} now serves {} with {} (manifest HEAD: {}): whatever failed has passed",
-                f.image,
-                m.with,
-                status_text(&m.check)
-            ),
-            "wait for the kubelet's next retry, or recreate the pod to retry at once",
-        );
-    }
-    if f.sent.as_ref().is_some_and(|s| s.is_empty()) {
-        return (
-            Cause::CredentialMissing,
-            None,
-            format!(
-                "pod {} references Secret {secret}, but none of its entries matches {} as the kubelet matches them",
-                f.pod, f.image
-            ),
-            format!("check the registry host in RegistryCredential {}", c.name),
-        );
-    }
-    if matches!(f.hint, Hint::Unauthorized | Hint::Forbidden | Hint::DeniedOrMissing) {
-        let current = c.secret_current == Some(true);
-        return (
-            Cause::CredentialRejected,
-            current.then_some(Detail::Refused),
-            format!(
-                "registry {host} refused the credential from Secret {secret}; the registry could not be asked from here",
-            ),
-            format!(
-                "check the account and permissions behind RegistryCredential {}'s source",
-                c.name
-            ),
-        );
-    }
-    unknown(
-        f,
-        "no check could establish why the pull failed",
-        "see the evidence and the runtime's text",
-    )
+    RULES.iter().find_map(|rule| rule(f)).unwrap_or_else(|| unexplained(f))
 }
 
-/// A 404 on the manifest with a credential the registry accepted.
-fn image_not_found(f: &Findings) -> Option<Verdict> {
-    if !matches!(
-        f.hint,
-        Hint::NotFound
-            | Hint::DeniedOrMissing
-            | Hint::Unauthorized
-            | Hint::Forbidden
-            | Hint::NoCredential
-            | Hint::BackOffOnly
-            | Hint::Unrecognized
-            | Hint::SecretMissing
-    ) {
+/// The node could not talk to the registry.
+fn unreachable(f: &Findings) -> Option<Verdict> {
+    let Hint::Network(network) = f.hint else {
         return None;
-    }
-    let m = f.manifests.iter().find(|m| m.check.status == Some(404))?;
-    let repository = crate::registry::repo_to_pull(&f.image);
-    let (detail, what, fix) = match m.check.repository_exists {
-        Some(false) => (
-            Detail::Repository,
-            format!("registry {} has no repository {repository}", f.host),
-            "fix the image name in the workload, or push the image",
-        ),
-        _ => (
-            Detail::Tag,
-            format!("repository {repository} has no tag or digest of {}", f.image),
-            "fix the tag in the workload, or push that tag",
-        ),
     };
-    Some((
-        Cause::ImageNotFound,
-        Some(detail),
-        format!("{what} (manifest HEAD with {}: 404)", m.with),
-        fix.to_string(),
-    ))
-}
-
-fn expired(f: &Findings, why: &str) -> Verdict {
-    let fix = match &f.credential {
-        Some(c) => format!(
-            "regcred renews before expiry while it runs: check RegistryCredential {}'s Issued condition and \
-             renewalTime, then recreate the pod",
-            c.name
-        ),
-        None => "renew the credential in the pod's pull Secret".to_string(),
-    };
-    (Cause::CredentialExpired, None, format!("{why}; the pull used it"), fix)
-}
-
-fn uncovered(f: &Findings) -> Verdict {
-    let host = &f.host;
-    let auth_failure = matches!(
-        f.hint,
-        Hint::Unauthorized | Hint::Forbidden | Hint::NoCredential | Hint::DeniedOrMissing
-    );
-    if !f.credentials_listed && auth_failure && f.sent.as_ref().is_some_and(Vec::is_empty) {
-        return (
-            Cause::CredentialMissing,
-            None,
-            format!(
-                "the pull carried no credential for {host} (no entry of the pod's Secrets matches it); which \
-                 RegistryCredential should cover it is not known, the RegistryCredentials could not be read"
-            ),
-            format!(
-                "give the pod a pull Secret for {host}, or ask who runs regcred which RegistryCredential covers it"
-            ),
-        );
-    }
-    if !f.credentials_listed {
-        return unknown(
-            f,
-            &format!(
-                "the RegistryCredentials could not be read, so which one covers {host} is not known; the runtime's \
-                 text says {}",
-                f.hint.describe()
-            ),
-            "run regcred diagnose with a user who may read registrycredentials.regcred.dev",
-        );
-    }
-    match f.sent.as_deref() {
-        Some([first, ..]) => (
-            Cause::CredentialRejected,
-            None,
-            format!(
-                "no RegistryCredential covers {host}; the pod sent the credential of Secret {}/{} (key {}), which \
-                 registry {host} refused",
-                f.namespace, first.0, first.1
-            ),
-            format!(
-                "fix Secret {}/{}, or declare a RegistryCredential for {host}",
-                f.namespace, first.0
-            ),
-        ),
-        _ => (
-            Cause::CredentialMissing,
-            Some(Detail::NotCovered),
-            format!("no RegistryCredential covers registry {host}, and the pod holds no credential for it"),
-            format!(
-                "declare a RegistryCredential for {host} targeting namespace {}",
-                f.namespace
-            ),
-        ),
-    }
-}
-
-fn unreachable(f: &Findings, network: Network) -> Verdict {
     let host = &f.host;
     let (detail, what, fix) = match network {
         Network::Dns => (
@@ -460,15 +207,19 @@ fn unreachable(f: &Findings, network: Network) -> Verdict {
             "check the network path from the node to the registry".to_string(),
         ),
     };
-    (
-        Cause::RegistryUnreachable,
+    Some(Verdict {
+        cause: Cause::RegistryUnreachable,
         detail,
-        format!("{what}: {}", f.text.as_deref().unwrap_or("no runtime text")),
+        message: format!("{what}: {}", f.text.as_deref().unwrap_or("no runtime text")),
         fix,
-    )
+    })
 }
 
-fn rate_limited(f: &Findings) -> Verdict {
+/// The registry throttled pulls: whose, the keyring says.
+fn rate_limited(f: &Findings) -> Option<Verdict> {
+    if f.hint != Hint::RateLimited {
+        return None;
+    }
     let host = &f.host;
     let remaining = f
         .manifests
@@ -476,9 +227,8 @@ fn rate_limited(f: &Findings) -> Verdict {
         .find_map(|m| m.check.ratelimit_remaining.clone())
         .map(|r| format!(" (ratelimit-remaining: {r})"))
         .unwrap_or_default();
-    match f.sent.as_deref() {
+    let (detail, message, fix) = match f.sent.as_deref() {
         Some([]) => (
-            Cause::RateLimited,
             Some(Detail::Anonymous),
             format!("registry {host} throttled the node's anonymous pulls{remaining}"),
             match &f.credential {
@@ -490,17 +240,431 @@ fn rate_limited(f: &Findings) -> Verdict {
             },
         ),
         Some(_) => (
-            Cause::RateLimited,
             Some(Detail::Authenticated),
             format!("registry {host} throttled pulls of the account the pod authenticates as{remaining}"),
             "wait for the limit's window, upgrade the account, or pull through a mirror".to_string(),
         ),
         None => (
-            Cause::RateLimited,
             None,
             format!("registry {host} throttled pulls{remaining}; the pod's Secrets could not be read to tell whose"),
             "wait for the limit's window, or authenticate pulls".to_string(),
         ),
+    };
+    Some(Verdict {
+        cause: Cause::RateLimited,
+        detail,
+        message,
+        fix,
+    })
+}
+
+fn never_pull(f: &Findings) -> Option<Verdict> {
+    (f.hint == Hint::NeverPull).then(|| {
+        unknown(
+            f,
+            "the image is not on the node and the container's imagePullPolicy is Never",
+            "load the image onto the node, or set imagePullPolicy to IfNotPresent",
+        )
+    })
+}
+
+fn invalid_reference(f: &Findings) -> Option<Verdict> {
+    (f.hint == Hint::InvalidReference).then(|| {
+        unknown(
+            f,
+            &format!("{:?} is not a valid image reference", f.image),
+            "fix the image name in the workload (lower-case repository, tag after a colon)",
+        )
+    })
+}
+
+fn blob_not_found(f: &Findings) -> Option<Verdict> {
+    (f.hint == Hint::BlobNotFound).then(|| {
+        unknown(
+            f,
+            &format!(
+                "registry {} has the manifest of {} but not one of its layers",
+                f.host, f.image
+            ),
+            "push the image again, or re-sync the registry's pull-through cache",
+        )
+    })
+}
+
+/// A 404 on the manifest with a credential the registry accepted.
+fn image_not_found(f: &Findings) -> Option<Verdict> {
+    if !matches!(
+        f.hint,
+        Hint::NotFound
+            | Hint::DeniedOrMissing
+            | Hint::Unauthorized
+            | Hint::Forbidden
+            | Hint::NoCredential
+            | Hint::BackOffOnly
+            | Hint::Unrecognized
+            | Hint::SecretMissing
+    ) {
+        return None;
+    }
+    let m = f.manifests.iter().find(|m| m.check.status == Some(404))?;
+    let repository = crate::registry::repo_to_pull(&f.image);
+    let (detail, what, fix) = match m.check.repository_exists {
+        Some(false) => (
+            Detail::Repository,
+            format!("registry {} has no repository {repository}", f.host),
+            "fix the image name in the workload, or push the image",
+        ),
+        _ => (
+            Detail::Tag,
+            format!("repository {repository} has no tag or digest of {}", f.image),
+            "fix the tag in the workload, or push that tag",
+        ),
+    };
+    Some(Verdict {
+        cause: Cause::ImageNotFound,
+        detail: Some(detail),
+        message: format!("{what} (manifest HEAD with {}: 404)", m.with),
+        fix: fix.to_string(),
+    })
+}
+
+fn expired_by_registry(f: &Findings) -> Option<Verdict> {
+    (f.hint == Hint::Expired).then(|| expired(f, "the registry said the credential has expired"))
+}
+
+/// An auth failure of a pull that carried no credential, and no telling
+/// which RegistryCredential should have given it one.
+fn anonymous_while_credentials_unreadable(f: &Findings) -> Option<Verdict> {
+    let auth_failure = matches!(
+        f.hint,
+        Hint::Unauthorized | Hint::Forbidden | Hint::NoCredential | Hint::DeniedOrMissing
+    );
+    if f.credential.is_some() || f.credentials_listed || !auth_failure || !sent_nothing(f) {
+        return None;
+    }
+    let host = &f.host;
+    Some(Verdict {
+        cause: Cause::CredentialMissing,
+        detail: None,
+        message: format!(
+            "the pull carried no credential for {host} (no entry of the pod's Secrets matches it); which \
+             RegistryCredential should cover it is not known, the RegistryCredentials could not be read"
+        ),
+        fix: format!(
+            "give the pod a pull Secret for {host}, or ask who runs regcred which RegistryCredential covers it"
+        ),
+    })
+}
+
+fn credentials_unreadable(f: &Findings) -> Option<Verdict> {
+    if f.credential.is_some() || f.credentials_listed {
+        return None;
+    }
+    Some(unknown(
+        f,
+        &format!(
+            "the RegistryCredentials could not be read, so which one covers {} is not known; the runtime's \
+             text says {}",
+            f.host,
+            f.hint.describe()
+        ),
+        "run regcred diagnose with a user who may read registrycredentials.regcred.dev",
+    ))
+}
+
+/// No RegistryCredential covers the host and the registry refused what
+/// the pod's own Secret sent.
+fn own_secret_refused(f: &Findings) -> Option<Verdict> {
+    if f.credential.is_some() {
+        return None;
+    }
+    let [first, ..] = f.sent.as_deref()? else {
+        return None;
+    };
+    let host = &f.host;
+    Some(Verdict {
+        cause: Cause::CredentialRejected,
+        detail: None,
+        message: format!(
+            "no RegistryCredential covers {host}; the pod sent the credential of Secret {}/{} (key {}), which \
+             registry {host} refused",
+            f.namespace, first.0, first.1
+        ),
+        fix: format!(
+            "fix Secret {}/{}, or declare a RegistryCredential for {host}",
+            f.namespace, first.0
+        ),
+    })
+}
+
+/// Answers whenever no RegistryCredential covers the host, so the rules
+/// after it all have one.
+fn not_covered(f: &Findings) -> Option<Verdict> {
+    if f.credential.is_some() {
+        return None;
+    }
+    let host = &f.host;
+    Some(Verdict {
+        cause: Cause::CredentialMissing,
+        detail: Some(Detail::NotCovered),
+        message: format!("no RegistryCredential covers registry {host}, and the pod holds no credential for it"),
+        fix: format!(
+            "declare a RegistryCredential for {host} targeting namespace {}",
+            f.namespace
+        ),
+    })
+}
+
+fn namespace_not_targeted(f: &Findings) -> Option<Verdict> {
+    let c = f.credential.as_ref().filter(|c| c.targeted == Some(false))?;
+    Some(Verdict {
+        cause: Cause::CredentialMissing,
+        detail: Some(Detail::NotCovered),
+        message: format!(
+            "RegistryCredential {} holds the credential for {} but does not target namespace {}, so the \
+             pull carried none",
+            c.name, f.host, f.namespace
+        ),
+        fix: format!(
+            "add namespace {} to RegistryCredential {}'s spec.target.namespaces (names or selector), then \
+             recreate the pod",
+            f.namespace, c.name
+        ),
+    })
+}
+
+fn secret_missing(f: &Findings) -> Option<Verdict> {
+    let c = f.credential.as_ref().filter(|c| c.secret_exists == Some(false))?;
+    Some(Verdict {
+        cause: Cause::CredentialMissing,
+        detail: Some(Detail::SecretMissing),
+        message: format!(
+            "namespace {} is targeted by RegistryCredential {} but has no Secret {}",
+            f.namespace, c.name, c.secret_name
+        ),
+        fix: format!(
+            "regcred writes it within seconds while it runs: check that the operator runs and RegistryCredential \
+             {}'s Synced condition (kubectl get registrycredential {} -o yaml)",
+            c.name, c.name
+        ),
+    })
+}
+
+/// A Secret of the name is there, but someone else's.
+fn secret_foreign(f: &Findings) -> Option<Verdict> {
+    let c = f.credential.as_ref().filter(|c| c.secret_foreign)?;
+    let secret = secret_path(f, c);
+    Some(Verdict {
+        cause: Cause::CredentialMissing,
+        detail: Some(Detail::SecretMissing),
+        message: format!(
+            "namespace {} is targeted by RegistryCredential {}, but Secret {secret} is someone else's (regcred did \
+             not write it and leaves it alone), so regcred's credential is not there",
+            f.namespace, c.name
+        ),
+        fix: format!(
+            "rename spec.target.secretName of RegistryCredential {}, delete Secret {secret}, or set \
+             spec.target.existingSecretPolicy: Adopt; then recreate the pod",
+            c.name
+        ),
+    })
+}
+
+/// The ServiceAccount references the Secret but the pod does not.
+fn admitted_before_link(f: &Findings) -> Option<Verdict> {
+    let c = unlinked(f, Some(true))?;
+    Some(Verdict {
+        cause: Cause::CredentialMissing,
+        detail: Some(Detail::PodAdmittedBeforeLink),
+        message: format!(
+            "ServiceAccount {}/{} references Secret {} now, but pod {} was admitted before it did, so its \
+             spec.imagePullSecrets lacks it (they are copied only when a pod is created; regcred's admission \
+             webhook adds it at creation, so it was unavailable, bypassed, or opted out with \
+             regcred.dev/admission: disabled)",
+            f.namespace, c.service_account, c.secret_name, f.pod
+        ),
+        fix: format!(
+            "recreate the pod (kubectl delete pod -n {} {}, or roll out its controller)",
+            f.namespace, f.pod
+        ),
+    })
+}
+
+/// Neither the ServiceAccount nor the pod references the Secret.
+fn service_account_not_linked(f: &Findings) -> Option<Verdict> {
+    let c = unlinked(f, Some(false))?;
+    Some(Verdict {
+        cause: Cause::CredentialMissing,
+        detail: Some(Detail::ServiceAccountNotLinked),
+        message: format!(
+            "pod {} runs as ServiceAccount {}, which does not reference Secret {}, so the pull carried \
+             no credential for {}",
+            f.pod,
+            c.service_account,
+            secret_path(f, c),
+            f.host
+        ),
+        fix: format!(
+            "select ServiceAccount {} in RegistryCredential {}'s spec.target.serviceAccounts (or add {} to \
+             the pod's imagePullSecrets), then recreate the pod",
+            c.service_account, c.name, c.secret_name
+        ),
+    })
+}
+
+/// The pod does not reference the Secret and its ServiceAccount could
+/// not be read.
+fn link_unknown(f: &Findings) -> Option<Verdict> {
+    let c = unlinked(f, None)?;
+    Some(Verdict {
+        cause: Cause::CredentialMissing,
+        detail: None,
+        message: format!(
+            "pod {} does not reference Secret {} and ServiceAccount {} could not be read to tell why",
+            f.pod,
+            secret_path(f, c),
+            c.service_account
+        ),
+        fix: format!(
+            "make ServiceAccount {} reference {} (RegistryCredential {}'s spec.target.serviceAccounts), then \
+             recreate the pod",
+            c.service_account, c.secret_name, c.name
+        ),
+    })
+}
+
+/// The Secret holds an older credential than the RegistryCredential's.
+fn stale_copy(f: &Findings) -> Option<Verdict> {
+    let c = f.credential.as_ref().filter(|c| c.secret_current == Some(false))?;
+    let secret = secret_path(f, c);
+    Some(Verdict {
+        cause: Cause::CredentialRejected,
+        detail: Some(Detail::StaleCopy),
+        message: format!(
+            "Secret {secret} holds an older credential than RegistryCredential {}'s current one (its digest \
+             differs from status.credentialDigest)",
+            c.name
+        ),
+        fix: format!(
+            "regcred re-syncs the namespace while it runs; check its Synced condition and who else writes \
+             Secret {secret}, then recreate the pod"
+        ),
+    })
+}
+
+/// The Secret's `regcred.dev/not-after` has passed.
+fn expired_in_secret(f: &Findings) -> Option<Verdict> {
+    let c = f.credential.as_ref()?;
+    let not_after = c.not_after.filter(|t| *t <= f.now)?;
+    Some(expired(
+        f,
+        &format!("the credential in Secret {} expired at {not_after}", secret_path(f, c)),
+    ))
+}
+
+/// The registry refuses, now, the credential the pod would send.
+fn refused_by_registry(f: &Findings) -> Option<Verdict> {
+    let c = f.credential.as_ref()?;
+    let m = pods_manifest(f).filter(|m| m.check.result == PullAuthResult::Unauthorized)?;
+    let current = m.current || c.secret_current == Some(true);
+    Some(Verdict {
+        cause: Cause::CredentialRejected,
+        detail: current.then_some(Detail::Refused),
+        message: format!(
+            "registry {} refuses RegistryCredential {}'s {}credential for {} (manifest HEAD: {})",
+            f.host,
+            c.name,
+            if current { "current " } else { "" },
+            f.image,
+            status_text(&m.check)
+        ),
+        fix: format!(
+            "the credential lacks access to this repository or is wrong: check the account, its permissions and \
+             RegistryCredential {}'s source",
+            c.name
+        ),
+    })
+}
+
+/// The registry serves the image, now, with the credential the pod would
+/// send: whatever failed has passed.
+fn served_now(f: &Findings) -> Option<Verdict> {
+    f.credential.as_ref()?;
+    let m = pods_manifest(f).filter(|m| m.check.result == PullAuthResult::Healthy)?;
+    Some(unknown(
+        f,
+        &format!(
+            "registry {} now serves {} with {} (manifest HEAD: {}): whatever failed has passed",
+            f.host,
+            f.image,
+            m.with,
+            status_text(&m.check)
+        ),
+        "wait for the kubelet's next retry, or recreate the pod to retry at once",
+    ))
+}
+
+/// The pod references the Secret, but the kubelet would send none of its
+/// entries for this image.
+fn no_matching_entry(f: &Findings) -> Option<Verdict> {
+    let c = f.credential.as_ref().filter(|_| sent_nothing(f))?;
+    Some(Verdict {
+        cause: Cause::CredentialMissing,
+        detail: None,
+        message: format!(
+            "pod {} references Secret {}, but none of its entries matches {} as the kubelet matches them",
+            f.pod,
+            secret_path(f, c),
+            f.image
+        ),
+        fix: format!("check the registry host in RegistryCredential {}", c.name),
+    })
+}
+
+/// The text says the credential was refused and the registry could not be
+/// asked to confirm it.
+fn refused_by_text(f: &Findings) -> Option<Verdict> {
+    let auth_failure = matches!(f.hint, Hint::Unauthorized | Hint::Forbidden | Hint::DeniedOrMissing);
+    let c = f.credential.as_ref().filter(|_| auth_failure)?;
+    let current = c.secret_current == Some(true);
+    Some(Verdict {
+        cause: Cause::CredentialRejected,
+        detail: current.then_some(Detail::Refused),
+        message: format!(
+            "registry {} refused the credential from Secret {}; the registry could not be asked from here",
+            f.host,
+            secret_path(f, c)
+        ),
+        fix: format!(
+            "check the account and permissions behind RegistryCredential {}'s source",
+            c.name
+        ),
+    })
+}
+
+/// What no rule explains.
+fn unexplained(f: &Findings) -> Verdict {
+    unknown(
+        f,
+        "no check could establish why the pull failed",
+        "see the evidence and the runtime's text",
+    )
+}
+
+fn expired(f: &Findings, why: &str) -> Verdict {
+    let fix = match &f.credential {
+        Some(c) => format!(
+            "regcred renews before expiry while it runs: check RegistryCredential {}'s Issued condition and \
+             renewalTime, then recreate the pod",
+            c.name
+        ),
+        None => "renew the credential in the pod's pull Secret".to_string(),
+    };
+    Verdict {
+        cause: Cause::CredentialExpired,
+        detail: None,
+        message: format!("{why}; the pull used it"),
+        fix,
     }
 }
 
@@ -509,7 +673,35 @@ fn unknown(f: &Findings, what: &str, fix: &str) -> Verdict {
         Some(text) => format!("; the runtime said: {text}"),
         None => String::new(),
     };
-    (Cause::Unknown, None, format!("{what}{text}"), fix.to_string())
+    Verdict {
+        cause: Cause::Unknown,
+        detail: None,
+        message: format!("{what}{text}"),
+        fix: fix.to_string(),
+    }
+}
+
+/// The covering RegistryCredential, when the pod does not reference its
+/// Secret and the ServiceAccount's reference is `service_account_links`.
+fn unlinked(f: &Findings, service_account_links: Option<bool>) -> Option<&CredentialFacts> {
+    f.credential
+        .as_ref()
+        .filter(|c| !c.pod_links && c.service_account_links == service_account_links)
+}
+
+/// Whether the keyring is known and picks nothing for the image.
+fn sent_nothing(f: &Findings) -> bool {
+    f.sent.as_ref().is_some_and(Vec::is_empty)
+}
+
+/// The manifest HEAD made with what the pod would send.
+fn pods_manifest(f: &Findings) -> Option<&Manifest> {
+    f.manifests.iter().find(|m| m.pods)
+}
+
+/// `<namespace>/<secret>` of the covering RegistryCredential's Secret.
+fn secret_path(f: &Findings, c: &CredentialFacts) -> String {
+    format!("{}/{}", f.namespace, c.secret_name)
 }
 
 fn status_text(check: &ManifestCheck) -> String {
@@ -739,5 +931,72 @@ mod tests {
         assert_eq!(json["credential"], serde_json::Value::Null);
         assert_eq!(json["detail"], "DNS");
         assert_eq!(json["evidence"][0]["check"], "pod imagePullSecrets");
+    }
+
+    /// The rules no test above reaches, one case each.
+    #[test]
+    fn the_other_rules_answer_their_case() {
+        type Setup = fn(&mut Findings);
+        let cases: [(&str, Hint, Setup, &str, &str); 6] = [
+            (
+                "a pull policy of Never with no image on the node is unknown, with the fix",
+                Hint::NeverPull,
+                |_| {},
+                "Unknown",
+                "imagePullPolicy is Never",
+            ),
+            (
+                "a malformed reference is unknown, with the fix",
+                Hint::InvalidReference,
+                |_| {},
+                "Unknown",
+                "is not a valid image reference",
+            ),
+            (
+                "a missing layer is unknown, with the fix",
+                Hint::BlobNotFound,
+                |_| {},
+                "Unknown",
+                "not one of its layers",
+            ),
+            (
+                "a pod without the entry whose ServiceAccount cannot be read is missing, without detail",
+                Hint::Unauthorized,
+                |f| {
+                    let c = covered(f);
+                    c.pod_links = false;
+                    c.service_account_links = None;
+                },
+                "CredentialMissing",
+                "could not be read to tell why",
+            ),
+            (
+                "a registry that serves the image now says the failure has passed",
+                Hint::Unauthorized,
+                |f| {
+                    covered(f);
+                    f.manifests = vec![manifest(Some(200), PullAuthResult::Healthy, None)];
+                },
+                "Unknown",
+                "whatever failed has passed",
+            ),
+            (
+                "a Secret none of whose entries the kubelet would send is missing, without detail",
+                Hint::NoCredential,
+                |f| {
+                    covered(f);
+                    f.sent = Some(vec![]);
+                },
+                "CredentialMissing",
+                "none of its entries matches",
+            ),
+        ];
+        for (name, hint, setup, want, says) in cases {
+            let mut f = findings(hint);
+            setup(&mut f);
+            let d = decide(f);
+            assert_eq!(d.label(), want, "{name}");
+            assert!(d.message.contains(says), "{name}: {}", d.message);
+        }
     }
 }

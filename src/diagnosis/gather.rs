@@ -16,8 +16,8 @@ use super::decide::{CredentialFacts, Findings, Manifest, PodSecret};
 use super::keyring::{self, Entry};
 use crate::api::RegistryCredential;
 use crate::dockerconfig::{self, RegistryAuth};
+use crate::managed::{NOT_AFTER_ANNOTATION, is_managed_by, secret_name};
 use crate::pull_auth::check_manifest;
-use crate::reconcile::build::{NOT_AFTER_ANNOTATION, is_managed_by, secret_name};
 use crate::redact::Sensitive;
 use crate::registry::{self, ImageRef};
 
@@ -41,127 +41,11 @@ pub async fn gather(client: &Client, http: &reqwest::Client, target: Target<'_>)
     let host = registry::image_host(&image);
     let mut evidence = target.evidence;
 
-    let classified = target
-        .messages
-        .iter()
-        .map(|m| classify(m))
-        .find(|c| c.is_informative())
-        .or_else(|| target.messages.first().map(|m| classify(m)));
-    let (hint, text) = match classified {
-        Some(c) => (c.hint(), Some(c.text.clone()).filter(|t| !t.is_empty())),
-        None => (Hint::Unrecognized, None),
-    };
-    evidence.push(Evidence::new(
-        "kubelet's message",
-        text.clone()
-            .unwrap_or_else(|| "none with the runtime's error was found".into()),
-    ));
-    evidence.push(Evidence::new("what the message says", hint.describe()));
-
-    // The pod's Secrets, read as the kubelet reads them.
-    let spec = pod.spec.clone().unwrap_or_default();
-    let names: Vec<String> = spec
-        .image_pull_secrets
-        .iter()
-        .flatten()
-        .map(|r| r.name.clone())
-        .collect();
-    evidence.push(Evidence::new("pod imagePullSecrets", format!("[{}]", names.join(", "))));
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
-    let mut pod_secrets = Vec::new();
-    let mut entries: Vec<Entry> = Vec::new();
-    let mut keyring_known = true;
-    for name in &names {
-        let check = format!("pod's Secret {namespace}/{name}");
-        match secrets.get_opt(name).await {
-            Ok(Some(secret)) => {
-                pod_secrets.push(PodSecret {
-                    name: name.clone(),
-                    exists: Some(true),
-                });
-                match keyring::entries(name, &secret_data(&secret)) {
-                    Ok(found) => {
-                        let keys: Vec<&str> = found.iter().map(|e| e.key.as_str()).collect();
-                        evidence.push(Evidence::new(
-                            check,
-                            format!("present, auths keys [{}]", keys.join(", ")),
-                        ));
-                        entries.extend(found);
-                    }
-                    Err(e) => evidence.push(Evidence::new(check, format!("present, but {e}"))),
-                }
-            }
-            Ok(None) => {
-                pod_secrets.push(PodSecret {
-                    name: name.clone(),
-                    exists: Some(false),
-                });
-                evidence.push(Evidence::new(check, "absent"));
-            }
-            Err(e) => {
-                keyring_known = false;
-                pod_secrets.push(PodSecret {
-                    name: name.clone(),
-                    exists: None,
-                });
-                evidence.push(Evidence::new(check, not_read(&e)));
-            }
-        }
-    }
-    let matched: Vec<&Entry> = keyring::lookup(&entries, &image);
-    let sent = keyring_known.then(|| {
-        matched
-            .iter()
-            .map(|e| (e.secret.clone(), e.key.clone()))
-            .collect::<Vec<_>>()
-    });
-    let repo = registry::repo_to_pull(&image);
-    evidence.push(Evidence::new(
-        format!("kubelet keyring match for {repo}"),
-        match &sent {
-            None => "unknown: a Secret of the pod could not be read".to_string(),
-            Some(s) if s.is_empty() => "no entry matches: the pull carried no credential".to_string(),
-            Some(s) => s
-                .iter()
-                .map(|(secret, key)| format!("Secret {secret} key {key}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-        },
-    ));
-
-    // The RegistryCredential covering the host, and what it should have put in place.
-    let mut credentials_listed = true;
-    let mut credential = None;
-    let mut current_auth = None;
-    match Api::<RegistryCredential>::all(client.clone())
-        .list(&Default::default())
-        .await
-    {
-        Err(e) => {
-            credentials_listed = false;
-            evidence.push(Evidence::new("RegistryCredentials", not_read(&e)));
-        }
-        Ok(list) => {
-            let covering = list.items.iter().find(|rc| covers(rc, &image));
-            match covering {
-                None => evidence.push(Evidence::new(
-                    format!("RegistryCredential covering {host}"),
-                    format!("none of {}", list.items.len()),
-                )),
-                Some(rc) => {
-                    let registries = registries(rc).join(", ");
-                    evidence.push(Evidence::new(
-                        format!("RegistryCredential covering {host}"),
-                        format!("{} (registries: {registries})", rc.name_any()),
-                    ));
-                    let (facts, auth) = credential_facts(client, rc, pod, &namespace, &host, &mut evidence).await;
-                    credential = Some(facts);
-                    current_auth = auth;
-                }
-            }
-        }
-    }
-
+    let (hint, text) = kubelet_message(&target.messages, &mut evidence);
+    let read = read_pod_secrets(client, pod, &namespace, &mut evidence).await;
+    let matched: Vec<&Entry> = keyring::lookup(&read.entries, &image);
+    let sent = keyring_replay(&matched, read.keyring_known, &image, &mut evidence);
+    let covering = covering_credential(client, pod, &namespace, &image, &host, &mut evidence).await;
     let manifests = if matches!(hint, Hint::NeverPull | Hint::InvalidReference) {
         Vec::new()
     } else {
@@ -171,7 +55,7 @@ pub async fn gather(client: &Client, http: &reqwest::Client, target: Target<'_>)
             &host,
             &matched,
             sent.is_some(),
-            current_auth,
+            covering.current_auth,
             &mut evidence,
         )
         .await
@@ -185,14 +69,173 @@ pub async fn gather(client: &Client, http: &reqwest::Client, target: Target<'_>)
         host,
         hint,
         text,
-        pod_secrets,
+        pod_secrets: read.pod_secrets,
         sent,
-        credential,
-        credentials_listed,
+        credential: covering.facts,
+        credentials_listed: covering.listed,
         manifests,
         now: Timestamp::now(),
         evidence,
     }
+}
+
+/// What the kubelet's messages say: the first informative one (else the
+/// first), classified, with the runtime's error text when it has one.
+fn kubelet_message(messages: &[String], evidence: &mut Vec<Evidence>) -> (Hint, Option<String>) {
+    let classified = messages
+        .iter()
+        .map(|m| classify(m))
+        .find(|c| c.is_informative())
+        .or_else(|| messages.first().map(|m| classify(m)));
+    let (hint, text) = match classified {
+        Some(c) => (c.hint(), Some(c.text.clone()).filter(|t| !t.is_empty())),
+        None => (Hint::Unrecognized, None),
+    };
+    evidence.push(Evidence::new(
+        "kubelet's message",
+        text.clone()
+            .unwrap_or_else(|| "none with the runtime's error was found".into()),
+    ));
+    evidence.push(Evidence::new("what the message says", hint.describe()));
+    (hint, text)
+}
+
+/// The pod's Secrets as the kubelet reads them.
+struct PodSecrets {
+    pod_secrets: Vec<PodSecret>,
+    /// Their keyring entries, in the pod's order.
+    entries: Vec<Entry>,
+    /// False when a Secret could not be read, so the keyring is not known whole.
+    keyring_known: bool,
+}
+
+/// Read the pod's `imagePullSecrets` and the keyring entries they give.
+async fn read_pod_secrets(client: &Client, pod: &Pod, namespace: &str, evidence: &mut Vec<Evidence>) -> PodSecrets {
+    let names: Vec<String> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.image_pull_secrets.iter().flatten())
+        .map(|r| r.name.clone())
+        .collect();
+    evidence.push(Evidence::new("pod imagePullSecrets", format!("[{}]", names.join(", "))));
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let mut read = PodSecrets {
+        pod_secrets: Vec::new(),
+        entries: Vec::new(),
+        keyring_known: true,
+    };
+    for name in names {
+        let check = format!("pod's Secret {namespace}/{name}");
+        let exists = match secrets.get_opt(&name).await {
+            Ok(Some(secret)) => {
+                match keyring::entries(&name, &secret_data(&secret)) {
+                    Ok(found) => {
+                        let keys: Vec<&str> = found.iter().map(|e| e.key.as_str()).collect();
+                        evidence.push(Evidence::new(
+                            check,
+                            format!("present, auths keys [{}]", keys.join(", ")),
+                        ));
+                        read.entries.extend(found);
+                    }
+                    Err(e) => evidence.push(Evidence::new(check, format!("present, but {e}"))),
+                }
+                Some(true)
+            }
+            Ok(None) => {
+                evidence.push(Evidence::new(check, "absent"));
+                Some(false)
+            }
+            Err(e) => {
+                read.keyring_known = false;
+                evidence.push(Evidence::new(check, not_read(&e)));
+                None
+            }
+        };
+        read.pod_secrets.push(PodSecret { name, exists });
+    }
+    read
+}
+
+/// Replay the kubelet's keyring: the `(secret, key)` entries the pull sent,
+/// or `None` when a Secret of the pod could not be read.
+fn keyring_replay(
+    matched: &[&Entry],
+    keyring_known: bool,
+    image: &str,
+    evidence: &mut Vec<Evidence>,
+) -> Option<Vec<(String, String)>> {
+    let sent = keyring_known.then(|| {
+        matched
+            .iter()
+            .map(|e| (e.secret.clone(), e.key.clone()))
+            .collect::<Vec<_>>()
+    });
+    let repo = registry::repo_to_pull(image);
+    evidence.push(Evidence::new(
+        format!("kubelet keyring match for {repo}"),
+        match &sent {
+            None => "unknown: a Secret of the pod could not be read".to_string(),
+            Some(s) if s.is_empty() => "no entry matches: the pull carried no credential".to_string(),
+            Some(s) => s
+                .iter()
+                .map(|(secret, key)| format!("Secret {secret} key {key}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        },
+    ));
+    sent
+}
+
+/// The RegistryCredential covering the image's host, as far as it was found.
+struct Covering {
+    /// Whether the RegistryCredentials could be listed.
+    listed: bool,
+    facts: Option<CredentialFacts>,
+    /// The current credential for the host, when the pod's namespace holds it.
+    current_auth: Option<RegistryAuth>,
+}
+
+/// Find the RegistryCredential covering the image and what it should have
+/// put in place for the pod.
+async fn covering_credential(
+    client: &Client,
+    pod: &Pod,
+    namespace: &str,
+    image: &str,
+    host: &str,
+    evidence: &mut Vec<Evidence>,
+) -> Covering {
+    let mut covering = Covering {
+        listed: true,
+        facts: None,
+        current_auth: None,
+    };
+    match Api::<RegistryCredential>::all(client.clone())
+        .list(&Default::default())
+        .await
+    {
+        Err(e) => {
+            covering.listed = false;
+            evidence.push(Evidence::new("RegistryCredentials", not_read(&e)));
+        }
+        Ok(list) => match list.items.iter().find(|rc| covers(rc, image)) {
+            None => evidence.push(Evidence::new(
+                format!("RegistryCredential covering {host}"),
+                format!("none of {}", list.items.len()),
+            )),
+            Some(rc) => {
+                let registries = registries(rc).join(", ");
+                evidence.push(Evidence::new(
+                    format!("RegistryCredential covering {host}"),
+                    format!("{} (registries: {registries})", rc.name_any()),
+                ));
+                let (facts, auth) = credential_facts(client, rc, pod, namespace, host, evidence).await;
+                covering.facts = Some(facts);
+                covering.current_auth = auth;
+            }
+        },
+    }
+    covering
 }
 
 /// What `rc` should have put in place for the pod: the namespace targeted,
@@ -210,105 +253,188 @@ async fn credential_facts(
     let secret_name = secret_name(rc);
     let spec = pod.spec.clone().unwrap_or_default();
 
-    let mut targeted = match Api::<Namespace>::all(client.clone()).get(namespace).await {
+    let targeted = namespace_targeted(client, rc, namespace, evidence).await;
+    let secret = check_managed_secret(client, rc, namespace, host, evidence).await;
+    // Only regcred writes its Secrets into targeted namespaces.
+    let targeted = if secret.managed {
+        targeted.or(Some(true))
+    } else {
+        targeted
+    };
+    let service_account = spec
+        .service_account_name
+        .clone()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "default".into());
+    let service_account_links =
+        service_account_links(client, namespace, &service_account, &secret_name, evidence).await;
+    let pod_links = spec.image_pull_secrets.iter().flatten().any(|r| r.name == secret_name);
+
+    (
+        CredentialFacts {
+            name,
+            secret_name,
+            targeted,
+            secret_exists: secret.exists,
+            secret_foreign: secret.foreign,
+            secret_current: secret.current,
+            not_after: secret.not_after,
+            service_account,
+            service_account_links,
+            pod_links,
+        },
+        secret.current_auth,
+    )
+}
+
+/// Whether `rc` selects `namespace` (`None`: the namespace could not be read).
+async fn namespace_targeted(
+    client: &Client,
+    rc: &RegistryCredential,
+    namespace: &str,
+    evidence: &mut Vec<Evidence>,
+) -> Option<bool> {
+    let check = format!("namespace {namespace} targeted by {}", rc.name_any());
+    match Api::<Namespace>::all(client.clone()).get(namespace).await {
         Ok(ns) => {
             let selected = crate::targets::namespace_selected(&rc.spec.target.namespaces, &ns);
-            evidence.push(Evidence::new(
-                format!("namespace {namespace} targeted by {name}"),
-                if selected { "yes" } else { "no" },
-            ));
+            evidence.push(Evidence::new(check, if selected { "yes" } else { "no" }));
             Some(selected)
         }
         Err(e) => {
-            evidence.push(Evidence::new(
-                format!("namespace {namespace} targeted by {name}"),
-                not_read(&e),
-            ));
+            evidence.push(Evidence::new(check, not_read(&e)));
             None
         }
-    };
+    }
+}
 
-    let mut secret_exists = None;
-    let mut secret_foreign = false;
-    let mut secret_current = None;
-    let mut not_after = None;
-    let mut current_auth = None;
+/// What the namespace holds under the RegistryCredential's Secret name.
+#[derive(Default)]
+struct SecretCheck {
+    /// `Some(true)` present, `Some(false)` absent, `None` not readable.
+    exists: Option<bool>,
+    /// Present but not written by regcred.
+    foreign: bool,
+    /// Written by regcred for this RegistryCredential.
+    managed: bool,
+    current: Option<bool>,
+    not_after: Option<Timestamp>,
+    /// The current credential for the host, when the Secret holds it.
+    current_auth: Option<RegistryAuth>,
+}
+
+/// Read `rc`'s Secret in `namespace`: whether regcred wrote it, whether it
+/// holds the current credential, and when that expires.
+async fn check_managed_secret(
+    client: &Client,
+    rc: &RegistryCredential,
+    namespace: &str,
+    host: &str,
+    evidence: &mut Vec<Evidence>,
+) -> SecretCheck {
+    let name = rc.name_any();
+    let secret_name = secret_name(rc);
     let check = format!("Secret {namespace}/{secret_name} of RegistryCredential {name}");
     match Api::<Secret>::namespaced(client.clone(), namespace)
         .get_opt(&secret_name)
         .await
     {
         Ok(None) => {
-            secret_exists = Some(false);
             evidence.push(Evidence::new(check, "absent"));
+            SecretCheck {
+                exists: Some(false),
+                ..Default::default()
+            }
         }
-        Err(e) => evidence.push(Evidence::new(check, not_read(&e))),
+        Err(e) => {
+            evidence.push(Evidence::new(check, not_read(&e)));
+            SecretCheck::default()
+        }
         Ok(Some(secret)) if !is_managed_by(&secret, &name) => {
-            secret_exists = Some(true);
-            secret_foreign = true;
             evidence.push(Evidence::new(
                 check,
                 "present, but not written by regcred (no regcred.dev/credential label for it): regcred leaves it \
                  alone (SecretExists)",
             ));
+            SecretCheck {
+                exists: Some(true),
+                foreign: true,
+                ..Default::default()
+            }
         }
         Ok(Some(secret)) => {
-            secret_exists = Some(true);
-            // Only regcred writes its Secrets into targeted namespaces.
-            targeted = targeted.or(Some(true));
-            let data = secret_data(&secret);
-            let bytes = data.get(dockerconfig::DATA_KEY).cloned().unwrap_or_default();
-            let digest = crate::reconcile::credential_digest(&rc.uid().unwrap_or_default(), &bytes);
-            let recorded = rc.status.as_ref().and_then(|s| s.credential_digest.clone());
-            secret_current = recorded.as_ref().map(|r| *r == digest);
-            not_after = secret
+            let current = crate::managed::holds_current(&secret, rc);
+            let not_after = secret
                 .annotations()
                 .get(NOT_AFTER_ANNOTATION)
                 .and_then(|t| t.parse::<Timestamp>().ok());
-            let mut result = match secret_current {
-                Some(true) => "present, the current credential (digest matches status.credentialDigest)".to_string(),
-                Some(false) => "present, an older credential (digest differs from status.credentialDigest)".to_string(),
-                None => "present; the RegistryCredential records no credentialDigest".to_string(),
+            evidence.push(Evidence::new(check, describe_managed_secret(current, not_after)));
+            let current_auth = if current == Some(true) {
+                credential_for_host(&secret_name, &secret_data(&secret), host)
+            } else {
+                None
             };
-            if let Some(t) = not_after {
-                let now = Timestamp::now();
-                let when = if t <= now {
-                    format!(
-                        "expired {} ago",
-                        humantime::format_duration(std::time::Duration::from_secs(
-                            now.duration_since(t).as_secs().max(0) as u64
-                        ))
-                    )
-                } else {
-                    "not expired".to_string()
-                };
-                result.push_str(&format!(", notAfter {t} ({when})"));
-            }
-            evidence.push(Evidence::new(check, result));
-            if secret_current == Some(true) {
-                current_auth = keyring::entries(&secret_name, &data).ok().and_then(|entries| {
-                    let image = format!("{host}/x");
-                    keyring::lookup(&entries, &image).first().map(|e| auth_of(host, e))
-                });
+            SecretCheck {
+                exists: Some(true),
+                foreign: false,
+                managed: true,
+                current,
+                not_after,
+                current_auth,
             }
         }
     }
+}
 
-    let service_account = spec
-        .service_account_name
-        .clone()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "default".into());
+/// A managed Secret in words: whether it is current, and its expiry.
+fn describe_managed_secret(current: Option<bool>, not_after: Option<Timestamp>) -> String {
+    let mut result = match current {
+        Some(true) => "present, the current credential (digest matches status.credentialDigest)".to_string(),
+        Some(false) => "present, an older credential (digest differs from status.credentialDigest)".to_string(),
+        None => "present; the RegistryCredential records no credentialDigest".to_string(),
+    };
+    if let Some(t) = not_after {
+        let now = Timestamp::now();
+        let when = if t <= now {
+            format!(
+                "expired {} ago",
+                humantime::format_duration(std::time::Duration::from_secs(
+                    now.duration_since(t).as_secs().max(0) as u64
+                ))
+            )
+        } else {
+            "not expired".to_string()
+        };
+        result.push_str(&format!(", notAfter {t} ({when})"));
+    }
+    result
+}
+
+/// The credential a managed Secret's data holds for `host`.
+fn credential_for_host(secret_name: &str, data: &BTreeMap<String, Vec<u8>>, host: &str) -> Option<RegistryAuth> {
+    let entries = keyring::entries(secret_name, data).ok()?;
+    let image = format!("{host}/x");
+    keyring::lookup(&entries, &image).first().map(|e| auth_of(host, e))
+}
+
+/// Whether the pod's ServiceAccount lists `secret_name` in its
+/// `imagePullSecrets` (`None`: it could not be read).
+async fn service_account_links(
+    client: &Client,
+    namespace: &str,
+    service_account: &str,
+    secret_name: &str,
+    evidence: &mut Vec<Evidence>,
+) -> Option<bool> {
     let check = format!("ServiceAccount {namespace}/{service_account} imagePullSecrets");
-    let service_account_links = match Api::<ServiceAccount>::namespaced(client.clone(), namespace)
-        .get_opt(&service_account)
+    match Api::<ServiceAccount>::namespaced(client.clone(), namespace)
+        .get_opt(service_account)
         .await
     {
         Ok(Some(sa)) => {
             let names: Vec<String> = sa.image_pull_secrets.iter().flatten().map(|r| r.name.clone()).collect();
-            let links = names.contains(&secret_name);
             evidence.push(Evidence::new(check, format!("[{}]", names.join(", "))));
-            Some(links)
+            Some(names.iter().any(|n| n == secret_name))
         }
         Ok(None) => {
             evidence.push(Evidence::new(check, "the ServiceAccount does not exist"));
@@ -318,24 +444,7 @@ async fn credential_facts(
             evidence.push(Evidence::new(check, not_read(&e)));
             None
         }
-    };
-    let pod_links = spec.image_pull_secrets.iter().flatten().any(|r| r.name == secret_name);
-
-    (
-        CredentialFacts {
-            name,
-            secret_name,
-            targeted,
-            secret_exists,
-            secret_foreign,
-            secret_current,
-            not_after,
-            service_account,
-            service_account_links,
-            pod_links,
-        },
-        current_auth,
-    )
+    }
 }
 
 /// HEAD the manifest with the credential the kubelet would send (or none),

@@ -24,9 +24,8 @@ use tracing::{debug, info, warn};
 use super::repair::{self, EVENT_INTERVAL, Limiter, MINT_INTERVAL, Pacer, RESYNC_INTERVAL, Repair};
 use super::{Detail, Diagnosis, pod};
 use crate::api::{PullFailure, RegistryCredential};
-use crate::dockerconfig;
+use crate::managed::{self, secret_name};
 use crate::reconcile::Context;
-use crate::reconcile::build::{is_managed_by, secret_name};
 use crate::telemetry::{PullFailureLabels, RepairLabels};
 
 /// A pod is diagnosed again at most this soon, however many Events name
@@ -157,19 +156,44 @@ impl Watch {
         None
     }
 
+    /// What the operator does with a diagnosis, in order: count it, say it
+    /// on the pod, repair what is regcred's own, and record it in the
+    /// covering RegistryCredential's status.
     async fn handle(&self, pod: &Pod, d: Diagnosis) {
-        let credential = d.credential.clone().unwrap_or_default();
+        let uid = pod.uid().unwrap_or_default();
+        self.count(&d);
+        let announced = self.announce(pod, &d, &uid).await;
+        let Some(rc) = self.covering(&d).await else {
+            return;
+        };
+        let repaired = match self.due_repair(&rc, pod, &d, &uid) {
+            Some(repair) => self.attempt(&rc, pod, &d, repair).await,
+            None => false,
+        };
+        // Asked whatever the others answer: it remembers the diagnosis.
+        let changed = self.changed(&d, &uid);
+        if announced || repaired || changed {
+            self.record(&rc, &d, repaired).await;
+        }
+    }
+
+    /// Count the failure by its credential and cause.
+    fn count(&self, d: &Diagnosis) {
         self.ctx
             .metrics
             .image_pull_failures
             .get_or_create(&PullFailureLabels {
-                credential: credential.clone(),
+                credential: credential_label(d),
                 cause: d.cause.as_str().into(),
             })
             .inc();
-        let uid = pod.uid().unwrap_or_default();
+    }
+
+    /// Log the diagnosis and say it on the pod (`ImagePullDiagnosed`), once
+    /// per pod, image and cause in [`EVENT_INTERVAL`]; whether it did.
+    async fn announce(&self, pod: &Pod, d: &Diagnosis, uid: &str) -> bool {
         let announce = self.announced.lock().expect("announced lock").allow(
-            &(uid.clone(), d.image.clone(), d.cause.as_str()),
+            &(uid.to_string(), d.image.clone(), d.cause.as_str()),
             EVENT_INTERVAL,
             Instant::now(),
         );
@@ -180,64 +204,73 @@ impl Watch {
                 EventType::Warning,
                 "ImagePullDiagnosed",
                 "Diagnose",
-                repair::event_message(&d),
+                repair::event_message(d),
             )
             .await;
         }
-        let rc = match &d.credential {
-            Some(name) => Api::<RegistryCredential>::all(self.ctx.client.clone())
-                .get_opt(name)
-                .await
-                .ok()
-                .flatten(),
-            None => None,
-        };
-        let Some(rc) = rc else { return };
+        announce
+    }
+
+    /// The RegistryCredential covering the image's registry, as it is now.
+    async fn covering(&self, d: &Diagnosis) -> Option<RegistryCredential> {
+        let name = d.credential.as_ref()?;
+        Api::<RegistryCredential>::all(self.ctx.client.clone())
+            .get_opt(name)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// The repair for `d`, if there is one and its interval allows it now
+    /// (per namespace for a re-sync, per credential for a mint, per pod for
+    /// recreating it).
+    fn due_repair(&self, rc: &RegistryCredential, pod: &Pod, d: &Diagnosis, uid: &str) -> Option<Repair> {
         let provider = rc.spec.provider.selected().map(|p| p.kind());
-        let repair = repair::repair_for(&d, provider, rc.spec.target.recreate_pods_missing_link, pod);
-        let mut repaired = false;
-        if let Some(repair) = repair {
-            let (key, every) = match repair {
-                Repair::Resync => (d.namespace.clone(), RESYNC_INTERVAL),
-                Repair::Mint => (String::new(), MINT_INTERVAL),
-                Repair::RecreatePod => (uid.clone(), EVENT_INTERVAL),
-            };
-            let allowed = self.repairs.lock().expect("repairs lock").allow(
-                &(credential.clone(), key, repair),
-                every,
-                Instant::now(),
-            );
-            if allowed {
-                match self.repair(&rc, pod, &d, repair).await {
-                    Ok(()) => {
-                        repaired = true;
-                        info!(pod = %format!("{}/{}", d.namespace, d.pod), action = repair.action(), "image pull failure repaired");
-                        self.ctx
-                            .metrics
-                            .image_pull_repairs
-                            .get_or_create(&RepairLabels {
-                                credential: credential.clone(),
-                                action: repair.action().into(),
-                            })
-                            .inc();
-                    }
-                    Err(why) => {
-                        warn!(pod = %format!("{}/{}", d.namespace, d.pod), action = repair.action(), %why, "repair did not take effect")
-                    }
-                }
+        let repair = repair::repair_for(d, provider, rc.spec.target.recreate_pods_missing_link, pod)?;
+        let (key, every) = match repair {
+            Repair::Resync => (d.namespace.clone(), RESYNC_INTERVAL),
+            Repair::Mint => (String::new(), MINT_INTERVAL),
+            Repair::RecreatePod => (uid.to_string(), EVENT_INTERVAL),
+        };
+        self.repairs
+            .lock()
+            .expect("repairs lock")
+            .allow(&(credential_label(d), key, repair), every, Instant::now())
+            .then_some(repair)
+    }
+
+    /// Carry out `repair`, log and count the outcome; whether it took effect.
+    async fn attempt(&self, rc: &RegistryCredential, pod: &Pod, d: &Diagnosis, repair: Repair) -> bool {
+        match self.repair(rc, pod, d, repair).await {
+            Ok(()) => {
+                info!(pod = %format!("{}/{}", d.namespace, d.pod), action = repair.action(), "image pull failure repaired");
+                self.ctx
+                    .metrics
+                    .image_pull_repairs
+                    .get_or_create(&RepairLabels {
+                        credential: credential_label(d),
+                        action: repair.action().into(),
+                    })
+                    .inc();
+                true
+            }
+            Err(why) => {
+                warn!(pod = %format!("{}/{}", d.namespace, d.pod), action = repair.action(), %why, "repair did not take effect");
+                false
             }
         }
-        // A new diagnosis of the same cause (say NotCovered, then
-        // PodAdmittedBeforeLink once the credential exists) is not announced
-        // again within the Event interval, but status shows it.
-        let changed = self.recorded.lock().expect("recorded lock").allow(
-            &(uid, d.image.clone(), d.label()),
+    }
+
+    /// Whether the diagnosis (cause and detail) of this pod and image is
+    /// new in [`EVENT_INTERVAL`]. A new diagnosis of the same cause (say
+    /// NotCovered, then PodAdmittedBeforeLink once the credential exists) is
+    /// not announced again within the Event interval, but status shows it.
+    fn changed(&self, d: &Diagnosis, uid: &str) -> bool {
+        self.recorded.lock().expect("recorded lock").allow(
+            &(uid.to_string(), d.image.clone(), d.label()),
             EVENT_INTERVAL,
             Instant::now(),
-        );
-        if announce || repaired || changed {
-            self.record(&rc, &d, repaired).await;
-        }
+        )
     }
 
     /// Carry out `repair`, wait until it has taken effect and announce it
@@ -343,18 +376,11 @@ impl Watch {
             .get_opt(rc)
             .await
             .ok()??;
-        let digest = current.status.as_ref()?.credential_digest.clone()?;
         let held = Api::<Secret>::namespaced(self.ctx.client.clone(), ns)
             .get_opt(secret)
             .await
             .ok()??;
-        if !is_managed_by(&held, rc) {
-            return None;
-        }
-        let bytes = held.data.as_ref()?.get(dockerconfig::DATA_KEY)?.0.clone();
-        if crate::reconcile::credential_digest(&current.uid()?, &bytes) != digest {
-            return None;
-        }
+        managed::holds_current(&held, &current)?.then_some(())?;
         if let Some(sa) = service_account {
             let sa = Api::<ServiceAccount>::namespaced(self.ctx.client.clone(), ns)
                 .get_opt(sa)
@@ -415,6 +441,12 @@ pub fn with_failure(mut list: Vec<PullFailure>, entry: PullFailure) -> Vec<PullF
     list.insert(0, entry);
     list.truncate(MAX_PULL_FAILURES);
     list
+}
+
+/// The covering RegistryCredential's name, as metrics and repair intervals
+/// key it (empty when none covers the image).
+fn credential_label(d: &Diagnosis) -> String {
+    d.credential.clone().unwrap_or_default()
 }
 
 fn service_account_of(pod: &Pod) -> String {

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Client, Resource, ResourceExt};
 
@@ -107,45 +108,99 @@ pub async fn ensure_secret(
     let ns = desired.namespace().unwrap_or_default();
     let name = desired.name_any();
     let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    let write_failed = |e: &kube::Error| {
+    let write_failed = |e: kube::Error| {
         let err = Error::WriteSecret {
             namespace: ns.clone(),
             name: name.clone(),
-            cause: describe(e),
+            cause: describe(&e),
         };
         failure(&ns, reason::NAMESPACE_WRITE_FAILED, err.to_string())
     };
-    let existing = match cached {
-        Some(s) => (*s).clone(),
-        None => match create_unread(client, &ns, desired).await {
-            Ok(()) => return Ok(1),
-            Err(e) if is_status(&e, 409) => {
-                let mut found = api.get(&name).await.map_err(|e| write_failed(&e))?;
-                build::cache_form(&mut found);
-                found
-            }
-            Err(e) => return Err(write_failed(&e)),
-        },
+    let Some(existing) = create_or_read(client, &api, desired, cached)
+        .await
+        .map_err(write_failed)?
+    else {
+        return Ok(1);
     };
-    let update = || async {
-        let patch = build::secret_patch(&existing, &build::merged_secret(&existing, desired));
-        api.patch(&name, &patch_params(), &Patch::Merge(patch))
-            .await
-            .map(|_| 1)
-            .map_err(|e| write_failed(&e))
-    };
-    if build::is_managed_by(&existing, rc_name) {
-        if build::secret_up_to_date(&existing, desired) {
-            return Ok(0);
+    match secret_action(&existing, desired, rc_name, rc_uid, policy) {
+        SecretAction::Keep => Ok(0),
+        SecretAction::Update => {
+            let patch = build::secret_patch(&existing, &build::merged_secret(&existing, desired));
+            api.patch(&name, &patch_params(), &Patch::Merge(patch))
+                .await
+                .map(|_| 1)
+                .map_err(write_failed)
         }
-        if existing.type_ != desired.type_ {
-            return recreate(&api, &existing, desired).await.map_err(|e| write_failed(&e));
-        }
-        return update().await;
+        SecretAction::Recreate => recreate(&api, &existing, desired).await.map_err(write_failed),
+        SecretAction::Refuse(failed) => Err(failed),
     }
-    if let Some(owner) = build::managing_credential(&existing) {
+}
+
+/// The Secret standing where `desired` goes, in [`build::cache_form`]: the
+/// cached one, or, without it, the one whose name made a create conflict.
+/// `None` when nothing stood there and `desired` has now been created.
+async fn create_or_read(
+    client: &Client,
+    api: &Api<Secret>,
+    desired: &Secret,
+    cached: Option<Arc<Secret>>,
+) -> Result<Option<Arc<Secret>>, kube::Error> {
+    if cached.is_some() {
+        return Ok(cached);
+    }
+    match create_unread(client, &desired.namespace().unwrap_or_default(), desired).await {
+        Ok(()) => Ok(None),
+        Err(e) if is_status(&e, 409) => {
+            let mut found = api.get(&desired.name_any()).await?;
+            build::cache_form(&mut found);
+            Ok(Some(Arc::new(found)))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// What to do with a Secret that already stands where `desired` goes.
+#[derive(Debug, PartialEq, Eq)]
+enum SecretAction {
+    /// It already carries everything of `desired`.
+    Keep,
+    /// Patch regcred's key, labels and annotations into it.
+    Update,
+    /// Its type differs, and a Secret's type is immutable: delete, then create.
+    Recreate,
+    /// Leave it alone; the namespace fails with this.
+    Refuse(FailedNamespace),
+}
+
+/// The existing-Secret policy applied to `existing` (in
+/// [`build::cache_form`]): a Secret of this RegistryCredential is brought up
+/// to date; one of another RegistryCredential, or controlled by another
+/// object, is never taken; any other is taken only under `Adopt`.
+fn secret_action(
+    existing: &Secret,
+    desired: &Secret,
+    rc_name: &str,
+    rc_uid: &str,
+    policy: ExistingSecretPolicy,
+) -> SecretAction {
+    let ns = desired.namespace().unwrap_or_default();
+    let name = desired.name_any();
+    let take = || {
+        if existing.type_ != desired.type_ {
+            SecretAction::Recreate
+        } else {
+            SecretAction::Update
+        }
+    };
+    if build::is_managed_by(existing, rc_name) {
+        if build::secret_up_to_date(existing, desired) {
+            return SecretAction::Keep;
+        }
+        return take();
+    }
+    if let Some(owner) = build::managing_credential(existing) {
         // Two RegistryCredentials writing one Secret would undo each other forever.
-        return Err(failure(
+        return SecretAction::Refuse(failure(
             &ns,
             reason::SECRET_CONFLICT,
             format!(
@@ -154,24 +209,8 @@ pub async fn ensure_secret(
             ),
         ));
     }
-    if policy == ExistingSecretPolicy::Adopt
-        && let Some(controller) = existing
-            .owner_references()
-            .iter()
-            .find(|o| o.controller == Some(true) && o.uid != rc_uid)
-    {
-        return Err(failure(
-            &ns,
-            reason::SECRET_CONTROLLED_ELSEWHERE,
-            format!(
-                "Secret {ns}/{name} is controlled by {} {}; an object has one controller, so regcred cannot adopt it. \
-                 Give this RegistryCredential another spec.target.secretName or exclude the namespace",
-                controller.kind, controller.name
-            ),
-        ));
-    }
     match policy {
-        ExistingSecretPolicy::Fail => Err(failure(
+        ExistingSecretPolicy::Fail => SecretAction::Refuse(failure(
             &ns,
             reason::SECRET_EXISTS,
             format!(
@@ -179,11 +218,27 @@ pub async fn ensure_secret(
                  regcred leaves it untouched. Delete or rename it, or set spec.target.existingSecretPolicy: Adopt"
             ),
         )),
-        ExistingSecretPolicy::Adopt if existing.type_ != desired.type_ => {
-            recreate(&api, &existing, desired).await.map_err(|e| write_failed(&e))
-        }
-        ExistingSecretPolicy::Adopt => update().await,
+        ExistingSecretPolicy::Adopt => match other_controller(existing, rc_uid) {
+            Some(controller) => SecretAction::Refuse(failure(
+                &ns,
+                reason::SECRET_CONTROLLED_ELSEWHERE,
+                format!(
+                    "Secret {ns}/{name} is controlled by {} {}; an object has one controller, so regcred cannot adopt it. \
+                     Give this RegistryCredential another spec.target.secretName or exclude the namespace",
+                    controller.kind, controller.name
+                ),
+            )),
+            None => take(),
+        },
     }
+}
+
+/// The controller of `secret`, when it is not the RegistryCredential `rc_uid`.
+fn other_controller<'a>(secret: &'a Secret, rc_uid: &str) -> Option<&'a OwnerReference> {
+    secret
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true) && o.uid != rc_uid)
 }
 
 /// What [`create_if_missing`] found or did.
@@ -451,6 +506,106 @@ mod tests {
         assert_eq!(body["metadata"]["resourceVersion"], "41");
         assert_eq!(body["data"], serde_json::json!({".dockerconfigjson": "bmV3"}));
         assert!(!body.to_string().contains(build::CACHED_DATA_DIGEST));
+    }
+
+    /// What [`secret_action`] decides for `existing`, in a word: the action,
+    /// or the reason a refusal gives.
+    fn decided(existing: &Secret, policy: ExistingSecretPolicy) -> String {
+        let desired = build::desired_secret(&rc(), "a", b"new", None, "fp");
+        match secret_action(existing, &desired, "hub", "uid-hub", policy) {
+            SecretAction::Refuse(failed) => {
+                assert_eq!(failed.namespace, "a");
+                assert!(failed.message.contains("Secret a/hub"), "{}", failed.message);
+                failed.reason
+            }
+            action => format!("{action:?}"),
+        }
+    }
+
+    #[test]
+    fn the_existing_secret_policy_decides_what_happens_to_a_secret_in_the_way() {
+        let cached = |mut s: Secret| {
+            build::cache_form(&mut s);
+            s
+        };
+        let ours = |data: &[u8]| cached(build::desired_secret(&rc(), "a", data, None, "fp"));
+        let retyped = |mut s: Secret| {
+            s.type_ = Some("Opaque".into());
+            s
+        };
+        let mut others = build::desired_secret(&rc(), "a", b"new", None, "fp");
+        others
+            .labels_mut()
+            .insert(build::CREDENTIAL_LABEL.into(), "other".into());
+        let foreign = || {
+            let mut s = Secret::default();
+            s.metadata.name = Some("hub".into());
+            s.metadata.namespace = Some("a".into());
+            s.type_ = Some("kubernetes.io/dockerconfigjson".into());
+            s
+        };
+        let controlled_by = |uid: &str| {
+            let mut s = foreign();
+            s.metadata.owner_references = Some(vec![OwnerReference {
+                kind: "Deployment".into(),
+                name: "app".into(),
+                uid: uid.into(),
+                controller: Some(true),
+                ..Default::default()
+            }]);
+            s
+        };
+        use ExistingSecretPolicy::{Adopt, Fail};
+        let cases: [(&str, Secret, ExistingSecretPolicy, &str); 10] = [
+            ("ours and up to date is kept", ours(b"new"), Fail, "Keep"),
+            ("ours with old data is updated", ours(b"old"), Fail, "Update"),
+            (
+                "ours of another type is recreated",
+                retyped(ours(b"new")),
+                Fail,
+                "Recreate",
+            ),
+            (
+                "another RegistryCredential's is a conflict",
+                cached(others.clone()),
+                Adopt,
+                reason::SECRET_CONFLICT,
+            ),
+            (
+                "another RegistryCredential's is a conflict under Fail too",
+                cached(others),
+                Fail,
+                reason::SECRET_CONFLICT,
+            ),
+            (
+                "a foreign one under Fail is left alone",
+                foreign(),
+                Fail,
+                reason::SECRET_EXISTS,
+            ),
+            ("a foreign one under Adopt is updated", foreign(), Adopt, "Update"),
+            (
+                "a foreign one of another type under Adopt is recreated",
+                retyped(foreign()),
+                Adopt,
+                "Recreate",
+            ),
+            (
+                "a foreign one another object controls is not adopted",
+                controlled_by("uid-app"),
+                Adopt,
+                reason::SECRET_CONTROLLED_ELSEWHERE,
+            ),
+            (
+                "a foreign one this RegistryCredential controls is adopted",
+                controlled_by("uid-hub"),
+                Adopt,
+                "Update",
+            ),
+        ];
+        for (name, existing, policy, want) in cases {
+            assert_eq!(decided(&existing, policy), want, "{name}");
+        }
     }
 
     fn desired_echo() -> Secret {

@@ -14,13 +14,8 @@ use crate::dockerconfig;
 pub use crate::managed::{
     CACHED_DATA_DIGEST, CREDENTIAL_LABEL, FINALIZER, FINGERPRINT_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
     MANAGED_METADATA_ANNOTATION, MANAGED_SELECTOR, ManagedMetadata, NOT_AFTER_ANNOTATION, PULL_SECRETS_ANNOTATION,
-    cache_form, cached_digest, data_digest, is_managed_by, managing_credential, regcred_keys,
+    cache_form, cached_digest, data_digest, is_managed_by, managing_credential, regcred_keys, secret_name,
 };
-
-/// The Secret name in every target namespace.
-pub fn secret_name(rc: &RegistryCredential) -> String {
-    rc.spec.target.secret_name.clone().unwrap_or_else(|| rc.name_any())
-}
 
 /// The managed Secret for one namespace.
 pub fn desired_secret(

@@ -8,7 +8,7 @@
 //! write must not strip pods of what they pull with).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -32,38 +32,37 @@ const CONCURRENCY: usize = 16;
 /// still there, without asking the API server again (it is not watched).
 const FOREIGN_RECHECK: Duration = Duration::from_secs(5 * 60);
 
-/// Namespaces where a Secret of regcred's name belongs to someone else, by
-/// (RegistryCredential uid, generation, namespace): every reconcile would
+/// Namespaces where a Secret of regcred's name belongs to someone else, for
+/// one RegistryCredential, by (generation, namespace): every reconcile would
 /// otherwise cost a create and a read for each of them.
 #[derive(Default)]
-pub struct Foreign(Mutex<HashMap<ForeignKey, (Timestamp, FailedNamespace)>>);
-
-/// (RegistryCredential uid, generation, namespace).
-type ForeignKey = (String, i64, String);
+pub struct Foreign(HashMap<(i64, String), (Timestamp, FailedNamespace)>);
 
 impl Foreign {
-    fn get(&self, key: &ForeignKey, now: Timestamp) -> Option<FailedNamespace> {
-        let map = self.0.lock().expect("foreign lock");
-        map.get(key)
+    pub fn get(&self, key: &(i64, String), now: Timestamp) -> Option<FailedNamespace> {
+        self.0
+            .get(key)
             .filter(|(at, _)| now < renewal::add(*at, FOREIGN_RECHECK))
             .map(|(_, f)| f.clone())
     }
 
-    fn put(&self, key: ForeignKey, now: Timestamp, failure: FailedNamespace) {
-        self.0.lock().expect("foreign lock").insert(key, (now, failure));
-    }
-
-    pub fn forget(&self, uid: &str) {
-        self.0.lock().expect("foreign lock").retain(|(u, _, _), _| u != uid);
+    pub fn put(&mut self, key: (i64, String), now: Timestamp, failure: FailedNamespace) {
+        self.0.insert(key, (now, failure));
     }
 }
 
+/// Where each RegistryCredential's [`Foreign`] is kept, by uid.
+pub trait Foreigns: Sync {
+    /// `f` over the foreign namespaces of `uid`, none if none are kept yet.
+    fn foreign<T>(&self, uid: &str, f: impl FnOnce(&mut Foreign) -> T) -> T;
+}
+
 /// What the fan-out step reads and writes with.
-pub struct Env<'a> {
+pub struct Env<'a, K> {
     pub client: &'a Client,
     pub managed_secrets: &'a Cache<KeptSecret>,
     pub service_accounts: &'a Cache<KeptServiceAccount>,
-    pub foreign: &'a Foreign,
+    pub foreign: &'a K,
     pub sa_writes: &'a Arc<SaWrites>,
 }
 
@@ -122,7 +121,7 @@ pub struct NsOutcome {
 /// Write `desired` (a Secret per namespace, `None` while no credential is
 /// held) into the plan's namespaces and clean the plan's leftovers.
 pub async fn run(
-    env: &Env<'_>,
+    env: &Env<'_, impl Foreigns>,
     rc: &RegistryCredential,
     plan: &TargetPlan,
     desired: Option<&(dyn Fn(&str) -> Secret + Sync)>,
@@ -198,7 +197,7 @@ struct Outcome {
 }
 
 async fn namespace(
-    env: &Env<'_>,
+    env: &Env<'_, impl Foreigns>,
     rc: &RegistryCredential,
     ns: String,
     secret_name: &str,
@@ -207,56 +206,87 @@ async fn namespace(
     now: Timestamp,
 ) -> Outcome {
     let mut out = Outcome::default();
+    let secret_ready = place_secret(env, rc, &ns, secret_name, desired.as_ref(), now, &mut out).await;
+    let first_error = link_service_accounts(env, rc, secret_name, &sas, secret_ready, &mut out).await;
+    if out.failure.is_none()
+        && let Some(e) = first_error
+    {
+        out.failure = Some(FailedNamespace {
+            namespace: ns,
+            reason: reason::SERVICE_ACCOUNT_PATCH_FAILED.into(),
+            message: e.to_string(),
+        });
+    }
+    out
+}
+
+/// The namespace's Secret: written where `desired` (none while no
+/// credential is held: whatever is there stays). Whether regcred's Secret is
+/// in place; a failure to place it goes into `out`.
+async fn place_secret(
+    env: &Env<'_, impl Foreigns>,
+    rc: &RegistryCredential,
+    ns: &str,
+    secret_name: &str,
+    desired: Option<&Secret>,
+    now: Timestamp,
+    out: &mut Outcome,
+) -> bool {
     let rc_name = rc.name_any();
     let cached = env
         .managed_secrets
-        .get(Some(&ns), secret_name)
+        .get(Some(ns), secret_name)
         .map(|s| Arc::new(s.object()));
-    let foreign_key = (
-        rc.uid().unwrap_or_default(),
-        rc.metadata.generation.unwrap_or_default(),
-        ns.clone(),
-    );
-    let secret_ready = match &desired {
-        Some(_) if cached.is_none() && env.foreign.get(&foreign_key, now).is_some() => {
-            out.failure = env.foreign.get(&foreign_key, now);
+    let uid = rc.uid().unwrap_or_default();
+    let foreign_key = (rc.metadata.generation.unwrap_or_default(), ns.to_string());
+    let known_foreign = || env.foreign.foreign(&uid, |f| f.get(&foreign_key, now));
+    let Some(desired) = desired else {
+        return cached.is_some_and(|s| build::is_managed_by(&s, &rc_name));
+    };
+    if cached.is_none()
+        && let Some(failure) = known_foreign()
+    {
+        out.failure = Some(failure);
+        return false;
+    }
+    let policy = rc.spec.target.existing_secret_policy;
+    match apply::ensure_secret(env.client, &rc_name, &uid, desired, cached, policy).await {
+        Ok(n) => {
+            out.writes += n;
+            true
+        }
+        Err(f) => {
+            if [
+                reason::SECRET_EXISTS,
+                reason::SECRET_CONFLICT,
+                reason::SECRET_CONTROLLED_ELSEWHERE,
+            ]
+            .contains(&f.reason.as_str())
+            {
+                // A reported state, not an error.
+                debug!(namespace = %f.namespace, message = %f.message, "namespace not synced");
+                env.foreign
+                    .foreign(&uid, |foreign| foreign.put(foreign_key, now, f.clone()));
+            } else {
+                warn!(namespace = %f.namespace, reason = %f.reason, message = %f.message, "namespace not synced");
+            }
+            out.failure = Some(f);
             false
         }
-        Some(desired) => match apply::ensure_secret(
-            env.client,
-            &rc_name,
-            &rc.uid().unwrap_or_default(),
-            desired,
-            cached,
-            rc.spec.target.existing_secret_policy,
-        )
-        .await
-        {
-            Ok(n) => {
-                out.writes += n;
-                true
-            }
-            Err(f) => {
-                if [
-                    reason::SECRET_EXISTS,
-                    reason::SECRET_CONFLICT,
-                    reason::SECRET_CONTROLLED_ELSEWHERE,
-                ]
-                .contains(&f.reason.as_str())
-                {
-                    // A reported state, not an error.
-                    debug!(namespace = %f.namespace, message = %f.message, "namespace not synced");
-                    env.foreign.put(foreign_key, now, f.clone());
-                } else {
-                    warn!(namespace = %f.namespace, reason = %f.reason, message = %f.message, "namespace not synced");
-                }
-                out.failure = Some(f);
-                false
-            }
-        },
-        // No credential yet: keep whatever is there.
-        None => cached.is_some_and(|s| build::is_managed_by(&s, &rc_name)),
-    };
+    }
+}
+
+/// Add or drop the entry of each of the namespace's ServiceAccounts that
+/// should change; the first write error, if any.
+async fn link_service_accounts(
+    env: &Env<'_, impl Foreigns>,
+    rc: &RegistryCredential,
+    secret_name: &str,
+    sas: &[Arc<KeptServiceAccount>],
+    secret_ready: bool,
+    out: &mut Outcome,
+) -> Option<apply::Error> {
+    let rc_name = rc.name_any();
     // Each ServiceAccount as the cache holds it now rather than as the pass
     // found it: a pass over thousands of namespaces takes seconds, and a
     // copy that old loses to another RegistryCredential's write with 409
@@ -290,21 +320,12 @@ async fn namespace(
             }
             Err(e) => {
                 out.sa_failed += 1;
-                warn!(namespace = %ns, error = %e, "ServiceAccount not patched");
+                warn!(namespace = %sa.metadata.namespace.as_deref().unwrap_or_default(), error = %e, "ServiceAccount not patched");
                 first_error.get_or_insert(e);
             }
         }
     }
-    if out.failure.is_none()
-        && let Some(e) = first_error
-    {
-        out.failure = Some(FailedNamespace {
-            namespace: ns,
-            reason: reason::SERVICE_ACCOUNT_PATCH_FAILED.into(),
-            message: e.to_string(),
-        });
-    }
-    out
+    first_error
 }
 
 #[cfg(test)]
@@ -357,7 +378,7 @@ mod tests {
             client: &client,
             managed_secrets: &Cache::of([]),
             service_accounts: &service_accounts,
-            foreign: &Foreign::default(),
+            foreign: &super::super::state::Memory::default(),
             sa_writes: &Arc::new(SaWrites::default()),
         };
         let desired = build::desired_secret(&rc, "a", b"{}", None, "sha256:0");

@@ -15,10 +15,10 @@ mod fixtures;
 mod pull_auth;
 mod sa_writes;
 pub mod scope;
+mod state;
 pub mod status;
 pub mod validate;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -68,20 +68,13 @@ pub struct Context {
     /// HTTP client for provider calls without an SDK (ACR exchange) and registry checks.
     pub http: reqwest::Client,
     pub metrics: Arc<Metrics>,
-    held: credential::Held,
-    pull_checks: pull_auth::LastChecks,
-    foreign: fanout::Foreign,
+    /// What is kept about each RegistryCredential between reconciles.
+    memory: state::Memory,
     /// ServiceAccount writes, several RegistryCredentials' entries in one.
     sa_writes: Arc<sa_writes::SaWrites>,
-    /// Consecutive failed reconciles per RegistryCredential, for [`error_policy`].
-    failures: Mutex<HashMap<String, u32>>,
     /// Namespaces the watches saw change, and what each RegistryCredential's
     /// last pass found: a change in one namespace is reconciled there only.
     pub touched: Arc<scope::Touched>,
-    passes: scope::Passes,
-    /// Consecutive reconciles per RegistryCredential in which the API server
-    /// refused a Secret or ServiceAccount write, for [`Context::write_retry`].
-    refused_writes: Mutex<HashMap<String, u32>>,
     /// Whether every cache holds a complete list ([`Context::warm_up`]).
     ready: tokio::sync::watch::Sender<bool>,
     /// Reconciles asked for out of band (a diagnosed pull failure's repair).
@@ -131,14 +124,9 @@ impl Context {
             recorder,
             http,
             metrics,
-            held: credential::Held::default(),
-            pull_checks: pull_auth::LastChecks::default(),
-            foreign: fanout::Foreign::default(),
+            memory: state::Memory::default(),
             sa_writes: Arc::default(),
-            failures: Mutex::default(),
             touched,
-            passes: scope::Passes::default(),
-            refused_writes: Mutex::default(),
             ready: tokio::sync::watch::Sender::new(false),
             resync,
             resyncs: Mutex::new(Some(resyncs)),
@@ -162,7 +150,8 @@ impl Context {
     /// Mint a new credential for `rc` at its next reconcile (within its
     /// failure backoff, past the one-mint-a-minute floor), and reconcile it now.
     pub fn mint_now(&self, rc: &RegistryCredential) {
-        self.held.request_mint(&rc.uid().unwrap_or_default());
+        self.memory
+            .with(&rc.uid().unwrap_or_default(), |s| s.slot.request_mint());
         let _ = self.resync.unbounded_send(());
     }
 
@@ -198,7 +187,7 @@ impl Context {
     /// `None` when neither exists.
     pub async fn desired_secret(&self, rc: &RegistryCredential, ns: &str) -> Option<Secret> {
         let uid = rc.uid().unwrap_or_default();
-        if let Some(current) = self.held.current(&uid) {
+        if let Some(current) = self.memory.existing(&uid, |s| s.slot.current.clone()).flatten() {
             return Some(current.desired_secret(rc, ns));
         }
         let copy = credential::vouched_copy(&self.client, &self.managed_secrets, rc).await?;
@@ -213,10 +202,10 @@ impl Context {
         ))
     }
 
-    fn credential_env(&self) -> credential::Env<'_> {
+    fn credential_env(&self) -> credential::Env<'_, state::Memory> {
         credential::Env {
             client: &self.client,
-            held: &self.held,
+            held: &self.memory,
             managed_secrets: &self.managed_secrets,
             credentials_namespace: &self.credentials_namespace,
             http: &self.http,
@@ -224,21 +213,21 @@ impl Context {
         }
     }
 
-    fn fanout_env(&self) -> fanout::Env<'_> {
+    fn fanout_env(&self) -> fanout::Env<'_, state::Memory> {
         fanout::Env {
             client: &self.client,
             managed_secrets: &self.managed_secrets,
             service_accounts: &self.service_accounts,
-            foreign: &self.foreign,
+            foreign: &self.memory,
             sa_writes: &self.sa_writes,
         }
     }
 
-    fn pull_auth_env(&self) -> pull_auth::Env<'_> {
+    fn pull_auth_env(&self) -> pull_auth::Env<'_, state::Memory> {
         pull_auth::Env {
             http: &self.http,
             metrics: &self.metrics,
-            last_checks: &self.pull_checks,
+            last_checks: &self.memory,
         }
     }
 
@@ -249,29 +238,17 @@ impl Context {
     /// event or the 30-minute resync.
     fn write_retry(&self, rc: &RegistryCredential, fanout: &fanout::FanOut) -> Option<Duration> {
         let refused = fanout.sa_failed > 0 || fanout.failed.iter().any(|f| f.reason == reason::NAMESPACE_WRITE_FAILED);
-        let mut map = self.refused_writes.lock().expect("refused writes lock");
-        if !refused {
-            map.remove(&rc.name_any());
-            return None;
-        }
-        let n = map.entry(rc.name_any()).or_default();
-        *n = n.saturating_add(1);
-        Some(write_retry_backoff(*n))
+        let refusals = self.memory.with(&rc.uid().unwrap_or_default(), |s| {
+            s.refused_writes = if refused { s.refused_writes.saturating_add(1) } else { 0 };
+            s.refused_writes
+        });
+        refused.then(|| write_retry_backoff(refusals))
     }
 
-    /// Forget everything kept for `rc` (deleted): every per-credential map
-    /// of this Context, by uid or by name, and its metric series. Each map
-    /// is listed here, the one place that lets a credential go.
+    /// Forget everything kept for `rc` (deleted): its state and its metric series.
     fn forget(&self, rc: &RegistryCredential) {
-        let uid = rc.uid().unwrap_or_default();
-        let name = rc.name_any();
-        self.held.forget(&uid);
-        self.passes.forget(&uid);
-        self.pull_checks.forget(&uid);
-        self.foreign.forget(&uid);
-        self.failures.lock().expect("failures lock").remove(&name);
-        self.refused_writes.lock().expect("refused writes lock").remove(&name);
-        self.metrics.forget(&name);
+        self.memory.forget(&rc.uid().unwrap_or_default());
+        self.metrics.forget(&rc.name_any());
     }
 
     /// The plan of this pass: over every namespace, or over those changed
@@ -322,7 +299,7 @@ impl Context {
         now: Timestamp,
     ) -> fanout::FanOut {
         let uid = rc.uid().unwrap_or_default();
-        let last = self.passes.take(&uid);
+        let last = self.memory.with(&uid, |s| s.pass.as_mut().map(scope::Pass::take));
         let digest = current.map(|c| c.digest.clone());
         let since = last.as_ref().map_or(Since::All, |l| self.touched.since(l.mark));
         let scope = scope::scope(last.as_ref(), since, rc.metadata.generation, digest.as_deref(), now);
@@ -346,17 +323,15 @@ impl Context {
         let mut out = fanout::FanOut::tally(&outcomes, pass.writes, pass.clean_errors);
         out.looked_at = plan.write.len();
         out.stale = plan.clean.len();
-        self.passes.put(
-            &uid,
-            scope::Pass {
-                mark,
-                every_at,
-                generation: rc.metadata.generation,
-                digest,
-                outcomes,
-            },
-        );
-        if let Some(oldest) = self.passes.oldest_mark() {
+        let pass = scope::Pass {
+            mark,
+            every_at,
+            generation: rc.metadata.generation,
+            digest,
+            outcomes,
+        };
+        self.memory.with(&uid, |s| s.pass = Some(pass));
+        if let Some(oldest) = self.memory.oldest_mark() {
             self.touched.prune(oldest);
         }
         out
@@ -379,7 +354,7 @@ pub async fn reconcile(rc: Arc<RegistryCredential>, ctx: Arc<Context>) -> Result
     ctx.wait_ready().await;
     let _timer = ctx.metrics.reconcile_timer();
     let api: Api<RegistryCredential> = Api::all(ctx.client.clone());
-    let name = rc.name_any();
+    let uid = rc.uid().unwrap_or_default();
     let rc = with_finalizer(&api, rc).await;
     let result = finalizer(&api, build::FINALIZER, rc, |event| async {
         let (rc, (notes, result)) = match event {
@@ -399,7 +374,8 @@ pub async fn reconcile(rc: Arc<RegistryCredential>, ctx: Arc<Context>) -> Result
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
     if result.is_ok() {
-        ctx.failures.lock().expect("failures lock").remove(&name);
+        // Not kept anew for a RegistryCredential whose deletion just forgot it.
+        ctx.memory.existing(&uid, |s| s.failures = 0);
     }
     result
 }
@@ -435,12 +411,10 @@ async fn with_finalizer(api: &Api<RegistryCredential>, rc: Arc<RegistryCredentia
 /// 5 min). Invalid input never reaches here; it is reported in status and
 /// waits for a change.
 pub fn error_policy(rc: Arc<RegistryCredential>, error: &Error, ctx: Arc<Context>) -> Action {
-    let failures = {
-        let mut map = ctx.failures.lock().expect("failures lock");
-        let n = map.entry(rc.name_any()).or_default();
-        *n = n.saturating_add(1);
-        *n
-    };
+    let failures = ctx.memory.with(&rc.uid().unwrap_or_default(), |s| {
+        s.failures = s.failures.saturating_add(1);
+        s.failures
+    });
     let wait = error_backoff(failures);
     warn!(registrycredential = %rc.name_any(), error = %error, retry_in_secs = wait.as_secs(), "reconcile failed; retrying");
     ctx.metrics

@@ -2,8 +2,6 @@
 //! after every mint and every `healthCheck.interval`. It runs after fan-out,
 //! so a slow or failing registry never delays minting or writing Secrets.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -18,16 +16,12 @@ use crate::telemetry::Metrics;
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10 * 60);
 
-/// When each RegistryCredential (by uid) was last checked, in memory: a
-/// check whose result did not change does not rewrite status, so status
-/// alone cannot say when the next one is due.
-#[derive(Default)]
-pub struct LastChecks(Mutex<HashMap<String, Timestamp>>);
-
-impl LastChecks {
-    pub fn forget(&self, uid: &str) {
-        self.0.lock().expect("checks lock").remove(uid);
-    }
+/// Where the time each RegistryCredential (by uid) was last checked is
+/// kept: a check whose result did not change does not rewrite status, so
+/// status alone cannot say when the next one is due.
+pub trait LastChecks: Sync {
+    /// `f` over the last check of `uid`, `None` if none is kept.
+    fn last_check<T>(&self, uid: &str, f: impl FnOnce(&mut Option<Timestamp>) -> T) -> T;
 }
 
 pub struct Step {
@@ -37,14 +31,14 @@ pub struct Step {
 }
 
 /// What the step reads and records with.
-pub struct Env<'a> {
+pub struct Env<'a, K> {
     pub http: &'a reqwest::Client,
     pub metrics: &'a Metrics,
-    pub last_checks: &'a LastChecks,
+    pub last_checks: &'a K,
 }
 
 pub async fn step(
-    env: &Env<'_>,
+    env: &Env<'_, impl LastChecks>,
     rc: &RegistryCredential,
     current: Option<&Current>,
     minted_now: bool,
@@ -71,7 +65,7 @@ pub async fn step(
     };
     let interval = spec.interval.map(Duration::from).unwrap_or(DEFAULT_INTERVAL);
     let uid = rc.uid().unwrap_or_default();
-    let last = env.last_checks.0.lock().expect("checks lock").get(&uid).copied();
+    let last = env.last_checks.last_check(&uid, |t| *t);
     // Checks were just turned on: check now. An `Unknown` result is not a
     // reason to probe again before the interval (a probe can take 15 s).
     let turned_on = previous
@@ -93,7 +87,7 @@ pub async fn step(
         let image = if i == 0 { spec.image.as_deref() } else { None };
         probes.push(probe::check(env.http, auth, image).await);
     }
-    env.last_checks.0.lock().expect("checks lock").insert(uid, now);
+    env.last_checks.last_check(&uid, |t| *t = Some(now));
     let worst = probes
         .iter()
         .find(|p| p.result != PullAuthResult::Healthy)

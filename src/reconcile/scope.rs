@@ -109,34 +109,15 @@ pub struct Pass {
     pub outcomes: BTreeMap<String, NsOutcome>,
 }
 
-/// The passes of every RegistryCredential, by uid.
-#[derive(Default)]
-pub struct Passes(Mutex<HashMap<String, Pass>>);
-
-impl Passes {
-    /// The last pass, its outcomes moved out rather than copied (a copy
-    /// would cost every namespace on each reconcile); its mark stays, so
-    /// [`Passes::oldest_mark`] still counts it until [`Passes::put`].
-    pub fn take(&self, uid: &str) -> Option<Pass> {
-        let mut passes = self.0.lock().expect("passes lock");
-        let pass = passes.get_mut(uid)?;
-        Some(Pass {
-            outcomes: std::mem::take(&mut pass.outcomes),
-            ..pass.clone()
-        })
-    }
-
-    pub fn put(&self, uid: &str, pass: Pass) {
-        self.0.lock().expect("passes lock").insert(uid.to_string(), pass);
-    }
-
-    pub fn forget(&self, uid: &str) {
-        self.0.lock().expect("passes lock").remove(uid);
-    }
-
-    /// The oldest mark any RegistryCredential still builds on.
-    pub fn oldest_mark(&self) -> Option<u64> {
-        self.0.lock().expect("passes lock").values().map(|p| p.mark).min()
+impl Pass {
+    /// This pass, its outcomes moved out rather than copied (a copy would
+    /// cost every namespace on each reconcile); its mark stays behind, so
+    /// the oldest mark in use still counts it until the next pass is kept.
+    pub fn take(&mut self) -> Pass {
+        Pass {
+            outcomes: std::mem::take(&mut self.outcomes),
+            ..self.clone()
+        }
     }
 }
 

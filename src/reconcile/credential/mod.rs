@@ -9,7 +9,6 @@ mod decide;
 mod fingerprint;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
@@ -34,19 +33,31 @@ use crate::pull_auth;
 use crate::renewal::{self, Schedule};
 use crate::telemetry::Metrics;
 
-/// What regcred holds per RegistryCredential (by uid), in memory.
+/// What the step keeps for one RegistryCredential between reconciles.
 #[derive(Default)]
-pub struct Held {
-    slots: Mutex<HashMap<String, Slot>>,
+pub struct Slot {
+    /// The credential held, once this replica (the leader) has reconciled
+    /// the RegistryCredential.
+    pub(super) current: Option<Current>,
+    /// Fingerprint of the inputs of the last failed attempt: a change retries at once.
+    pub(super) failed_fingerprint: Option<Fingerprint>,
+    /// A diagnosed pull failure asked for a new credential now (expired or refused).
+    pub(super) mint_requested: bool,
 }
 
-#[derive(Default)]
-struct Slot {
-    current: Option<Current>,
-    /// Fingerprint of the inputs of the last failed attempt: a change retries at once.
-    failed_fingerprint: Option<Fingerprint>,
-    /// A diagnosed pull failure asked for a new credential now (expired or refused).
-    mint_requested: bool,
+impl Slot {
+    /// Ask for a new credential at the next reconcile, whatever its renewal
+    /// time, within the failure backoff (a diagnosed pull found the
+    /// credential in the Secrets expired or refused). The caller rate-limits.
+    pub fn request_mint(&mut self) {
+        self.mint_requested = true;
+    }
+}
+
+/// Where each RegistryCredential's [`Slot`] is kept, by uid.
+pub trait Slots: Sync {
+    /// `f` over the slot of `uid`, an empty one if none is kept yet.
+    fn slot<T>(&self, uid: &str, f: impl FnOnce(&mut Slot) -> T) -> T;
 }
 
 /// The credential now in the Secrets.
@@ -76,43 +87,11 @@ impl Current {
     }
 }
 
-impl Held {
-    /// The credential held for `uid`, if this replica holds one (the leader,
-    /// once it has reconciled the RegistryCredential).
-    pub fn current(&self, uid: &str) -> Option<Current> {
-        self.slots
-            .lock()
-            .expect("held lock")
-            .get(uid)
-            .and_then(|s| s.current.clone())
-    }
-
-    fn slot<T>(&self, uid: &str, f: impl FnOnce(&mut Slot) -> T) -> T {
-        f(self
-            .slots
-            .lock()
-            .expect("held lock")
-            .entry(uid.to_string())
-            .or_default())
-    }
-
-    /// Ask for a new credential at the next reconcile of `uid`, whatever its
-    /// renewal time, within the failure backoff (a diagnosed pull found the
-    /// credential in the Secrets expired or refused). The caller rate-limits.
-    pub fn request_mint(&self, uid: &str) {
-        self.slot(uid, |s| s.mint_requested = true);
-    }
-
-    pub fn forget(&self, uid: &str) {
-        self.slots.lock().expect("held lock").remove(uid);
-    }
-}
-
 /// What the step reads besides the RegistryCredential.
-pub struct Env<'a> {
+pub struct Env<'a, K> {
     /// To read a Secret back in full after a restart.
     pub client: &'a Client,
-    pub held: &'a Held,
+    pub held: &'a K,
     /// To take the credential back after a restart.
     pub managed_secrets: &'a Cache<KeptSecret>,
     pub credentials_namespace: &'a str,
@@ -134,7 +113,7 @@ pub struct Step {
 }
 
 pub async fn step(
-    env: &Env<'_>,
+    env: &Env<'_, impl Slots>,
     rc: &RegistryCredential,
     provider: ProviderSpec<'_>,
     source: Option<&Secret>,
@@ -143,17 +122,7 @@ pub async fn step(
 ) -> Step {
     let uid = rc.uid().unwrap_or_default();
     let fp = Fingerprint::of(rc, source);
-    let current = match env.held.slot(&uid, |s| s.current.clone()) {
-        Some(held) => Some(held),
-        None => match recover_from_secrets(env, rc, previous, now).await {
-            Some(recovered) => {
-                info!(not_after = ?recovered.schedule.map(|s| s.not_after), "took the current credential back from its Secrets after a restart");
-                env.held.slot(&uid, |s| s.current = Some(recovered.clone()));
-                Some(recovered)
-            }
-            None => None,
-        },
-    };
+    let current = held_or_recovered(env, rc, previous, now).await;
     let (last_failed, mint_requested) = env
         .held
         .slot(&uid, |s| (s.failed_fingerprint.clone(), s.mint_requested));
@@ -219,11 +188,29 @@ pub async fn step(
     }
 }
 
+/// The credential held for `rc`, or after a restart the one its Secrets
+/// hold and status vouches for (then held from now on).
+async fn held_or_recovered(
+    env: &Env<'_, impl Slots>,
+    rc: &RegistryCredential,
+    previous: &RegistryCredentialStatus,
+    now: Timestamp,
+) -> Option<Current> {
+    let uid = rc.uid().unwrap_or_default();
+    if let Some(held) = env.held.slot(&uid, |s| s.current.clone()) {
+        return Some(held);
+    }
+    let recovered = recover_from_secrets(env, rc, previous, now).await?;
+    info!(not_after = ?recovered.schedule.map(|s| s.not_after), "took the current credential back from its Secrets after a restart");
+    env.held.slot(&uid, |s| s.current = Some(recovered.clone()));
+    Some(recovered)
+}
+
 /// A changed static credential is proved against its registry before it
 /// replaces a good one everywhere: a refusal keeps the last good credential.
 /// An unreachable registry does not block the rollout.
 async fn refused_change(
-    env: &Env<'_>,
+    env: &Env<'_, impl Slots>,
     rc: &RegistryCredential,
     provider: ProviderSpec<'_>,
     held: Option<&Current>,
@@ -252,7 +239,7 @@ async fn refused_change(
 
 #[allow(clippy::too_many_arguments)]
 fn record_success(
-    env: &Env<'_>,
+    env: &Env<'_, impl Slots>,
     rc: &RegistryCredential,
     provider: ProviderSpec<'_>,
     previous: &RegistryCredentialStatus,
@@ -413,7 +400,7 @@ const RECOVERY_READS: usize = 3;
 /// full first; a forged or stale copy differs from the rest, and [`recover`]
 /// takes nothing whose digest status does not vouch for.
 async fn recover_from_secrets(
-    env: &Env<'_>,
+    env: &Env<'_, impl Slots>,
     rc: &RegistryCredential,
     previous: &RegistryCredentialStatus,
     now: Timestamp,
