@@ -562,6 +562,62 @@ pub(super) fn not_read(e: &kube::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    use crate::reconcile::fixtures::{Expect, Scenario, rc, status};
+    use k8s_openapi::api::core::v1::{Namespace, Pod};
+    use serde_json::json;
+
+    /// The reads for one pod, in order: its own pull Secrets, the
+    /// RegistryCredentials, then what the covering one should have put in
+    /// place (namespace, Secret, ServiceAccount). A never-pull pod makes no
+    /// manifest HEAD, so no registry is needed.
+    #[tokio::test]
+    async fn a_pods_diagnosis_reads_its_secrets_the_credentials_and_its_service_account() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "app", "namespace": "a"},
+            "spec": {
+                "containers": [{"name": "app", "image": "docker.io/team/app:1"}],
+                "imagePullSecrets": [{"name": "own"}],
+            },
+        }))
+        .unwrap();
+        let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": "a"}})).unwrap();
+        let unlinked = regcred_testenv::objects::service_account("default", &["other"]);
+        let credentials = json!({"apiVersion": "regcred.dev/v1alpha1", "kind": "RegistryCredentialList",
+            "metadata": {}, "items": [rc()]});
+        let (client, server) = Scenario::new()
+            .then(Expect::get("/api/v1/namespaces/a/secrets/own").reply(404, status(404, "NotFound", "not found")))
+            .then(Expect::get("/apis/regcred.dev/v1alpha1/registrycredentials").reply(200, credentials))
+            .then(Expect::get("/api/v1/namespaces/a").reply(200, namespace))
+            .then(Expect::get("/api/v1/namespaces/a/secrets/hub").reply(404, status(404, "NotFound", "not found")))
+            .then(Expect::get("/api/v1/namespaces/a/serviceaccounts/default").reply(200, unlinked))
+            .serve();
+        let target = super::Target {
+            pod: &pod,
+            container: "app",
+            image: "docker.io/team/app:1",
+            messages: vec![r#"Container image "docker.io/team/app:1" is not present with pull policy of Never"#.into()],
+            evidence: Vec::new(),
+        };
+        let findings = super::gather(&client, &reqwest::Client::new(), target).await;
+        assert_eq!(server.done().await.len(), 5);
+        assert_eq!(findings.hint, crate::diagnosis::classify::Hint::NeverPull);
+        assert_eq!(findings.pod_secrets.len(), 1);
+        assert_eq!(
+            findings.pod_secrets[0].exists,
+            Some(false),
+            "the pod's own Secret is absent"
+        );
+        assert!(findings.credentials_listed);
+        let facts = findings.credential.expect("hub covers docker.io");
+        assert_eq!(facts.name, "hub");
+        assert_eq!(facts.targeted, Some(true));
+        assert_eq!(facts.secret_exists, Some(false));
+        assert_eq!(facts.service_account, "default");
+        assert_eq!(facts.service_account_links, Some(false));
+        assert!(!facts.pod_links);
+        assert!(findings.manifests.is_empty());
+    }
+
     #[test]
     fn a_credential_that_has_not_issued_yet_covers_the_hosts_of_its_spec() {
         let rc: crate::api::RegistryCredential = serde_json::from_value(serde_json::json!({

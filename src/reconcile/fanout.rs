@@ -330,11 +330,9 @@ async fn link_service_accounts(
 
 #[cfg(test)]
 mod tests {
+    use super::super::fixtures::{Expect, Scenario};
     use super::*;
     use crate::cache::Kept;
-    use http::{Request, Response};
-    use kube::client::Body;
-    use tower_test::mock;
 
     fn sa(rv: &str) -> ServiceAccount {
         let mut sa = regcred_testenv::objects::service_account("default", &[]);
@@ -349,29 +347,10 @@ mod tests {
     /// the pass's, so its resourceVersion precondition holds.
     #[tokio::test]
     async fn a_service_account_is_written_from_the_caches_current_copy() {
-        let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
-        let client = Client::new(service, "default");
-        let server = tokio::spawn(async move {
-            let mut seen = Vec::new();
-            while let Some((req, send)) = handle.next_request().await {
-                let method = req.method().to_string();
-                let body: serde_json::Value =
-                    serde_json::from_slice(&req.into_body().collect_bytes().await.unwrap()).unwrap();
-                let reply = match method.as_str() {
-                    "POST" => body.clone(),
-                    "PATCH" => serde_json::to_value(sa("3")).unwrap(),
-                    other => panic!("unexpected {other}"),
-                };
-                seen.push((method, body));
-                send.send_response(
-                    Response::builder()
-                        .status(200)
-                        .body(Body::from(serde_json::to_vec(&reply).unwrap()))
-                        .unwrap(),
-                );
-            }
-            seen
-        });
+        let (client, server) = Scenario::new()
+            .then(Expect::post("/api/v1/namespaces/a/secrets").reply_with(|body| (200, body.clone())))
+            .then(Expect::patch("/api/v1/namespaces/a/serviceaccounts/default").reply(200, sa("3")))
+            .serve();
         let rc = super::super::fixtures::rc();
         let service_accounts = Cache::<KeptServiceAccount>::of([sa("2")]);
         let env = Env {
@@ -393,14 +372,13 @@ mod tests {
             Timestamp::now(),
         )
         .await;
-        drop(client);
-        let seen = server.await.unwrap();
+        let seen = server.done().await;
         assert_eq!(out.failure, None);
         assert_eq!((out.writes, out.sa_patched), (2, 1));
-        let methods: Vec<&str> = seen.iter().map(|(m, _)| m.as_str()).collect();
+        let methods: Vec<&str> = seen.iter().map(|s| s.method.as_str()).collect();
         assert_eq!(methods, ["POST", "PATCH"]);
         assert_eq!(
-            seen[1].1["metadata"]["resourceVersion"], "2",
+            seen[1].body["metadata"]["resourceVersion"], "2",
             "the cache's version, not the pass's"
         );
     }

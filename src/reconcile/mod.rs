@@ -11,7 +11,7 @@ mod credential;
 pub mod events;
 mod fanout;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 mod pull_auth;
 mod sa_writes;
 pub mod scope;

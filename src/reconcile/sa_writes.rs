@@ -223,11 +223,11 @@ impl Drop for Gone<'_> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::fixtures::{Expect, Scenario, Served, status};
     use super::*;
-    use http::{Request, Response};
     use k8s_openapi::api::core::v1::LocalObjectReference;
-    use kube::client::Body;
-    use tower_test::mock;
+
+    const PATH: &str = "/api/v1/namespaces/a/serviceaccounts/default";
 
     fn sa(rv: &str, refs: &[&str]) -> ServiceAccount {
         let mut sa = regcred_testenv::objects::service_account("default", &[]);
@@ -249,48 +249,44 @@ mod tests {
         }
     }
 
-    fn reply(code: u16, body: &impl serde::Serialize) -> Response<Body> {
-        Response::builder()
-            .status(code)
-            .body(Body::from(serde_json::to_vec(body).unwrap()))
-            .unwrap()
-    }
+    /// One ServiceAccount as the API server holds it: merge patches with its
+    /// current resourceVersion win, others get 409.
+    #[derive(Clone)]
+    struct Stored(Arc<Mutex<ServiceAccount>>);
 
-    fn conflict() -> serde_json::Value {
-        serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-            "message": "the object has been modified", "reason": "Conflict", "code": 409})
-    }
-
-    /// An API server holding one ServiceAccount: merge patches with its current
-    /// resourceVersion win, others get 409. Returns the (method, path) log and the final object.
-    async fn serve(
-        mut handle: mock::Handle<Request<Body>, Response<Body>>,
-        mut stored: ServiceAccount,
-    ) -> (Vec<String>, ServiceAccount) {
-        let mut log = Vec::new();
-        while let Some((req, send)) = handle.next_request().await {
-            let method = req.method().to_string();
-            log.push(method.clone());
-            let body = req.into_body().collect_bytes().await.unwrap();
-            match method.as_str() {
-                "GET" => send.send_response(reply(200, &stored)),
-                "PATCH" => {
-                    let patch: serde_json::Value = serde_json::from_slice(&body).unwrap();
-                    if patch["metadata"]["resourceVersion"].as_str() != stored.resource_version().as_deref() {
-                        send.send_response(reply(409, &conflict()));
-                    } else {
-                        let rv: u64 = stored.resource_version().unwrap().parse().unwrap();
-                        let mut doc = serde_json::to_value(&stored).unwrap();
-                        json_patch::merge(&mut doc, &patch);
-                        stored = serde_json::from_value(doc).unwrap();
-                        stored.metadata.resource_version = Some((rv + 1).to_string());
-                        send.send_response(reply(200, &stored));
-                    }
-                }
-                other => panic!("unexpected {other}"),
-            }
+    impl Stored {
+        fn new(sa: ServiceAccount) -> Self {
+            Self(Arc::new(Mutex::new(sa)))
         }
-        (log, stored)
+
+        fn now(&self) -> ServiceAccount {
+            self.0.lock().unwrap().clone()
+        }
+
+        fn get(&self) -> Expect {
+            let stored = self.clone();
+            Expect::get(PATH).reply_with(move |_| (200, serde_json::to_value(stored.now()).unwrap()))
+        }
+
+        fn patch(&self) -> Expect {
+            let stored = self.clone();
+            Expect::patch(PATH).reply_with(move |patch| {
+                let mut sa = stored.0.lock().unwrap();
+                if patch["metadata"]["resourceVersion"].as_str() != sa.resource_version().as_deref() {
+                    return (409, status(409, "Conflict", "the object has been modified"));
+                }
+                let rv: u64 = sa.resource_version().unwrap().parse().unwrap();
+                let mut doc = serde_json::to_value(&*sa).unwrap();
+                json_patch::merge(&mut doc, patch);
+                *sa = serde_json::from_value(doc).unwrap();
+                sa.metadata.resource_version = Some((rv + 1).to_string());
+                (200, serde_json::to_value(&*sa).unwrap())
+            })
+        }
+    }
+
+    fn methods(served: &[Served]) -> Vec<String> {
+        served.iter().map(|s| s.method.clone()).collect()
     }
 
     fn names(sa: &ServiceAccount) -> Vec<String> {
@@ -299,9 +295,8 @@ mod tests {
 
     #[tokio::test]
     async fn entries_that_arrive_together_go_in_one_write() {
-        let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-        let client = Client::new(service, "default");
-        let server = tokio::spawn(serve(handle, sa("1", &["theirs"])));
+        let stored = Stored::new(sa("1", &["theirs"]));
+        let (client, server) = Scenario::new().then(stored.patch()).serve();
         let writes = Arc::new(SaWrites::default());
         let cached = sa("1", &["theirs"]);
         let tasks: Vec<_> = (0..5)
@@ -314,11 +309,10 @@ mod tests {
         for t in tasks {
             counted += t.await.unwrap().expect("written");
         }
-        drop(client);
         assert_eq!(counted, 1, "one write, counted once");
         assert!(writes.queues.lock().unwrap().is_empty(), "the writer is gone once done");
-        drop(writes);
-        let (log, stored) = server.await.unwrap();
+        let log = methods(&server.done().await);
+        let stored = stored.now();
         assert_eq!(log, ["PATCH"], "five credentials, one request");
         assert_eq!(
             names(&stored),
@@ -335,53 +329,56 @@ mod tests {
 
     #[tokio::test]
     async fn a_conflict_is_read_again_and_keeps_what_others_wrote() {
-        let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-        let client = Client::new(service, "default");
         // The cache is behind: someone added `new` since.
-        let server = tokio::spawn(serve(handle, sa("7", &["theirs", "new"])));
+        let stored = Stored::new(sa("7", &["theirs", "new"]));
+        let (client, server) = Scenario::new()
+            .then(stored.patch())
+            .then(stored.get())
+            .then(stored.patch())
+            .serve();
         let writes = Arc::new(SaWrites::default());
         let counted = writes
             .write(&client, &sa("6", &["theirs"]), entry(0))
             .await
             .expect("written");
-        drop((client, writes));
-        let (log, stored) = server.await.unwrap();
+        let log = methods(&server.done().await);
         assert_eq!(counted, 1);
         assert_eq!(log, ["PATCH", "GET", "PATCH"]);
-        assert_eq!(names(&stored), ["theirs", "new", "pull-0"]);
+        assert_eq!(names(&stored.now()), ["theirs", "new", "pull-0"]);
     }
 
     #[tokio::test]
     async fn one_after_another_from_a_stale_cache_costs_no_conflict() {
-        let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-        let client = Client::new(service, "default");
-        let server = tokio::spawn(serve(handle, sa("1", &["theirs"])));
+        let stored = Stored::new(sa("1", &["theirs"]));
+        let (client, server) = Scenario::new()
+            .then(stored.patch())
+            .then(stored.patch())
+            .then(stored.patch())
+            .serve();
         let writes = Arc::new(SaWrites::default());
         // The cache keeps showing version 1: the watch echoes have not arrived.
         let stale = sa("1", &["theirs"]);
         for i in 0..3 {
             assert_eq!(writes.write(&client, &stale, entry(i)).await.expect("written"), 1);
         }
-        drop((client, writes));
-        let (log, stored) = server.await.unwrap();
+        let log = methods(&server.done().await);
         assert_eq!(log, ["PATCH", "PATCH", "PATCH"], "no 409, no read");
-        assert_eq!(names(&stored), ["theirs", "pull-0", "pull-1", "pull-2"]);
+        assert_eq!(names(&stored.now()), ["theirs", "pull-0", "pull-1", "pull-2"]);
     }
 
     #[tokio::test]
     async fn a_write_from_what_the_cache_kept_leaves_the_rest_of_the_object_alone() {
-        let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-        let client = Client::new(service, "default");
         let mut full = sa("1", &["theirs"]);
         full.annotations_mut().insert("theirs/note".into(), "kept".into());
         full.automount_service_account_token = Some(false);
         full.secrets = Some(vec![Default::default()]);
-        let server = tokio::spawn(serve(handle, full.clone()));
+        let stored = Stored::new(full.clone());
+        let (client, server) = Scenario::new().then(stored.patch()).serve();
         let writes = Arc::new(SaWrites::default());
         let kept = KeptServiceAccount::keep(&full).object();
         assert_eq!(writes.write(&client, &kept, entry(0)).await.expect("written"), 1);
-        drop((client, writes));
-        let (_, stored) = server.await.unwrap();
+        server.done().await;
+        let stored = stored.now();
         assert_eq!(names(&stored), ["theirs", "pull-0"]);
         assert_eq!(
             stored.annotations().get("theirs/note").map(String::as_str),
@@ -393,9 +390,7 @@ mod tests {
 
     #[tokio::test]
     async fn nothing_to_change_costs_no_request() {
-        let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-        let client = Client::new(service, "default");
-        let server = tokio::spawn(serve(handle, sa("1", &[])));
+        let (client, server) = Scenario::new().serve();
         let writes = Arc::new(SaWrites::default());
         let mut linked = sa("1", &["pull-0"]);
         linked.annotations_mut().insert(
@@ -403,7 +398,6 @@ mod tests {
             "pull-0=rc-0".into(),
         );
         assert_eq!(writes.write(&client, &linked, entry(0)).await.unwrap(), 0);
-        drop((client, writes));
-        assert!(server.await.unwrap().0.is_empty());
+        assert!(server.done().await.is_empty());
     }
 }
