@@ -463,29 +463,18 @@ async fn namespace_gone(client: &Client, ns: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::{Request, Response};
-    use kube::client::Body;
-    use tower_test::mock;
 
-    use super::super::fixtures::rc;
+    use super::super::fixtures::{Expect, Scenario, rc};
 
     #[tokio::test]
     async fn a_stale_secret_is_patched_on_our_key_only_with_the_version_it_was_read_at() {
-        let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
-        let client = Client::new(service, "default");
         let mut cached = build::desired_secret(&rc(), "a", b"old", None, "fp");
         cached.metadata.resource_version = Some("41".into());
         build::cache_form(&mut cached);
         let desired = build::desired_secret(&rc(), "a", b"new", None, "fp");
-        let server = tokio::spawn(async move {
-            let (req, send) = handle.next_request().await.expect("one request");
-            let content_type = req.headers()["content-type"].to_str().unwrap().to_string();
-            let seen = (req.method().to_string(), req.uri().path().to_string(), content_type);
-            let body: serde_json::Value =
-                serde_json::from_slice(&req.into_body().collect_bytes().await.unwrap()).unwrap();
-            send.send_response(Response::new(Body::from(serde_json::to_vec(&desired_echo()).unwrap())));
-            (seen, body)
-        });
+        let (client, server) = Scenario::new()
+            .then(Expect::patch("/api/v1/namespaces/a/secrets/hub").reply(200, desired_echo()))
+            .serve();
         let written = ensure_secret(
             &client,
             "hub",
@@ -496,16 +485,13 @@ mod tests {
         )
         .await
         .expect("written");
-        let ((method, path, content_type), body) = server.await.unwrap();
+        let served = server.done().await;
         assert_eq!(written, 1);
-        assert_eq!(
-            (method.as_str(), path.as_str()),
-            ("PATCH", "/api/v1/namespaces/a/secrets/hub")
-        );
-        assert_eq!(content_type, "application/merge-patch+json");
-        assert_eq!(body["metadata"]["resourceVersion"], "41");
-        assert_eq!(body["data"], serde_json::json!({".dockerconfigjson": "bmV3"}));
-        assert!(!body.to_string().contains(build::CACHED_DATA_DIGEST));
+        let patch = &served[0];
+        assert_eq!(patch.content_type, "application/merge-patch+json");
+        assert_eq!(patch.body["metadata"]["resourceVersion"], "41");
+        assert_eq!(patch.body["data"], serde_json::json!({".dockerconfigjson": "bmV3"}));
+        assert!(!patch.body.to_string().contains(build::CACHED_DATA_DIGEST));
     }
 
     /// What [`secret_action`] decides for `existing`, in a word: the action,
@@ -614,8 +600,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_up_to_date_secret_costs_no_request() {
-        let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
-        let client = Client::new(service, "default");
+        let (client, server) = Scenario::new().serve();
         let desired = build::desired_secret(&rc(), "a", b"same", None, "fp");
         let mut cached = desired.clone();
         build::cache_form(&mut cached);
@@ -630,7 +615,6 @@ mod tests {
         .await
         .expect("nothing to do");
         assert_eq!(written, 0);
-        drop(client);
-        assert!(handle.next_request().await.is_none());
+        assert!(server.done().await.is_empty());
     }
 }

@@ -279,6 +279,8 @@ pub struct Served {
     pub method: String,
     pub path: String,
     pub query: String,
+    /// The `Content-Type` header (the patch flavour), empty without one.
+    pub content_type: String,
     pub body: Value,
 }
 
@@ -341,10 +343,17 @@ impl Scenario {
                 false => serde_json::from_slice(&bytes).expect("request body is JSON"),
             };
             let query = parts.uri.query().unwrap_or_default().to_string();
+            let content_type = parts
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
             let seen = Served {
                 method: parts.method.to_string(),
                 path: parts.uri.path().to_string(),
                 query,
+                content_type,
                 body,
             };
             let Some(expect) = self.expected.pop_front() else {
