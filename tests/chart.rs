@@ -1140,11 +1140,7 @@ async fn operator_does_its_job_with_exactly_the_charts_rbac() {
 
     // Deletion: the finalizer cleans up, then lets go.
     delete_rc(&admin, "hub").await;
-    eventually(WAIT, "RegistryCredential gone (finalizer removed)", || {
-        let rcs = h.rcs();
-        async move { rcs.get_opt("hub").await.ok().and_then(|r| r.is_none().then_some(())) }
-    })
-    .await;
+    h.wait_rc_gone("hub", WAIT).await;
     h.wait_secret_gone("rbac-a", "hub").await;
     h.wait_pull_secrets("rbac-a", "default", &["foreign"]).await;
     let managed = Api::<Secret>::all(admin.clone())

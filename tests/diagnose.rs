@@ -17,43 +17,17 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
 use regcred_testenv::eventually;
 use regcred_testenv::fakes::Fault;
-use regcred_testenv::fakes::google::{TokenServer, service_account_key_json};
+use regcred_testenv::fakes::google::TokenServer;
 use regcred_testenv::node_hosts::route_host;
 use regcred_testenv::registry::{Auth, Registry};
 use serde_json::{Value, json};
-use support::node_bed::Scene;
+use support::node_bed::{POD_TIMEOUT, Scene};
 use support::*;
 
-const POD_TIMEOUT: Duration = Duration::from_secs(90);
-
 impl Scene {
-    /// A pod as a user would write it for this node (see tests/node.rs).
-    async fn create_pod(&self, ns: &str, name: &str, image: &str, service_account: &str) -> Pod {
-        let pod: Pod = serde_json::from_value(json!({
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": name, "namespace": ns},
-            "spec": {
-                "nodeName": self.bed.node.name(),
-                "hostNetwork": true,
-                "dnsPolicy": "Default",
-                "serviceAccountName": service_account,
-                "automountServiceAccountToken": false,
-                "terminationGracePeriodSeconds": 1,
-                "containers": [{"name": "app", "image": image, "imagePullPolicy": "Always"}],
-            },
-        }))
-        .unwrap();
-        Api::<Pod>::namespaced(self.client.clone(), ns)
-            .create(&PostParams::default(), &pod)
-            .await
-            .unwrap_or_else(|e| panic!("creating pod {ns}/{name}: {e}"))
-    }
-
     /// Wait until the kubelet has failed the pod's pull: its `Failed to pull
     /// image` Event is there and the container waits in ErrImagePull or
     /// ImagePullBackOff. Returns the Event's message.
@@ -81,10 +55,6 @@ impl Scene {
             },
         )
         .await
-    }
-
-    fn report(&self) {
-        eprintln!("{}: {:?} on the node", self.name, self.started.elapsed());
     }
 
     /// The operator's Events `reason` about the pod (`ImagePullDiagnosed`,
@@ -144,19 +114,6 @@ impl Scene {
         text.lines()
             .filter(|l| !l.starts_with('#') && parts.iter().all(|p| l.contains(p)))
             .find_map(|l| l.rsplit(' ').next()?.parse().ok())
-    }
-}
-
-impl Drop for Scene {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let logs = self.bed.operator.logs();
-            let tail: Vec<&str> = logs.lines().rev().take(30).collect();
-            eprintln!("--- {}: last operator log lines ---", self.name);
-            for line in tail.iter().rev() {
-                eprintln!("{line}");
-            }
-        }
     }
 }
 
@@ -260,27 +217,6 @@ fn evidence(d: &Value, check_contains: &str) -> String {
         .to_string()
 }
 
-async fn app_image(registry: &Registry, repository: &str) {
-    let app = regcred_testenv::images::app().expect("static app binary");
-    registry
-        .push_binary_image(repository, "1", &app)
-        .await
-        .expect("pushing the app image");
-}
-
-fn static_rc(name: &str, registry: &str, secret: &str, target: Value) -> Value {
-    json!({
-        "apiVersion": "regcred.dev/v1alpha1",
-        "kind": "RegistryCredential",
-        "metadata": {"name": name},
-        "spec": {
-            "provider": {"static": {"registry": registry, "secretRef": {"name": secret}}},
-            "target": target,
-            "healthCheck": {"mode": "Disabled"},
-        },
-    })
-}
-
 /// An htpasswd registry with `team/app:1`, trusted by the node, and a
 /// RegistryCredential `name` for it targeting `target`; returns the
 /// registry and the password.
@@ -304,11 +240,11 @@ async fn missing_tag_and_missing_repository_are_image_not_found() {
     namespace_with_default_sa(&s.client, "dx-missing", &[]).await;
     let (registry, password) =
         covered_registry(&s, "dx-missing", json!({"namespaces": {"names": ["dx-missing"]}})).await;
-    wait_pull_secrets(&s.client, "dx-missing", &["dx-missing"]).await;
+    s.wait_pull_secrets("dx-missing", "default", &["dx-missing"]).await;
     let host = registry.host();
-    s.create_pod("dx-missing", "no-tag", &format!("{host}/team/app:2"), "default")
+    s.create_pod("dx-missing", "no-tag", &format!("{host}/team/app:2"))
         .await;
-    s.create_pod("dx-missing", "no-repo", &format!("{host}/team/nothing:1"), "default")
+    s.create_pod("dx-missing", "no-repo", &format!("{host}/team/nothing:1"))
         .await;
     let event = s.wait_pull_failed("dx-missing", "no-tag").await;
     assert!(event.contains("not found"), "{event}");
@@ -375,7 +311,7 @@ async fn the_operator_diagnoses_soon_after_the_kubelets_event() {
     let s = Scene::new("diagnosis_latency").await;
     namespace_with_default_sa(&s.client, "dx-latency", &[]).await;
     let (registry, _) = covered_registry(&s, "dx-latency", json!({"namespaces": {"names": ["dx-latency"]}})).await;
-    wait_pull_secrets(&s.client, "dx-latency", &["dx-latency"]).await;
+    s.wait_pull_secrets("dx-latency", "default", &["dx-latency"]).await;
     let seen = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<
         String,
         (Option<Instant>, Option<Instant>),
@@ -409,7 +345,6 @@ async fn the_operator_diagnoses_soon_after_the_kubelets_event() {
             "dx-latency",
             &format!("app-{i}"),
             &format!("{host}/team/app:missing-{i}"),
-            "default",
         )
         .await;
     }
@@ -457,12 +392,7 @@ async fn short_lived_google(s: &Scene, name: &str, host: &str, lifetime: Duratio
     app_image(&registry, "team/app").await;
     s.bed.node.route_registry(host, &registry).unwrap();
     let source = format!("{name}-gcp");
-    put_secret(
-        &s.client,
-        &source,
-        &[("key.json", &service_account_key_json(&google.token_uri()))],
-    )
-    .await;
+    put_gcp_key(&s.client, &source, &google).await;
     namespace_with_default_sa(&s.client, name, &[]).await;
     let rc = json!({
         "apiVersion": "regcred.dev/v1alpha1",
@@ -475,7 +405,7 @@ async fn short_lived_google(s: &Scene, name: &str, host: &str, lifetime: Duratio
         },
     });
     apply_rc(&s.client, rc).await;
-    wait_pull_secrets(&s.client, name, &[name]).await;
+    s.wait_pull_secrets(name, "default", &[name]).await;
     (google, registry)
 }
 
@@ -506,8 +436,7 @@ async fn an_expired_credential_is_minted_anew_and_the_next_pull_succeeds() {
         jiff::Timestamp::now() < scheduled - jiff::SignedDuration::from_secs(25),
         "too late to tell a repair from the schedule"
     );
-    s.create_pod("dx-renew", "app", &format!("{HOST}/team/app:1"), "default")
-        .await;
+    s.create_pod("dx-renew", "app", &format!("{HOST}/team/app:1")).await;
     let event = s.wait_pull_failed("dx-renew", "app").await;
     assert!(event.contains("401 Unauthorized"), "{event}");
     s.wait_operator_event("dx-renew", "app", "ImagePullDiagnosed", POD_TIMEOUT, |n| {
@@ -559,7 +488,7 @@ async fn a_secret_missing_after_refused_writes_is_restored_by_the_repair() {
     let s = Scene::new("resync_repair").await;
     namespace_with_default_sa(&s.client, "dx-restore", &[]).await;
     let (registry, _) = covered_registry(&s, "dx-restore", json!({"namespaces": {"names": ["dx-restore"]}})).await;
-    wait_pull_secrets(&s.client, "dx-restore", &["dx-restore"]).await;
+    s.wait_pull_secrets("dx-restore", "default", &["dx-restore"]).await;
     freeze_secrets(&s.client, "dx-restore", &["CREATE"]).await;
     let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(s.client.clone(), "dx-restore");
     secrets.delete("dx-restore", &Default::default()).await.unwrap();
@@ -575,13 +504,8 @@ async fn a_secret_missing_after_refused_writes_is_restored_by_the_repair() {
     .await;
     thaw_secrets(&s.client, "dx-restore").await;
     let thawed = Instant::now();
-    s.create_pod(
-        "dx-restore",
-        "app",
-        &format!("{}/team/app:1", registry.host()),
-        "default",
-    )
-    .await;
+    s.create_pod("dx-restore", "app", &format!("{}/team/app:1", registry.host()))
+        .await;
     let notes = s
         .wait_operator_event("dx-restore", "app", "ImagePullRepaired", POD_TIMEOUT, |n| {
             n.starts_with("Re-synced namespace dx-restore")
@@ -663,7 +587,7 @@ async fn a_controller_owned_pod_admitted_before_the_link_is_recreated_when_opted
     .unwrap();
     let pods = Api::<Pod>::namespaced(s.client.clone(), "dx-recreate");
     let owned = pods.create(&PostParams::default(), &owned).await.unwrap();
-    let bare = s.create_pod("dx-recreate", "bare", &image, "default").await;
+    let bare = s.create_pod("dx-recreate", "bare", &image).await;
     s.wait_pull_failed("dx-recreate", "owned").await;
     s.wait_pull_failed("dx-recreate", "bare").await;
     put_source_secret(&s.client, "dx-recreate", "alice", &password).await;
@@ -673,7 +597,7 @@ async fn a_controller_owned_pod_admitted_before_the_link_is_recreated_when_opted
         static_rc("dx-recreate", registry.host(), "dx-recreate", target),
     )
     .await;
-    wait_pull_secrets(&s.client, "dx-recreate", &["dx-recreate"]).await;
+    s.wait_pull_secrets("dx-recreate", "default", &["dx-recreate"]).await;
 
     // The kubelet keeps retrying; the next failure is diagnosed anew. The
     // operator paces a failing pod's diagnoses (30 s, doubling): when the
@@ -710,13 +634,8 @@ async fn a_registry_no_credential_covers_is_not_covered() {
     app_image(&registry, "team/app").await;
     s.bed.node.trust_registry(&registry).unwrap();
     namespace_with_default_sa(&s.client, "dx-uncovered", &[]).await;
-    s.create_pod(
-        "dx-uncovered",
-        "app",
-        &format!("{}/team/app:1", registry.host()),
-        "default",
-    )
-    .await;
+    s.create_pod("dx-uncovered", "app", &format!("{}/team/app:1", registry.host()))
+        .await;
     let event = s.wait_pull_failed("dx-uncovered", "app").await;
     assert!(event.contains("401 Unauthorized"), "{event}");
 
@@ -772,8 +691,8 @@ async fn a_namespace_the_credential_does_not_target_is_not_covered() {
     namespace_with_default_sa(&s.client, "dx-in", &[]).await;
     namespace_with_default_sa(&s.client, "dx-out", &[]).await;
     let (registry, _) = covered_registry(&s, "dx-target", json!({"namespaces": {"names": ["dx-in"]}})).await;
-    wait_pull_secrets(&s.client, "dx-in", &["dx-target"]).await;
-    s.create_pod("dx-out", "app", &format!("{}/team/app:1", registry.host()), "default")
+    s.wait_pull_secrets("dx-in", "default", &["dx-target"]).await;
+    s.create_pod("dx-out", "app", &format!("{}/team/app:1", registry.host()))
         .await;
     s.wait_pull_failed("dx-out", "app").await;
 
@@ -793,8 +712,8 @@ async fn a_service_account_without_the_entry_is_not_linked() {
     create_service_account(&s.client, "dx-sa", "deployer", &[]).await;
     let target = json!({"namespaces": {"names": ["dx-sa"]}, "serviceAccounts": {"names": ["deployer"]}});
     let (registry, _) = covered_registry(&s, "dx-sa", target).await;
-    wait_sa_pull_secrets(&s.client, "dx-sa", "deployer", &["dx-sa"]).await;
-    s.create_pod("dx-sa", "app", &format!("{}/team/app:1", registry.host()), "default")
+    s.wait_pull_secrets("dx-sa", "deployer", &["dx-sa"]).await;
+    s.create_pod("dx-sa", "app", &format!("{}/team/app:1", registry.host()))
         .await;
     s.wait_pull_failed("dx-sa", "app").await;
 
@@ -820,14 +739,14 @@ async fn a_pod_admitted_before_the_link_must_be_recreated() {
     s.bed.node.trust_registry(&registry).unwrap();
     // The pod comes first, as when a GitOps tool applies everything at once.
     let pod = s
-        .create_pod("dx-early", "app", &format!("{}/team/app:1", registry.host()), "default")
+        .create_pod("dx-early", "app", &format!("{}/team/app:1", registry.host()))
         .await;
     assert!(pod.spec.unwrap().image_pull_secrets.is_none());
     s.wait_pull_failed("dx-early", "app").await;
     put_source_secret(&s.client, "dx-early", "alice", &password).await;
     let target = json!({"namespaces": {"names": ["dx-early"]}});
     apply_rc(&s.client, static_rc("dx-early", registry.host(), "dx-early", target)).await;
-    wait_pull_secrets(&s.client, "dx-early", &["dx-early"]).await;
+    s.wait_pull_secrets("dx-early", "default", &["dx-early"]).await;
 
     let all = diagnoses(&s, "dx-early", Some(registry.ca_path())).await;
     let d = of(&all, "app");
@@ -864,14 +783,9 @@ async fn a_wrong_password_in_the_source_is_refused() {
         static_rc("dx-refused", registry.host(), "dx-refused", target),
     )
     .await;
-    wait_pull_secrets(&s.client, "dx-refused", &["dx-refused"]).await;
-    s.create_pod(
-        "dx-refused",
-        "app",
-        &format!("{}/team/app:1", registry.host()),
-        "default",
-    )
-    .await;
+    s.wait_pull_secrets("dx-refused", "default", &["dx-refused"]).await;
+    s.create_pod("dx-refused", "app", &format!("{}/team/app:1", registry.host()))
+        .await;
     let event = s.wait_pull_failed("dx-refused", "app").await;
     assert!(event.contains("401 Unauthorized"), "{event}");
 
@@ -897,10 +811,9 @@ async fn connection_refused_and_an_unresolvable_host_are_unreachable() {
     let s = Scene::new("unreachable").await;
     namespace_with_default_sa(&s.client, "dx-net", &[]).await;
     // A port nothing listens on, and a name that never resolves (RFC 2606).
-    let closed = format!("127.0.0.1:{}", regcred_testenv::free_port());
-    s.create_pod("dx-net", "refused", &format!("{closed}/team/app:1"), "default")
-        .await;
-    s.create_pod("dx-net", "dns", "registry.regcred-test.invalid/team/app:1", "default")
+    let closed = closed_registry();
+    s.create_pod("dx-net", "refused", &format!("{closed}/team/app:1")).await;
+    s.create_pod("dx-net", "dns", "registry.regcred-test.invalid/team/app:1")
         .await;
     let refused = s.wait_pull_failed("dx-net", "refused").await;
     assert!(refused.contains("connection refused"), "{refused}");
@@ -937,13 +850,8 @@ async fn a_foreign_secret_in_place_of_regcreds_is_secret_missing() {
         .unwrap();
     let (registry, _) = covered_registry(&s, "dx-foreign", json!({"namespaces": {"names": ["dx-foreign"]}})).await;
     wait_event(&s.client, "SecretExists", Some("Warning")).await;
-    s.create_pod(
-        "dx-foreign",
-        "app",
-        &format!("{}/team/app:1", registry.host()),
-        "default",
-    )
-    .await;
+    s.create_pod("dx-foreign", "app", &format!("{}/team/app:1", registry.host()))
+        .await;
     s.wait_pull_failed("dx-foreign", "app").await;
 
     let all = diagnoses(&s, "dx-foreign", Some(registry.ca_path())).await;
@@ -984,10 +892,9 @@ async fn an_untrusted_certificate_and_a_silent_server_are_unreachable() {
     });
     route_host(&s.bed.node, "silent.regcred.test", &silent_addr, other_ca.cert_pem()).unwrap();
     namespace_with_default_sa(&s.client, "dx-tls", &[]).await;
-    s.create_pod("dx-tls", "untrusted", "untrusted.regcred.test/team/app:1", "default")
+    s.create_pod("dx-tls", "untrusted", "untrusted.regcred.test/team/app:1")
         .await;
-    s.create_pod("dx-tls", "silent", "silent.regcred.test/team/app:1", "default")
-        .await;
+    s.create_pod("dx-tls", "silent", "silent.regcred.test/team/app:1").await;
     let untrusted = s.wait_pull_failed("dx-tls", "untrusted").await;
     assert!(untrusted.contains("x509"), "{untrusted}");
     let silent = s.wait_pull_failed("dx-tls", "silent").await;
@@ -1023,8 +930,7 @@ async fn a_credential_past_its_expiry_is_expired() {
             .unwrap();
     let left = not_after.duration_since(jiff::Timestamp::now()).as_secs_f64().max(0.0);
     tokio::time::sleep(Duration::from_secs_f64(left + 1.0)).await;
-    s.create_pod("dx-expired", "app", &format!("{HOST}/team/app:1"), "default")
-        .await;
+    s.create_pod("dx-expired", "app", &format!("{HOST}/team/app:1")).await;
     let event = s.wait_pull_failed("dx-expired", "app").await;
     assert!(event.contains("401 Unauthorized"), "{event}");
 
@@ -1059,14 +965,14 @@ async fn a_throttled_registry_is_rate_limited_authenticated_or_anonymous() {
     put_source_secret(&s.client, "dx-rate", "bob", &password).await;
     let target = json!({"namespaces": {"names": ["dx-rate"]}});
     apply_rc(&s.client, static_rc("dx-rate", registry.host(), "dx-rate", target)).await;
-    wait_pull_secrets(&s.client, "dx-rate", &["dx-rate"]).await;
+    s.wait_pull_secrets("dx-rate", "default", &["dx-rate"]).await;
     registry.set_token_fault(Fault::Status {
         code: 429,
         retry_after: Some(60),
     });
     let image = format!("{}/team/app:1", registry.host());
-    s.create_pod("dx-rate", "app", &image, "default").await;
-    s.create_pod("dx-rate-anon", "app", &image, "default").await;
+    s.create_pod("dx-rate", "app", &image).await;
+    s.create_pod("dx-rate-anon", "app", &image).await;
     let event = s.wait_pull_failed("dx-rate", "app").await;
     assert!(event.contains("429"), "{event}");
     s.wait_pull_failed("dx-rate-anon", "app").await;
@@ -1098,7 +1004,7 @@ async fn an_older_credential_left_in_a_namespace_is_a_stale_copy() {
     put_source_secret(&s.client, "dx-stale", "alice", &canary("dx-stale-old")).await;
     let target = json!({"namespaces": {"names": ["dx-stale"]}});
     apply_rc(&s.client, static_rc("dx-stale", registry.host(), "dx-stale", target)).await;
-    wait_pull_secrets(&s.client, "dx-stale", &["dx-stale"]).await;
+    s.wait_pull_secrets("dx-stale", "default", &["dx-stale"]).await;
     let rcs = Api::<regcred::api::RegistryCredential>::all(s.client.clone());
     let old_digest = eventually(WAIT, "the first credentialDigest", || async {
         rcs.get("dx-stale").await.ok()?.status?.credential_digest
@@ -1113,7 +1019,7 @@ async fn an_older_credential_left_in_a_namespace_is_a_stale_copy() {
         (digest != old_digest).then_some(())
     })
     .await;
-    s.create_pod("dx-stale", "app", &format!("{}/team/app:1", registry.host()), "default")
+    s.create_pod("dx-stale", "app", &format!("{}/team/app:1", registry.host()))
         .await;
     let event = s.wait_pull_failed("dx-stale", "app").await;
     assert!(event.contains("401 Unauthorized"), "{event}");
@@ -1137,19 +1043,14 @@ async fn a_deleted_secret_regcred_cannot_restore_is_secret_missing() {
     let s = Scene::new("secret_deleted").await;
     namespace_with_default_sa(&s.client, "dx-deleted", &[]).await;
     let (registry, _) = covered_registry(&s, "dx-deleted", json!({"namespaces": {"names": ["dx-deleted"]}})).await;
-    wait_pull_secrets(&s.client, "dx-deleted", &["dx-deleted"]).await;
+    s.wait_pull_secrets("dx-deleted", "default", &["dx-deleted"]).await;
     freeze_secrets(&s.client, "dx-deleted", &["CREATE"]).await;
     Api::<k8s_openapi::api::core::v1::Secret>::namespaced(s.client.clone(), "dx-deleted")
         .delete("dx-deleted", &Default::default())
         .await
         .unwrap();
     let pod = s
-        .create_pod(
-            "dx-deleted",
-            "app",
-            &format!("{}/team/app:1", registry.host()),
-            "default",
-        )
+        .create_pod("dx-deleted", "app", &format!("{}/team/app:1", registry.host()))
         .await;
     assert_eq!(pod.spec.unwrap().image_pull_secrets.unwrap()[0].name, "dx-deleted");
     s.wait_pull_failed("dx-deleted", "app").await;
@@ -1175,14 +1076,9 @@ async fn a_namespace_scoped_user_gets_an_answer_with_forbidden_checks_listed() {
     let s = Scene::new("namespace_scoped").await;
     namespace_with_default_sa(&s.client, "dx-rbac", &[]).await;
     let (registry, _) = covered_registry(&s, "dx-rbac", json!({"namespaces": {"names": ["dx-rbac"]}})).await;
-    wait_pull_secrets(&s.client, "dx-rbac", &["dx-rbac"]).await;
-    s.create_pod(
-        "dx-rbac",
-        "app",
-        &format!("{}/team/app:404", registry.host()),
-        "default",
-    )
-    .await;
+    s.wait_pull_secrets("dx-rbac", "default", &["dx-rbac"]).await;
+    s.create_pod("dx-rbac", "app", &format!("{}/team/app:404", registry.host()))
+        .await;
     s.wait_pull_failed("dx-rbac", "app").await;
 
     let role = Role {
@@ -1251,118 +1147,4 @@ async fn a_namespace_scoped_user_gets_an_answer_with_forbidden_checks_listed() {
         run.stderr
     );
     s.report();
-}
-
-/// Deny `operations` on Secrets in namespace `ns` with a
-/// ValidatingAdmissionPolicy (for everyone, regcred included), and wait
-/// until it is in force.
-async fn freeze_secrets(client: &Client, ns: &str, operations: &[&str]) {
-    use k8s_openapi::api::admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding};
-    let name = format!("{ns}-freeze");
-    let policy: ValidatingAdmissionPolicy = serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "spec": {
-            "failurePolicy": "Fail",
-            "matchConstraints": {"resourceRules": [{
-                "apiGroups": [""], "apiVersions": ["v1"],
-                "operations": operations, "resources": ["secrets"],
-            }]},
-            "validations": [{"expression": "false", "message": format!("Secrets in {ns} are frozen")}],
-        },
-    }))
-    .unwrap();
-    let binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "spec": {
-            "policyName": name,
-            "validationActions": ["Deny"],
-            "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}},
-        },
-    }))
-    .unwrap();
-    Api::<ValidatingAdmissionPolicy>::all(client.clone())
-        .create(&PostParams::default(), &policy)
-        .await
-        .unwrap();
-    Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
-        .create(&PostParams::default(), &binding)
-        .await
-        .unwrap();
-    // In force once a dry-run of the first operation on a probe Secret is denied.
-    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), ns);
-    let dry = PostParams {
-        dry_run: true,
-        ..Default::default()
-    };
-    let probe = k8s_openapi::api::core::v1::Secret {
-        metadata: ObjectMeta {
-            name: Some("regcred-test-probe".into()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    eventually(
-        WAIT,
-        &format!("the admission policy freezing Secrets in {ns}"),
-        || async {
-            let denied = match operations[0] {
-                "CREATE" => secrets.create(&dry, &probe).await.is_err(),
-                _ => {
-                    let patch = json!({"metadata": {"annotations": {"regcred-test/probe": "x"}}});
-                    let params = kube::api::PatchParams {
-                        dry_run: true,
-                        ..Default::default()
-                    };
-                    secrets
-                        .patch(ns, &params, &kube::api::Patch::Merge(&patch))
-                        .await
-                        .is_err()
-                }
-            };
-            denied.then_some(())
-        },
-    )
-    .await;
-}
-
-/// Undo [`freeze_secrets`] (a CREATE freeze): once a dry-run create passes.
-async fn thaw_secrets(client: &Client, ns: &str) {
-    use k8s_openapi::api::admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding};
-    let name = format!("{ns}-freeze");
-    Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
-        .delete(&name, &Default::default())
-        .await
-        .unwrap();
-    Api::<ValidatingAdmissionPolicy>::all(client.clone())
-        .delete(&name, &Default::default())
-        .await
-        .unwrap();
-    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), ns);
-    let dry = PostParams {
-        dry_run: true,
-        ..Default::default()
-    };
-    let probe = k8s_openapi::api::core::v1::Secret {
-        metadata: ObjectMeta {
-            name: Some("regcred-test-probe".into()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    eventually(WAIT, &format!("Secrets in {ns} thawed"), || async {
-        secrets.create(&dry, &probe).await.ok().map(|_| ())
-    })
-    .await;
-}
-
-async fn wait_pull_secrets(client: &Client, ns: &str, want: &[&str]) {
-    wait_sa_pull_secrets(client, ns, "default", want).await;
-}
-
-async fn wait_sa_pull_secrets(client: &Client, ns: &str, sa: &str, want: &[&str]) {
-    let sas = Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), ns);
-    eventually(WAIT, &format!("ServiceAccount {ns}/{sa} to list {want:?}"), || async {
-        (pull_secret_names(&sas.get(sa).await.ok()?) == want).then_some(())
-    })
-    .await;
 }

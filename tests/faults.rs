@@ -19,8 +19,6 @@ use regcred_testenv::eventually;
 use serde_json::json;
 use support::*;
 
-const HUB: &str = "https://index.docker.io/v1/";
-
 /// The API server killed for 30 s (`REGCRED_FAULTS_OUTAGE_SECS`); right
 /// after its return a managed Secret is deleted, another tampered with and
 /// regcred's entry stripped from a ServiceAccount. Goal: converged within
@@ -440,20 +438,8 @@ async fn soak_kill_9_and_api_server_restarts_under_a_concurrent_writer() {
 /// RegistryCredential `name` for the static source `hub`, writing Secret
 /// `name` into the namespaces labelled `soak=yes`.
 async fn create_rc_named(client: &kube::Client, name: &str) {
-    apply_rc(
-        client,
-        json!({
-            "apiVersion": "regcred.dev/v1alpha1",
-            "kind": "RegistryCredential",
-            "metadata": {"name": name},
-            "spec": {
-                "provider": {"static": {"registry": "docker.io", "secretRef": {"name": "hub"}}},
-                "target": {"namespaces": {"selector": {"matchLabels": {"soak": "yes"}}}},
-                "healthCheck": {"mode": "Disabled"},
-            }
-        }),
-    )
-    .await;
+    let target = json!({"namespaces": {"selector": {"matchLabels": {"soak": "yes"}}}});
+    apply_rc(client, static_rc(name, "docker.io", "hub", target)).await;
 }
 
 /// Wait until every namespace holds Secret `name` with the source's password
@@ -498,13 +484,8 @@ async fn fanned_out(client: &kube::Client, names: &[String], name: &str) -> Dura
 /// the priority level `level`, from its own metrics.
 async fn rejected(cp: &regcred_testenv::ControlPlane, level: &str) -> u64 {
     let text = cp.metrics().await.expect("apiserver /metrics");
-    text.lines()
-        .filter(|l| {
-            l.starts_with("apiserver_flowcontrol_rejected_requests_total{")
-                && l.contains(&format!("priority_level=\"{level}\""))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+    let level = format!("priority_level=\"{level}\"");
+    metric_sum(&text, "apiserver_flowcontrol_rejected_requests_total", &[&level]) as u64
 }
 
 /// With API Priority and Fairness on and a tight priority level for
@@ -715,7 +696,7 @@ async fn a_watch_expired_by_compaction_relists_and_restores() {
 #[ignore = "about 4 minutes: make soak (hack/soak.sh) runs it"]
 async fn soak_provider_fails_hangs_and_throttles_through_renewal() {
     use regcred_testenv::fakes::Fault;
-    use regcred_testenv::fakes::google::{TokenServer, service_account_key_json};
+    use regcred_testenv::fakes::google::TokenServer;
     const MARGIN: Duration = Duration::from_secs(60);
     // Renewal is planned at LIFETIME - MARGIN (and never sooner than a
     // minute after the previous mint), up to 5 % earlier with jitter.
@@ -743,19 +724,16 @@ async fn soak_provider_fails_hangs_and_throttles_through_renewal() {
     for (name, _) in &cases {
         let google = TokenServer::start().await.expect("google token endpoint");
         let key = format!("sa-{name}");
-        put_secret(
-            &h.client,
-            &key,
-            &[("key.json", &service_account_key_json(&google.token_uri()))],
-        )
-        .await;
+        put_gcp_key(&h.client, &key, &google).await;
         google.set_token(format!("first-{name}"), LIFETIME);
         apply_rc(
             &h.client,
-            json!({"apiVersion": "regcred.dev/v1alpha1", "kind": "RegistryCredential", "metadata": {"name": name},
-                   "spec": {"provider": {"gcr": {"registries": ["gcr.io"], "auth": {"serviceAccountKey": {"secretRef": {"name": key, "key": "key.json"}}}}},
-                            "target": {"namespaces": {"selector": {"matchLabels": {"soak": "yes"}}}},
-                            "renewBefore": "1m", "healthCheck": {"mode": "Disabled"}}}),
+            registry_credential(
+                name,
+                json!({"provider": {"gcr": {"registries": ["gcr.io"], "auth": {"serviceAccountKey": {"secretRef": {"name": key, "key": "key.json"}}}}},
+                       "target": {"namespaces": {"selector": {"matchLabels": {"soak": "yes"}}}},
+                       "renewBefore": "1m", "healthCheck": {"mode": "Disabled"}}),
+            ),
         )
         .await;
         fakes.push(google);

@@ -20,50 +20,22 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Event, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, ListParams, PostParams};
 use regcred_testenv::fakes::google::{TokenServer, service_account_key_json};
 use regcred_testenv::fakes::moto::Moto;
 use regcred_testenv::registry::{Auth, Registry};
 use regcred_testenv::{Node, eventually};
 use serde_json::json;
-use support::node_bed::{ADMISSION_LABEL, Scene};
+use support::node_bed::{ADMISSION_LABEL, POD_TIMEOUT, Scene};
 use support::*;
 
 const ECR_HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
 /// What moto's GetAuthorizationToken decodes to, after `AWS:`.
 const MOTO_ECR_PASSWORD: &str = "123456789012-auth-token";
 const GCR_USER: &str = "oauth2accesstoken";
-const POD_TIMEOUT: Duration = Duration::from_secs(90);
 
 impl Scene {
-    fn node(&self) -> &Node {
-        &self.bed.node
-    }
-
-    /// A pod as a user would write it for this node; returns it as admitted.
-    async fn create_pod(&self, ns: &str, name: &str, image: &str) -> Pod {
-        let pod: Pod = serde_json::from_value(json!({
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": name, "namespace": ns},
-            "spec": {
-                "nodeName": self.node().name(),
-                "hostNetwork": true,
-                "dnsPolicy": "Default",
-                "serviceAccountName": "default",
-                "automountServiceAccountToken": false,
-                "terminationGracePeriodSeconds": 1,
-                "containers": [{"name": "app", "image": image, "imagePullPolicy": "Always"}],
-            },
-        }))
-        .unwrap();
-        Api::<Pod>::namespaced(self.client.clone(), ns)
-            .create(&PostParams::default(), &pod)
-            .await
-            .unwrap_or_else(|e| panic!("creating pod {ns}/{name}: {e}"))
-    }
-
     /// Wait until the pod runs; on timeout, say what it waits for and what
     /// the kubelet reported.
     async fn wait_running(&self, ns: &str, name: &str) -> Pod {
@@ -87,7 +59,12 @@ impl Scene {
 
     /// `reason: message` of every Event the kubelet posted about the pod.
     async fn events_of(&self, ns: &str, pod: &str) -> Vec<String> {
-        let params = ListParams::default().fields(&format!("involvedObject.name={pod}"));
+        self.events_where(ns, &format!("involvedObject.name={pod}")).await
+    }
+
+    /// `reason: message` of the Events in `ns` that the field selector `fields` picks.
+    async fn events_where(&self, ns: &str, fields: &str) -> Vec<String> {
+        let params = ListParams::default().fields(fields);
         Api::<Event>::namespaced(self.client.clone(), ns)
             .list(&params)
             .await
@@ -121,20 +98,10 @@ impl Scene {
         .await
     }
 
-    async fn wait_pull_secrets(&self, ns: &str, want: &[&str]) {
-        let sas = Api::<ServiceAccount>::namespaced(self.client.clone(), ns);
-        eventually(
-            WAIT,
-            &format!("ServiceAccount {ns}/default to list {want:?}"),
-            || async { (pull_secret_names(&sas.get("default").await.ok()?) == want).then_some(()) },
-        )
-        .await;
-    }
-
     /// The proof of the mission: in `targeted`, a pod pulling `image` runs;
     /// in `untargeted`, the same pod fails to pull (401) and the kubelet says so.
     async fn prove_pulls(&self, rc: &str, targeted: &str, untargeted: &str, image: &str) {
-        self.wait_pull_secrets(targeted, &[rc]).await;
+        self.wait_pull_secrets(targeted, "default", &[rc]).await;
         let admitted = self.create_pod(targeted, "app", image).await;
         let secrets: Vec<_> = admitted
             .spec
@@ -165,24 +132,6 @@ impl Scene {
         );
         self.report();
     }
-
-    fn report(&self) {
-        eprintln!("{}: {:?} on the node", self.name, self.started.elapsed());
-    }
-}
-
-impl Drop for Scene {
-    /// A failing test shows what the operator said.
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let logs = self.bed.operator.logs();
-            let tail: Vec<&str> = logs.lines().rev().take(40).collect();
-            eprintln!("--- {}: last operator log lines ---", self.name);
-            for line in tail.iter().rev() {
-                eprintln!("{line}");
-            }
-        }
-    }
 }
 
 /// The reason and message of the container's waiting state, if any.
@@ -202,28 +151,6 @@ fn waiting(pod: &Pod) -> Option<String> {
         state.reason.unwrap_or_default(),
         state.message.unwrap_or_default()
     ))
-}
-
-async fn app_image(registry: &Registry, repository: &str) {
-    let app = regcred_testenv::images::app().expect("static app binary");
-    registry
-        .push_binary_image(repository, "1", &app)
-        .await
-        .expect("pushing the app image");
-}
-
-fn rc(name: &str, provider: serde_json::Value, namespaces: serde_json::Value) -> serde_json::Value {
-    json!({
-        "apiVersion": "regcred.dev/v1alpha1",
-        "kind": "RegistryCredential",
-        "metadata": {"name": name},
-        "spec": {
-            "provider": provider,
-            "target": {"namespaces": namespaces},
-            // The registries here have a private CA; pulls are the proof.
-            "healthCheck": {"mode": "Disabled"},
-        },
-    })
 }
 
 #[tokio::test]
@@ -360,7 +287,7 @@ async fn rotation_pods_pull_across_renewals_without_a_401() {
     namespace_with_default_sa(&s.client, "rotation", &[]).await;
     let provider = json!({"gcr": {"registries": [HOST], "auth": {"serviceAccountKey": {"secretRef": {"name": "node-gcp-rotation", "key": "key.json"}}}}});
     apply_rc(&s.client, rc("node-rotation", provider, json!({"names": ["rotation"]}))).await;
-    s.wait_pull_secrets("rotation", &["node-rotation"]).await;
+    s.wait_pull_secrets("rotation", "default", &["node-rotation"]).await;
     // The Node authorizer learns which Secrets a pod may read from its own
     // watch of pods, so the first pod on a node to name a Secret can ask
     // for it a moment too early (`FailedToRetrieveImagePullSecret`, an
@@ -471,7 +398,7 @@ async fn pods_created_right_after_their_namespace() {
     .await;
     // The operator is up and serving this credential before the race starts.
     namespace_with_default_sa(&s.client, "gitops-warmup", &[("regcred-test/gitops", "true")]).await;
-    s.wait_pull_secrets("gitops-warmup", &["node-gitops"]).await;
+    s.wait_pull_secrets("gitops-warmup", "default", &["node-gitops"]).await;
     let image = format!("{}/team/app:1", registry.host());
 
     // With admission: every pod names the Secret and pulls on its first try.
@@ -483,27 +410,43 @@ async fn pods_created_right_after_their_namespace() {
             &[("regcred-test/gitops", "true"), ADMISSION_LABEL],
         )
         .await;
-    let without_secret: Vec<_> = with.iter().filter(|(_, had)| !had).map(|(ns, _)| ns.clone()).collect();
-    let mut first_try = 0;
-    let started = Instant::now();
-    for (ns, _) in &with {
-        s.wait_running(ns, "app").await;
-        let warnings = s.warnings_of(ns, "app").await;
-        assert!(
-            warnings.is_empty(),
-            "{ns}/app pulled on its first try, without a Warning: {warnings:?}"
-        );
-        first_try += 1;
-    }
-    println!(
-        "BENCH node: with admission, {}/{TRIES} pods created right after their namespace were admitted without \
-         regcred's Secret; {first_try}/{TRIES} pulled on their first try (all Running {:?} after the last was created)",
-        without_secret.len(),
-        started.elapsed(),
-    );
+    let without_secret: Vec<_> = with
+        .iter()
+        .filter(|a| !a.named || !a.secret_there)
+        .map(|a| a.namespace.clone())
+        .collect();
     assert!(
         without_secret.is_empty(),
-        "admitted without the Secret: {without_secret:?}"
+        "admitted without naming the Secret, or before it was in the namespace: {without_secret:?}"
+    );
+    // Every pod runs. One that did not pull on its first try had its Secret
+    // named and in place when it was admitted (checked above): what remains
+    // is the kubelet's own first read of a Secret of a pod bound a moment
+    // ago, which the Node authorizer can refuse until its graph has the pod
+    // (FailedToRetrieveImagePullSecret, then a retry that pulls). Counted,
+    // and shown.
+    let mut first_try = 0;
+    let mut retried = Vec::new();
+    let started = Instant::now();
+    for a in &with {
+        s.wait_running(&a.namespace, "app").await;
+        let warnings = s.warnings_of(&a.namespace, "app").await;
+        if warnings.is_empty() {
+            first_try += 1;
+        } else {
+            retried.push(format!("{}: {warnings:?}", a.namespace));
+        }
+    }
+    println!(
+        "BENCH node: with admission, 0/{TRIES} pods created right after their namespace were admitted without \
+         regcred's Secret in place; {first_try}/{TRIES} pulled on their first try (all Running {:?} after the last \
+         was created){}",
+        started.elapsed(),
+        if retried.is_empty() {
+            String::new()
+        } else {
+            format!("; retried: {retried:?}")
+        },
     );
 
     // The baseline, admission bypassed: what the diagnosis and repair path
@@ -511,7 +454,7 @@ async fn pods_created_right_after_their_namespace() {
     let baseline = s
         .race("gitops-off", TRIES, &image, &[("regcred-test/gitops", "true")])
         .await;
-    let without = baseline.iter().filter(|(_, had)| !had).count();
+    let without = baseline.iter().filter(|a| !a.named).count();
     println!(
         "BENCH node: without admission, {without}/{TRIES} pods ({:.0}%) created right after their namespace were \
          admitted without regcred's Secret",
@@ -520,43 +463,48 @@ async fn pods_created_right_after_their_namespace() {
     s.report();
 }
 
+/// How one pod of a race was admitted.
+struct Admitted {
+    namespace: String,
+    /// The pod names a pull Secret.
+    named: bool,
+    /// The namespace held regcred's Secret when the pod's creation returned.
+    secret_there: bool,
+}
+
 impl Scene {
     /// `tries` namespaces `<prefix>-NN` labelled `labels`, each created with
     /// its `default` ServiceAccount and a pod `app` pulling `image`, back to
-    /// back; for each, whether its pod was admitted naming a pull Secret.
-    async fn race(&self, prefix: &str, tries: usize, image: &str, labels: &[(&str, &str)]) -> Vec<(String, bool)> {
+    /// back; how each pod was admitted.
+    async fn race(&self, prefix: &str, tries: usize, image: &str, labels: &[(&str, &str)]) -> Vec<Admitted> {
         let mut admitted = Vec::new();
         for i in 0..tries {
             let ns = format!("{prefix}-{i:02}");
             create_namespace(&self.client, &ns, labels).await;
             create_service_account(&self.client, &ns, "default", &[]).await;
             let pod = self.create_pod(&ns, "app", image).await;
-            let had = pod
+            let secret_there = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(self.client.clone(), &ns)
+                .get_opt("node-gitops")
+                .await
+                .unwrap()
+                .is_some();
+            let named = pod
                 .spec
                 .and_then(|s| s.image_pull_secrets)
                 .is_some_and(|s| !s.is_empty());
-            admitted.push((ns, had));
+            admitted.push(Admitted {
+                namespace: ns,
+                named,
+                secret_there,
+            });
         }
         admitted
     }
 
     /// `reason: message` of the pod's Warning Events.
     async fn warnings_of(&self, ns: &str, pod: &str) -> Vec<String> {
-        let params = ListParams::default().fields(&format!("involvedObject.name={pod},type=Warning"));
-        Api::<Event>::namespaced(self.client.clone(), ns)
-            .list(&params)
+        self.events_where(ns, &format!("involvedObject.name={pod},type=Warning"))
             .await
-            .unwrap()
-            .items
-            .iter()
-            .map(|e| {
-                format!(
-                    "{}: {}",
-                    e.reason.as_deref().unwrap_or_default(),
-                    e.message.as_deref().unwrap_or_default()
-                )
-            })
-            .collect()
     }
 }
 

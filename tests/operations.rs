@@ -37,10 +37,11 @@ async fn metrics_and_probes_after_a_mint() {
     }
     apply_rc(
         &h.client,
-        json!({"apiVersion": "regcred.dev/v1alpha1", "kind": "RegistryCredential", "metadata": {"name": "ecr"},
-               "spec": {"provider": {"ecr": {"region": "us-east-1", "auth": {"secretRef": {"name": "aws-creds"}}, "endpointUrl": moto.url()}},
-                        "target": {"namespaces": {"selector": {"matchLabels": {"m": "1"}}}},
-                        "healthCheck": {"mode": "Disabled"}}}),
+        rc(
+            "ecr",
+            json!({"ecr": {"region": "us-east-1", "auth": {"secretRef": {"name": "aws-creds"}}, "endpointUrl": moto.url()}}),
+            json!({"selector": {"matchLabels": {"m": "1"}}}),
+        ),
     )
     .await;
     let status = h
@@ -86,8 +87,8 @@ async fn only_the_leader_writes_and_a_standby_takes_over() {
     let client = cp.client().await.unwrap();
     put_source_secret(&client, "hub", "me", "pw").await;
     let lease = ["--leader-election", "--lease-duration", "6s"];
-    let addr_a = format!("127.0.0.1:{}", free_port());
-    let addr_b = format!("127.0.0.1:{}", free_port());
+    let addr_a = metrics_addr();
+    let addr_b = metrics_addr();
     let a_args = [&lease[..], &["--metrics-addr", &addr_a]].concat();
     let b_args = [&lease[..], &["--metrics-addr", &addr_b]].concat();
     let a = start_operator_with(&cp, &a_args, &[("POD_NAME", "replica-a")]);

@@ -15,8 +15,6 @@ use regcred_testenv::eventually;
 use serde_json::json;
 use support::*;
 
-const HUB: &str = "https://index.docker.io/v1/";
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -419,11 +417,7 @@ async fn selector_changes_move_secrets_and_deletion_cleans_up_exactly() {
     label_namespace(&h.client, "beta", &[("team", "y")]).await;
     h.wait_pull_secrets("beta", "default", &["keep", "hub"]).await;
     delete_rc(&h.client, "hub").await;
-    eventually(WAIT, "RegistryCredential gone (finalizer removed)", || {
-        let rcs = h.rcs();
-        async move { rcs.get_opt("hub").await.ok().and_then(|r| r.is_none().then_some(())) }
-    })
-    .await;
+    h.wait_rc_gone("hub", WAIT).await;
     h.wait_secret_gone("beta", "hub").await;
     let sa = h.sas("beta").get("default").await.unwrap();
     assert_eq!(pull_secret_names(&sa), ["keep"]);
@@ -649,9 +643,11 @@ async fn a_new_namespace_is_reconciled_in_that_namespace_only() {
         put_source_secret(&h.client, &name, "alice", &canary(&name)).await;
         apply_rc(
             &h.client,
-            json!({"apiVersion": "regcred.dev/v1alpha1", "kind": "RegistryCredential", "metadata": {"name": name},
-                   "spec": {"provider": {"static": {"registry": format!("r{r}.example"), "secretRef": {"name": name}}},
-                            "healthCheck": {"mode": "Disabled"}}}),
+            registry_credential(
+                &name,
+                json!({"provider": {"static": {"registry": format!("r{r}.example"), "secretRef": {"name": name}}},
+                       "healthCheck": {"mode": "Disabled"}}),
+            ),
         )
         .await;
     }

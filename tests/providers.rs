@@ -15,7 +15,7 @@ use kube::api::{Api, ListParams};
 use regcred_testenv::eventually;
 use regcred_testenv::fakes::Fault;
 use regcred_testenv::fakes::azure::{Azure, Endpoint, Grant};
-use regcred_testenv::fakes::google::{TokenServer, service_account_key_json};
+use regcred_testenv::fakes::google::TokenServer;
 use regcred_testenv::fakes::moto::Moto;
 use serde_json::json;
 use support::*;
@@ -24,21 +24,6 @@ const ECR_HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 const CLIENT_ID: &str = "11111111-2222-3333-4444-555555555555";
 const LONG: Duration = Duration::from_secs(150);
-
-fn rc(
-    name: &str,
-    provider: serde_json::Value,
-    namespaces: serde_json::Value,
-    extra: serde_json::Value,
-) -> serde_json::Value {
-    // The fakes mint, but there is no registry behind these hosts to check against.
-    let mut spec =
-        json!({"provider": provider, "target": {"namespaces": namespaces}, "healthCheck": {"mode": "Disabled"}});
-    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
-        spec.extend(extra.clone());
-    }
-    json!({"apiVersion": "regcred.dev/v1alpha1", "kind": "RegistryCredential", "metadata": {"name": name}, "spec": spec})
-}
 
 async fn events_text(h: &Harness) -> String {
     let events = Api::<Event>::all(h.client.clone())
@@ -64,12 +49,7 @@ async fn ecr_with_static_keys_mints_once_for_50_namespaces_and_survives_a_restar
     let provider = json!({"ecr": {"region": "us-east-1", "auth": {"secretRef": {"name": "aws-creds"}}, "endpointUrl": moto.url()}});
     apply_rc(
         &h.client,
-        rc(
-            "ecr",
-            provider,
-            json!({"selector": {"matchLabels": {"pulls": "ecr"}}}),
-            json!({}),
-        ),
+        rc("ecr", provider, json!({"selector": {"matchLabels": {"pulls": "ecr"}}})),
     )
     .await;
 
@@ -137,7 +117,7 @@ async fn ecr_through_irsa_web_identity_and_assume_role() {
     namespace_with_default_sa(&h.client, "xacct", &[]).await;
 
     let irsa = json!({"ecr": {"region": "us-east-1", "endpointUrl": moto.url()}});
-    apply_rc(&h.client, rc("irsa", irsa, json!({"names": ["irsa"]}), json!({}))).await;
+    apply_rc(&h.client, rc("irsa", irsa, json!({"names": ["irsa"]}))).await;
     h.wait_secret("irsa", "irsa", "ECR Secret via web identity", |s| {
         docker_config(s)["auths"][ECR_HOST].is_object()
     })
@@ -155,7 +135,7 @@ async fn ecr_through_irsa_web_identity_and_assume_role() {
         "assumeRole": {"roleArn": "arn:aws:iam::210987654321:role/ecr-pull", "externalId": "regcred-test"},
         "endpointUrl": moto.url(),
     }});
-    apply_rc(&h.client, rc("xacct", xacct, json!({"names": ["xacct"]}), json!({}))).await;
+    apply_rc(&h.client, rc("xacct", xacct, json!({"names": ["xacct"]}))).await;
     let secret = h
         .wait_secret("xacct", "xacct", "cross-account ECR Secret", |s| {
             docker_config(s)["auths"]["210987654321.dkr.ecr.us-east-1.amazonaws.com"].is_object()
@@ -180,7 +160,7 @@ async fn ecr_failures_and_hostile_answers_keep_the_last_good_secret() {
     put_aws_keys(&h.client, "v1").await;
     namespace_with_default_sa(&h.client, "prod", &[]).await;
     let provider = json!({"ecr": {"region": "us-east-1", "auth": {"secretRef": {"name": "aws-creds"}}, "endpointUrl": moto.url()}});
-    apply_rc(&h.client, rc("ecr", provider, json!({"names": ["prod"]}), json!({}))).await;
+    apply_rc(&h.client, rc("ecr", provider, json!({"names": ["prod"]}))).await;
     let good = h.wait_secret("prod", "ecr", "first Secret", |_| true).await;
 
     let canary = canary("ecr");
@@ -286,27 +266,15 @@ fn base64(s: &str) -> String {
 async fn gcr_renews_on_expiry_rides_out_an_outage_and_recovers() {
     let google = TokenServer::start().await.expect("google token endpoint");
     let mut h = Harness::start().await;
-    put_secret(
-        &h.client,
-        "gcp-sa",
-        &[("key.json", &service_account_key_json(&google.token_uri()))],
-    )
-    .await;
+    put_gcp_key(&h.client, "gcp-sa", &google).await;
     namespace_with_default_sa(&h.client, "gke-a", &[]).await;
     namespace_with_default_sa(&h.client, "gke-b", &[]).await;
     let first = canary("gcr-1");
     google.set_token(first.clone(), Duration::from_secs(30));
     let provider = json!({"gcr": {"registries": ["gcr.io", "us-docker.pkg.dev"], "auth": {"serviceAccountKey": {"secretRef": {"name": "gcp-sa", "key": "key.json"}}}}});
-    apply_rc(
-        &h.client,
-        rc(
-            "gcr",
-            provider,
-            json!({"names": ["gke-a", "gke-b"]}),
-            json!({"renewBefore": "1m"}),
-        ),
-    )
-    .await;
+    let mut gcr = rc("gcr", provider, json!({"names": ["gke-a", "gke-b"]}));
+    gcr["spec"]["renewBefore"] = json!("1m");
+    apply_rc(&h.client, gcr).await;
 
     let s = h
         .wait_secret("gke-a", "gcr", "first token", |s| {
@@ -446,7 +414,7 @@ async fn acr_service_principal_workload_and_managed_identity() {
         namespace_with_default_sa(&h.client, name, &[]).await;
         // The fake login server is 127.0.0.1:<port>, not *.azurecr.io.
         let provider = json!({"acr": {"registry": registry, "tenantId": TENANT, "auth": auth, "authorityHost": azure.authority_host(), "customLoginServer": true}});
-        apply_rc(&h.client, rc(name, provider, json!({"names": [name]}), json!({}))).await;
+        apply_rc(&h.client, rc(name, provider, json!({"names": [name]}))).await;
     }
     let mut passwords = Vec::new();
     for (name, _) in &modes {

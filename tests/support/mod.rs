@@ -1,8 +1,18 @@
 //! Fixtures shared by the operator integration tests: a control plane of the
-//! test's own with the CRD installed and regcred running against it.
+//! test's own with the CRD installed and regcred running against it
+//! ([`Harness`]), one shared by the tests of a binary ([`shared::Tenant`]),
+//! and the helpers every such test writes with.
 #![allow(dead_code)] // each test binary uses a different subset
 
+mod cluster;
+mod credentials;
+mod freeze;
+mod metrics;
 pub mod node_bed;
+pub mod shared;
+
+#[allow(unused_imports)] // each test binary uses a different subset
+pub use {cluster::Cluster, credentials::*, freeze::*, metrics::*};
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -39,76 +49,22 @@ impl Harness {
     /// The control plane alone (CRD installed, credentials namespace created).
     pub async fn control_plane() -> ControlPlane {
         let cp = ControlPlane::start().await.expect("test control plane");
-        cp.install_crd(&regcred::api::crd_yaml()).await.expect("CRD installs");
-        let client = cp.client().await.unwrap();
-        create_namespace(&client, CREDS_NS, &[]).await;
+        prepare(&cp).await;
         cp
     }
+}
 
-    pub fn rcs(&self) -> Api<RegistryCredential> {
-        Api::all(self.client.clone())
-    }
+/// Install the CRD and create the credentials namespace: what regcred needs
+/// before it starts.
+pub async fn prepare(cp: &ControlPlane) {
+    cp.install_crd(&regcred::api::crd_yaml()).await.expect("CRD installs");
+    let client = cp.client().await.unwrap();
+    create_namespace(&client, CREDS_NS, &[]).await;
+}
 
-    pub fn secrets(&self, ns: &str) -> Api<Secret> {
-        Api::namespaced(self.client.clone(), ns)
-    }
-
-    pub fn sas(&self, ns: &str) -> Api<ServiceAccount> {
-        Api::namespaced(self.client.clone(), ns)
-    }
-
-    /// Wait for `rc`'s status to satisfy `pred`, returning it.
-    pub async fn wait_status(
-        &self,
-        rc: &str,
-        what: &str,
-        pred: impl Fn(&regcred::api::RegistryCredentialStatus) -> bool,
-    ) -> regcred::api::RegistryCredentialStatus {
-        let api = self.rcs();
-        eventually(WAIT, what, || {
-            let api = api.clone();
-            let pred = &pred;
-            async move { api.get(rc).await.ok()?.status.filter(|s| pred(s)) }
-        })
-        .await
-    }
-
-    /// Wait until the Secret `ns/name` satisfies `pred`.
-    pub async fn wait_secret(&self, ns: &str, name: &str, what: &str, pred: impl Fn(&Secret) -> bool) -> Secret {
-        let api = self.secrets(ns);
-        eventually(WAIT, what, || {
-            let api = api.clone();
-            let pred = &pred;
-            async move { api.get_opt(name).await.ok().flatten().filter(|s| pred(s)) }
-        })
-        .await
-    }
-
-    /// Wait until `ns/name` is gone.
-    pub async fn wait_secret_gone(&self, ns: &str, name: &str) {
-        let api = self.secrets(ns);
-        eventually(WAIT, &format!("Secret {ns}/{name} to be deleted"), || {
-            let api = api.clone();
-            async move { api.get_opt(name).await.ok().and_then(|s| s.is_none().then_some(())) }
-        })
-        .await
-    }
-
-    /// Wait until SA `ns/name` lists exactly `want` as imagePullSecrets.
-    pub async fn wait_pull_secrets(&self, ns: &str, name: &str, want: &[&str]) -> ServiceAccount {
-        let api = self.sas(ns);
-        eventually(
-            WAIT,
-            &format!("ServiceAccount {ns}/{name} imagePullSecrets == {want:?}"),
-            || {
-                let api = api.clone();
-                async move {
-                    let sa = api.get(name).await.ok()?;
-                    (pull_secret_names(&sa) == want).then_some(sa)
-                }
-            },
-        )
-        .await
+impl Cluster for Harness {
+    fn client(&self) -> &Client {
+        &self.client
     }
 }
 
@@ -133,6 +89,16 @@ pub fn start_operator_as(kubeconfig: &std::path::Path, args: &[&str], env: &[(&s
         &env,
     )
     .expect("operator starts")
+}
+
+/// The test workload (a static binary that runs until stopped) as image
+/// `repository:1` in `registry`.
+pub async fn app_image(registry: &regcred_testenv::registry::Registry, repository: &str) {
+    let app = regcred_testenv::images::app().expect("static app binary");
+    registry
+        .push_binary_image(repository, "1", &app)
+        .await
+        .expect("pushing the app image");
 }
 
 /// A Secret with arbitrary string data in the credentials namespace.
@@ -213,6 +179,11 @@ pub async fn wait_event(client: &Client, reason: &str, type_: Option<&str>) {
     .await;
 }
 
+/// The name of the object an Event is about.
+pub fn regarding(event: &k8s_openapi::api::events::v1::Event) -> Option<&str> {
+    event.regarding.as_ref()?.name.as_deref()
+}
+
 /// Create a RegistryCredential from JSON.
 pub async fn apply_rc(client: &Client, rc: serde_json::Value) {
     let rc: RegistryCredential = serde_json::from_value(rc).expect("valid RegistryCredential");
@@ -264,18 +235,7 @@ pub async fn put_source_secret(client: &Client, name: &str, username: &str, pass
 /// Create RegistryCredential `hub`: the static provider for docker.io reading
 /// source Secret `hub`, with `target` as JSON and pull-auth checks disabled.
 pub async fn create_hub_rc(client: &Client, target: serde_json::Value) {
-    let rc = serde_json::json!({
-        "apiVersion": "regcred.dev/v1alpha1",
-        "kind": "RegistryCredential",
-        "metadata": {"name": "hub"},
-        "spec": {
-            "provider": {"static": {"registry": "docker.io", "secretRef": {"name": "hub"}}},
-            "target": target,
-            // No registry to prove against here; tests/pull_auth.rs covers checks.
-            "healthCheck": {"mode": "Disabled"},
-        }
-    });
-    apply_rc(client, rc).await;
+    apply_rc(client, static_rc("hub", "docker.io", "hub", target)).await;
 }
 
 pub async fn delete_rc(client: &Client, name: &str) {
@@ -314,7 +274,7 @@ pub fn condition<'a>(
 }
 
 /// resourceVersions of every Secret and ServiceAccount in `namespaces`, plus the RC.
-pub async fn resource_versions(h: &Harness, namespaces: &[String], rc: &str) -> BTreeMap<String, String> {
+pub async fn resource_versions(h: &impl Cluster, namespaces: &[String], rc: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for ns in namespaces {
         for s in h.secrets(ns).list(&Default::default()).await.unwrap() {
@@ -342,13 +302,18 @@ impl Drop for Harness {
     /// A failing test shows what the operator said.
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let logs = self.operator.logs();
-            let tail: Vec<&str> = logs.lines().rev().take(60).collect();
-            eprintln!("--- last operator log lines ---");
-            for line in tail.iter().rev() {
-                eprintln!("{line}");
-            }
+            print_log_tail("last operator log lines", &self.operator, 60);
         }
+    }
+}
+
+/// The last `lines` lines `operator` logged, under `title` (for a failing test).
+pub fn print_log_tail(title: &str, operator: &Operator, lines: usize) {
+    let logs = operator.logs();
+    let tail: Vec<&str> = logs.lines().rev().take(lines).collect();
+    eprintln!("--- {title} ---");
+    for line in tail.iter().rev() {
+        eprintln!("{line}");
     }
 }
 

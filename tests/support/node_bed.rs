@@ -3,12 +3,17 @@
 //! running at once, gone with the last of them.
 
 use std::sync::{Arc, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
+use kube::api::{Api, PostParams};
 use regcred_testenv::{ControlPlane, Node, Operator};
 
-use super::{CREDS_NS, create_namespace, start_operator_with};
+use super::{CREDS_NS, Cluster, create_namespace, print_log_tail, start_operator_with};
+
+/// How long a pod may take to pull and run, or to fail its pull.
+pub const POD_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The label of the namespaces whose pods the bed's admission webhook sees.
 pub const ADMISSION_LABEL: (&str, &str) = ("regcred-test/admission", "on");
@@ -86,6 +91,57 @@ impl Scene {
             client,
             started: Instant::now(),
             name,
+        }
+    }
+
+    pub fn node(&self) -> &Node {
+        &self.bed.node
+    }
+
+    /// A pod as a user would write it for this node, running as the
+    /// `default` ServiceAccount; returns it as admitted.
+    pub async fn create_pod(&self, ns: &str, name: &str, image: &str) -> Pod {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {
+                "nodeName": self.node().name(),
+                "hostNetwork": true,
+                "dnsPolicy": "Default",
+                "serviceAccountName": "default",
+                "automountServiceAccountToken": false,
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{"name": "app", "image": image, "imagePullPolicy": "Always"}],
+            },
+        }))
+        .unwrap();
+        Api::<Pod>::namespaced(self.client.clone(), ns)
+            .create(&PostParams::default(), &pod)
+            .await
+            .unwrap_or_else(|e| panic!("creating pod {ns}/{name}: {e}"))
+    }
+
+    pub fn report(&self) {
+        eprintln!("{}: {:?} on the node", self.name, self.started.elapsed());
+    }
+}
+
+impl Cluster for Scene {
+    fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl Drop for Scene {
+    /// A failing test shows what the operator said.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            print_log_tail(
+                &format!("{}: last operator log lines", self.name),
+                &self.bed.operator,
+                40,
+            );
         }
     }
 }
