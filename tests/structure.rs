@@ -244,3 +244,76 @@ fn a_circle_is_found() {
     assert!(parsed.contains(&(false, vec!["gather".to_string()])));
     assert!(parsed.contains(&(true, vec!["cache".into(), "Kept".into(), "keep".into()])));
 }
+
+/// The longest a function of `src/` may be, outside unit tests.
+const MAX_FUNCTION_LINES: usize = 80;
+
+/// `(file:line name, lines)` of every function in `text` (before its unit
+/// tests) longer than `max`: from its `fn` line to the closing brace at the
+/// same indentation.
+fn long_functions(name: &str, text: &str, max: usize) -> Vec<(String, usize)> {
+    let lines: Vec<&str> = code(text).lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_start();
+        let indent = &line[..line.len() - trimmed.len()];
+        let signature = trimmed
+            .trim_start_matches("pub(crate) ")
+            .trim_start_matches("pub(super) ")
+            .trim_start_matches("pub ")
+            .trim_start_matches("const ")
+            .trim_start_matches("async ");
+        let Some(rest) = signature.strip_prefix("fn ") else {
+            continue;
+        };
+        if line.trim_end().ends_with(';') {
+            continue;
+        }
+        let close = format!("{indent}}}");
+        let Some(end) = lines[i..].iter().position(|l| l.trim_end() == close) else {
+            continue;
+        };
+        if end + 1 > max {
+            let fn_name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+            out.push((format!("{name}:{} {fn_name}", i + 1), end + 1));
+        }
+    }
+    out
+}
+
+#[test]
+fn no_function_of_src_is_longer_than_80_lines() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    // Files that are test modules themselves (`#[cfg(test)] mod fixtures;`).
+    let test_only: Vec<String> = files
+        .iter()
+        .flat_map(|f| {
+            let text = std::fs::read_to_string(f).unwrap();
+            let lines: Vec<String> = text.lines().map(str::trim).map(String::from).collect();
+            lines
+                .windows(2)
+                .filter(|w| w[0] == "#[cfg(test)]" && w[1].ends_with(';') && w[1].contains("mod "))
+                .map(|w| {
+                    w[1].trim_end_matches(';')
+                        .rsplit(' ')
+                        .next()
+                        .unwrap_or_default()
+                        .to_string()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let long: Vec<(String, usize)> = files
+        .iter()
+        .filter(|f| !test_only.iter().any(|m| f.file_stem().is_some_and(|s| s == m.as_str())))
+        .flat_map(|f| {
+            let text = std::fs::read_to_string(f).unwrap();
+            long_functions(&f.display().to_string(), &text, MAX_FUNCTION_LINES)
+        })
+        .collect();
+    assert!(long.is_empty(), "functions over {MAX_FUNCTION_LINES} lines: {long:?}");
+    let sample = "fn short() {\n    1;\n}\n\npub async fn long() {\n    a;\n    b;\n}\n";
+    assert_eq!(long_functions("x", sample, 3), [("x:5 long".to_string(), 4)]);
+}

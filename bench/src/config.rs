@@ -28,7 +28,19 @@ pub struct Config {
     pub burst: usize,
     /// Namespaces written at once: regcred's fan-out `CONCURRENCY` (src/reconcile/fanout.rs).
     pub concurrency: usize,
-    /// Which parts run: `scale` (fan-out, rotation, RSS, CPU, latency, idle, unrelated Secrets) and `multi`.
+    /// Pod pairs (webhook called, then not, or the other way) in existing
+    /// namespaces, the Secret in place, at each size.
+    pub admission_samples: usize,
+    /// Pod pairs each in a namespace of its own created just before it, the
+    /// Secret to be written, at each size.
+    pub admission_new_samples: usize,
+    /// The admission burst, on the largest size: this many new namespaces at
+    /// once, each with its ServiceAccount and `admission_burst_pods` pods.
+    pub admission_burst_namespaces: usize,
+    pub admission_burst_pods: usize,
+    /// Which parts run: `scale` (fan-out, rotation, RSS, CPU, latency, idle,
+    /// unrelated Secrets), `admission` (the Pod webhook at each size: on the
+    /// control plane `scale` made, or on one of its own without `scale`) and `multi`.
     pub parts: Vec<String>,
     pub operator: PathBuf,
     pub results_dir: PathBuf,
@@ -77,7 +89,7 @@ impl Config {
              or point REGCRED_BENCH_OPERATOR at one",
             operator.display()
         );
-        let parts = std::env::var("BENCH_PARTS").unwrap_or_else(|_| "scale,multi".into());
+        let parts = std::env::var("BENCH_PARTS").unwrap_or_else(|_| "scale,admission,multi".into());
         Ok(Self {
             sizes,
             latency_samples: env_or("BENCH_LATENCY_SAMPLES", pick(200, 50))?,
@@ -97,6 +109,10 @@ impl Config {
             multi_rcs: env_or("BENCH_MULTI_RCS", 20)?,
             multi_namespaces: env_or("BENCH_MULTI_NAMESPACES", pick(1_000, 100))?,
             burst: env_or("BENCH_BURST", pick(500, 50))?,
+            admission_samples: env_or("BENCH_ADMISSION_SAMPLES", pick(500, 200))?,
+            admission_new_samples: env_or("BENCH_ADMISSION_NEW_SAMPLES", pick(150, 50))?,
+            admission_burst_namespaces: env_or("BENCH_ADMISSION_BURST_NAMESPACES", 50)?,
+            admission_burst_pods: env_or("BENCH_ADMISSION_BURST_PODS", 10)?,
             concurrency: 16,
             parts: parts.split(',').map(|s| s.trim().to_string()).collect(),
             operator,

@@ -6,6 +6,7 @@
 //! Sizes come from the environment (see `config.rs`); `BENCH_SCALE=small`
 //! is a quick check of the whole thing.
 
+mod admission;
 mod audit;
 mod config;
 mod floor;
@@ -32,6 +33,11 @@ ServiceAccount read beforehand), with regcred's own bodies (built by its `build`
 credential name differ, at the same length), on the same control plane before the operator starts. Fan-out is the median of
 paired rounds, each pair on a control plane of its own (3 up to 1,000 namespaces, 1 above; BENCH_FANOUT_ROUNDS). Times run until
 the harness's watches see the last object.
+Admission: after each size's restart, a fresh operator serving the webhook (--admission-addr on loopback, its own CA), called
+by the API server through the chart's MutatingWebhookConfiguration (helm template, by URL). Pod creation is timed as the
+client sees it, each pod created with the webhook paired with one without (labelled regcred.dev/admission: disabled, which
+the chart's objectSelector skips), one at a time; 'added' is the difference of their percentiles. API requests per pod come
+from regcred_admission_api_requests_total, its own answer time from regcred_admission_duration_seconds.
 RSS and CPU come from /proc/<pid>/status VmRSS and /proc/<pid>/stat utime+stime. One control plane per size (etcd with
 --unsafe-no-fsync, API Priority and Fairness off); the machine may be shared, see the load averages above.";
 
@@ -69,7 +75,8 @@ async fn main() -> ExitCode {
     let clock = Instant::now();
     let load_start = loadavg();
     eprintln!(
-        "bench: scale {} (sizes {:?}, latency {} samples, idle {} s, {} unrelated Secrets, {} RCs × {} ns + {} burst); operator {}",
+        "bench: scale {} (sizes {:?}, latency {} samples, idle {} s, {} unrelated Secrets, {} RCs × {} ns + {} burst; \
+         admission {} + {} pod pairs, burst {} ns × {} pods; parts {}); operator {}",
         cfg.scale,
         cfg.sizes,
         cfg.latency_samples,
@@ -78,13 +85,18 @@ async fn main() -> ExitCode {
         cfg.multi_rcs,
         cfg.multi_namespaces,
         cfg.burst,
+        cfg.admission_samples,
+        cfg.admission_new_samples,
+        cfg.admission_burst_namespaces,
+        cfg.admission_burst_pods,
+        cfg.parts.join(","),
         cfg.operator.display()
     );
 
     let mut out = scenario::Outcome::default();
     let mut errors = Vec::new();
+    let largest = cfg.sizes.iter().copied().max().unwrap_or(0);
     if cfg.parts.iter().any(|p| p == "scale") {
-        let largest = cfg.sizes.iter().copied().max().unwrap_or(0);
         for &n in &cfg.sizes {
             if let Err(e) = scenario::scale(&cfg, n, n == largest, &mut out).await {
                 eprintln!("bench: {n} namespaces: {e:#}");
@@ -94,6 +106,19 @@ async fn main() -> ExitCode {
                     first_line(&e),
                 ));
                 errors.push(format!("{n} namespaces: {e:#}"));
+            }
+        }
+    }
+    if cfg.parts.iter().any(|p| p == "admission") && !cfg.parts.iter().any(|p| p == "scale") {
+        for &n in &cfg.sizes {
+            if let Err(e) = scenario::admission_only(&cfg, n, n == largest, &mut out).await {
+                eprintln!("bench: admission at {n} namespaces: {e:#}");
+                out.rows.push(Row::failed(
+                    format!("admission, {n} ns"),
+                    "scenario did not finish",
+                    first_line(&e),
+                ));
+                errors.push(format!("admission at {n} namespaces: {e:#}"));
             }
         }
     }

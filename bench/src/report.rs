@@ -73,11 +73,14 @@ fn fmt(v: Option<f64>, unit: &str) -> String {
     let Some(v) = v else { return "—".into() };
     match unit {
         "s" => format!("{v:.2} s"),
+        // Admission adds milliseconds: a tenth of one shows at that scale.
+        "ms" if v.abs() < 10.0 => format!("{v:.1} ms"),
         "ms" => format!("{v:.0} ms"),
         "MiB" => format!("{v:.1} MiB"),
         "CPU s" => format!("{v:.2} CPU s"),
         "CPU ms" => format!("{v:.0} CPU ms"),
         "" | "count" => format!("{v:.0}"),
+        "req/pod" => format!("{v:.2}"),
         u => format!("{v:.1} {u}"),
     }
 }

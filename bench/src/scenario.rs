@@ -2,8 +2,10 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use serde_json::json;
 
+use crate::admission;
 use crate::audit::Counts;
 use crate::config::Config;
 use crate::floor;
@@ -31,18 +33,18 @@ pub struct Outcome {
     pub details: serde_json::Map<String, serde_json::Value>,
 }
 
-async fn settle(secs: f64) {
+pub(crate) async fn settle(secs: f64) {
     tokio::time::sleep(Duration::from_secs_f64(secs)).await;
 }
 
-async fn converge(tracker: &Tracker, t0: Instant, timeout: Duration) -> Result<Duration, String> {
+pub(crate) async fn converge(tracker: &Tracker, t0: Instant, timeout: Duration) -> Result<Duration, String> {
     match tracker.wait_goal(timeout).await {
         Ok(at) => Ok(at.saturating_duration_since(t0)),
         Err(pending) => Err(format!("{pending} namespaces still pending after {timeout:?}")),
     }
 }
 
-fn ops(c: &Counts) -> String {
+pub(crate) fn ops(c: &Counts) -> String {
     if c.total == 0 {
         return "0 requests".into();
     }
@@ -54,16 +56,18 @@ fn ops(c: &Counts) -> String {
     )
 }
 
-fn progress(what: &str) {
+pub(crate) fn progress(what: &str) {
     eprintln!("bench: {what}");
 }
 
 /// A control plane with `n` namespaces, the harness's watches on it, and the
 /// raw floor's fan-out done: where regcred's fan-out is measured next.
 struct Stage {
+    // Field order is drop order: the harness's watches stop before their
+    // control plane does (else they retry against it until it is gone).
+    tracker: Tracker,
     w: World,
     namespaces: Vec<String>,
-    tracker: Tracker,
     floor_client: kube::Client,
     floor_fan: Duration,
     /// CPU seconds etcd and kube-apiserver spent on the floor's fan-out.
@@ -336,12 +340,46 @@ pub async fn scale(cfg: &Config, n: usize, largest: bool, out: &mut Outcome) -> 
         json!({"path": log, "summary": world::log_summary(&op.logs())}),
     );
     op.stop();
-    restart(cfg, &w, &tracker, n, out).await
+    let off_rss = restart(cfg, &w, &tracker, n, out).await?;
+    if cfg.parts.iter().any(|p| p == "admission") {
+        admission::run(cfg, &w, &tracker, &namespaces, "pw-1", n, largest, off_rss, out)
+            .await
+            .context("admission")?;
+    }
+    Ok(())
+}
+
+/// The admission rows without the rest of `scale`: a control plane with `n`
+/// namespaces, regcred's fan-out done (no floor, no rotation), its restart
+/// (admission off) measured, then admission.
+pub async fn admission_only(cfg: &Config, n: usize, largest: bool, out: &mut Outcome) -> anyhow::Result<()> {
+    let rc = vec![world::SOURCE.to_string()];
+    let w = World::start().await?;
+    let namespaces = names("bench", n);
+    w.create_namespaces_for_setup(&namespaces).await?;
+    let tracker = Tracker::start(w.admin.clone()).await?;
+    progress(&format!("regcred fan-out to {n} namespaces (set-up for admission)"));
+    let mut op = w.start_operator(&cfg.operator).await?;
+    tracker.set_goal(&rc, "pw-0", &namespaces);
+    let t0 = Instant::now();
+    w.apply_rc(world::SOURCE).await?;
+    converge(
+        &tracker,
+        t0,
+        Duration::from_secs(60) + Duration::from_millis(30) * n as u32,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("fan-out at {n} namespaces: {e}"))?;
+    op.stop();
+    let off_rss = restart(cfg, &w, &tracker, n, out).await?;
+    admission::run(cfg, &w, &tracker, &namespaces, "pw-0", n, largest, off_rss, out)
+        .await
+        .context("admission")
 }
 
 /// A fresh operator on a cluster where everything is in place: what its
-/// caches alone weigh, and whether it writes anything.
-async fn restart(cfg: &Config, w: &World, tracker: &Tracker, n: usize, out: &mut Outcome) -> anyhow::Result<()> {
+/// caches alone weigh, and whether it writes anything. Its RSS 10 s after ready.
+async fn restart(cfg: &Config, w: &World, tracker: &Tracker, n: usize, out: &mut Outcome) -> anyhow::Result<f64> {
     progress(&format!("regcred restarted at {n} namespaces"));
     let scn = format!("restart, {n} ns");
     let e0 = tracker.events();
@@ -382,7 +420,7 @@ async fn restart(cfg: &Config, w: &World, tracker: &Tracker, n: usize, out: &mut
         .push(Row::new(&scn, "operator Secret/SA write requests", writes as f64, "count").target("0", writes == 0));
     op.save_logs(&cfg.logs_dir.join(format!("operator-{n}-restart.log")));
     op.stop();
-    Ok(())
+    Ok(s.rss_mib())
 }
 
 async fn latency(

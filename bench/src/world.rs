@@ -182,25 +182,28 @@ impl World {
 
     /// Start the release binary as its own user.
     pub fn spawn_operator(&self, binary: &Path) -> anyhow::Result<RunningOperator> {
+        self.spawn_operator_with(binary, &[], &[])
+    }
+
+    /// [`World::spawn_operator`] with more flags and environment (the admission webhook's).
+    pub fn spawn_operator_with(
+        &self,
+        binary: &Path,
+        extra: &[String],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<RunningOperator> {
         let kubeconfig = self.cp.kubeconfig_for(OPERATOR_USER, &["system:masters"])?;
         let port = regcred_testenv::free_port();
         let metrics = format!("--metrics-addr=127.0.0.1:{port}");
-        let op = Operator::start_with_kubeconfig(
-            binary,
-            &kubeconfig,
-            CREDS_NS,
-            // JSON logs at info, as the chart runs it: the test suite's debug
-            // logging would cost CPU per namespace. BENCH_OPERATOR_RUST_LOG
-            // sets another filter, to look into a run (and skew its figures).
-            &[&metrics, "--log-format=json"],
-            &[
-                (
-                    "RUST_LOG",
-                    &std::env::var("BENCH_OPERATOR_RUST_LOG").unwrap_or_else(|_| "info".into()),
-                ),
-                ("AWS_EC2_METADATA_DISABLED", "true"),
-            ],
-        )?;
+        // JSON logs at info, as the chart runs it: the test suite's debug
+        // logging would cost CPU per namespace. BENCH_OPERATOR_RUST_LOG
+        // sets another filter, to look into a run (and skew its figures).
+        let mut args = vec![metrics.as_str(), "--log-format=json"];
+        args.extend(extra.iter().map(String::as_str));
+        let rust_log = std::env::var("BENCH_OPERATOR_RUST_LOG").unwrap_or_else(|_| "info".into());
+        let mut vars = vec![("RUST_LOG", rust_log.as_str()), ("AWS_EC2_METADATA_DISABLED", "true")];
+        vars.extend(env.iter().copied());
+        let op = Operator::start_with_kubeconfig(binary, &kubeconfig, CREDS_NS, &args, &vars)?;
         Ok(RunningOperator { op, port })
     }
 }
@@ -289,19 +292,32 @@ impl RunningOperator {
     }
 
     async fn ready(&self) -> bool {
-        let Ok(mut conn) = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await else {
-            return false;
-        };
-        if conn
-            .write_all(b"GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        self.get("/readyz").await.is_ok()
+    }
+
+    /// The operator's Prometheus metrics, as text.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        tokio::time::timeout(Duration::from_secs(10), self.get("/metrics"))
             .await
-            .is_err()
-        {
-            return false;
-        }
+            .context("GET /metrics timed out")?
+    }
+
+    /// The body of a 200 answer to `GET path` on the metrics port.
+    async fn get(&self, path: &str) -> anyhow::Result<String> {
+        let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await?;
+        conn.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+            .await?;
         let mut reply = String::new();
-        let _ = conn.read_to_string(&mut reply).await;
-        reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200")
+        conn.read_to_string(&mut reply).await?;
+        anyhow::ensure!(
+            reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200"),
+            "GET {path}: {}",
+            reply.lines().next().unwrap_or_default()
+        );
+        Ok(reply
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_string())
+            .unwrap_or_default())
     }
 }
 
