@@ -187,6 +187,6 @@ pub enum PullAuthResult {
     Unreachable,
     /// Checks are disabled.
     Disabled,
-    /// No check has run yet.
+    /// A check ran but could not tell whether the registry accepts the credential.
     Unknown,
 }
