@@ -26,8 +26,11 @@ pub mod certs;
 pub mod decide;
 pub mod server;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use tokio::sync::OnceCell;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 use kube::api::Api;
@@ -59,7 +62,14 @@ pub struct Config {
 pub struct Admission {
     ctx: Arc<Context>,
     config: Config,
+    /// Writes under way, by (namespace, Secret): pods of one namespace
+    /// admitted at once share one write instead of racing into `409`s.
+    writes: Mutex<HashMap<(String, String), SharedWrite>>,
 }
+
+/// One write's outcome, awaited by every pod that needs it: whether the pod
+/// names the Secret.
+type SharedWrite = Arc<OnceCell<bool>>;
 
 /// How one review was answered, for the metrics and the debug log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +97,11 @@ impl Outcome {
 
 impl Admission {
     pub fn new(ctx: Arc<Context>, config: Config) -> Self {
-        Self { ctx, config }
+        Self {
+            ctx,
+            config,
+            writes: Mutex::default(),
+        }
     }
 
     /// Answer one AdmissionReview body. Always an allowed response: a body
@@ -272,6 +286,36 @@ impl Admission {
     /// failed write: the fan-out writes it soon after), no when a Secret of
     /// that name is someone else's.
     async fn place(&self, rc: &RegistryCredential, namespace: &str, calls: &mut u32) -> bool {
+        let key = (namespace.to_string(), build::secret_name(rc));
+        let write = self
+            .writes
+            .lock()
+            .expect("admission writes lock")
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let mut wrote = false;
+        let link = *write
+            .get_or_init(|| {
+                wrote = true;
+                self.write(rc, namespace)
+            })
+            .await;
+        if wrote {
+            // Counted as one: a create, or a create and the read of what was
+            // in the way (a standby also reads one vouched copy of the credential).
+            *calls += 1;
+            // Later pods find the Secret in the cache, or try again.
+            let mut writes = self.writes.lock().expect("admission writes lock");
+            if writes.get(&key).is_some_and(|w| Arc::ptr_eq(w, &write)) {
+                writes.remove(&key);
+            }
+        }
+        link
+    }
+
+    /// The one write [`Admission::place`] waits for, within the write timeout.
+    async fn write(&self, rc: &RegistryCredential, namespace: &str) -> bool {
         let started = Instant::now();
         let rc_name = rc.name_any();
         let work = async {
@@ -282,9 +326,6 @@ impl Admission {
                 .await
                 .map_err(|e| e.to_string())
         };
-        // Counted as one: a create, or a create and the read of what was in
-        // the way (a standby also reads one vouched copy of the credential).
-        *calls += 1;
         match tokio::time::timeout(self.config.write_timeout, work).await {
             Ok(Ok(Placed::Created)) => {
                 info!(namespace = %namespace, registrycredential = %rc_name, elapsed_ms = started.elapsed().as_millis() as u64,
