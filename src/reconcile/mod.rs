@@ -182,24 +182,18 @@ impl Context {
 
     /// The Secret `rc` wants in namespace `ns`, as the fan-out would write
     /// it: from the credential this replica holds (the leader), else from a
-    /// copy `status.credentialDigest` vouches for (one read at most
-    /// [`credential::vouched_copy`] makes; a standby holds no credential).
+    /// copy `status.credentialDigest` vouches for, taken back as after a
+    /// restart ([`credential::recover_from_secrets`]; a standby holds no credential).
     /// `None` when neither exists.
     pub async fn desired_secret(&self, rc: &RegistryCredential, ns: &str) -> Option<Secret> {
         let uid = rc.uid().unwrap_or_default();
         if let Some(current) = self.memory.existing(&uid, |s| s.slot.current.clone()).flatten() {
             return Some(current.desired_secret(rc, ns));
         }
-        let copy = credential::vouched_copy(&self.client, &self.managed_secrets, rc).await?;
-        let annotation = |key: &str| copy.annotations().get(key).cloned();
-        let config_json = copy.data.as_ref()?.get(crate::dockerconfig::DATA_KEY)?.0.clone();
-        Some(build::desired_secret(
-            rc,
-            ns,
-            &config_json,
-            annotation(build::NOT_AFTER_ANNOTATION).as_deref(),
-            annotation(build::FINGERPRINT_ANNOTATION).as_deref().unwrap_or_default(),
-        ))
+        let status = rc.status.as_ref()?;
+        let current =
+            credential::recover_from_secrets(&self.client, &self.managed_secrets, rc, status, Timestamp::now()).await?;
+        Some(current.desired_secret(rc, ns))
     }
 
     fn credential_env(&self) -> credential::Env<'_, state::Memory> {

@@ -200,7 +200,7 @@ async fn held_or_recovered(
     if let Some(held) = env.held.slot(&uid, |s| s.current.clone()) {
         return Some(held);
     }
-    let recovered = recover_from_secrets(env, rc, previous, now).await?;
+    let recovered = recover_from_secrets(env.client, env.managed_secrets, rc, previous, now).await?;
     info!(not_after = ?recovered.schedule.map(|s| s.not_after), "took the current credential back from its Secrets after a restart");
     env.held.slot(&uid, |s| s.current = Some(recovered.clone()));
     Some(recovered)
@@ -399,14 +399,15 @@ const RECOVERY_READS: usize = 3;
 /// ([`build::cache_form`]), so the copy most of them agree on is read in
 /// full first; a forged or stale copy differs from the rest, and [`recover`]
 /// takes nothing whose digest status does not vouch for.
-async fn recover_from_secrets(
-    env: &Env<'_, impl Slots>,
+pub async fn recover_from_secrets(
+    client: &Client,
+    managed_secrets: &Cache<KeptSecret>,
     rc: &RegistryCredential,
     previous: &RegistryCredentialStatus,
     now: Timestamp,
 ) -> Option<Current> {
     previous.credential_digest.as_deref()?;
-    let full = vouched_copy(env.client, env.managed_secrets, rc).await?;
+    let full = vouched_copy(client, managed_secrets, rc).await?;
     recover(&[std::sync::Arc::new(full)], rc, previous, now)
 }
 
@@ -415,11 +416,7 @@ async fn recover_from_secrets(
 /// digest of their data ([`build::cache_form`]), so the copy most of them
 /// agree on is read first, at most [`RECOVERY_READS`] of them; a forged or
 /// stale copy differs from the rest and is never taken.
-pub async fn vouched_copy(
-    client: &Client,
-    managed_secrets: &Cache<KeptSecret>,
-    rc: &RegistryCredential,
-) -> Option<Secret> {
+async fn vouched_copy(client: &Client, managed_secrets: &Cache<KeptSecret>, rc: &RegistryCredential) -> Option<Secret> {
     rc.status.as_ref()?.credential_digest.as_ref()?;
     let name = rc.name_any();
     let mut copies: HashMap<String, (usize, std::sync::Arc<KeptSecret>)> = HashMap::new();
