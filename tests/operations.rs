@@ -103,8 +103,12 @@ async fn only_the_leader_writes_and_a_standby_takes_over() {
         async move { logs.contains("waiting to become the leader").then_some(()) }
     })
     .await;
-    // The standby reports ready: it is healthy, only waiting.
-    assert_eq!(get(&format!("http://{addr_b}/readyz")).await.0, 200);
+    // The standby reports ready once its caches are warm (it serves
+    // admission from them): it is healthy, only waiting.
+    eventually(WAIT, "the standby to report ready", || async {
+        (get(&format!("http://{addr_b}/readyz")).await.0 == 200).then_some(())
+    })
+    .await;
 
     let mut h = Harness {
         client,
