@@ -10,7 +10,7 @@ export REGCRED_MOTO_SERVER := $(VENV)/bin/moto_server
 export REGCRED_HELM := $(CACHE)/helm/$(HELM_VERSION)/helm
 CARGO ?= cargo
 
-.PHONY: test demo envtest helm tools crds lint build image fuzz soak bench
+.PHONY: test demo envtest containerd helm tools crds lint build image fuzz soak bench
 
 ## test: install what is missing, then run every check and test
 test: tools lint
@@ -28,12 +28,16 @@ soak: tools
 envtest:
 	@hack/build-envtest.sh >/dev/null
 
+## containerd: build containerd 2.x (CONTAINERD_VERSION) from its Go module into the cache (once per version); the test node runs it beside Debian's 1.6
+containerd:
+	@hack/build-containerd.sh >/dev/null
+
 ## helm: build helm from its Go module into the cache (once per version)
 helm:
 	@hack/install-helm.sh >/dev/null
 
 ## tools: everything the tests need besides Rust crates
-tools: envtest helm
+tools: envtest containerd helm
 	@hack/install-tools.sh
 
 ## crds: regenerate crds/ (and the chart's copy, and README's spec reference) from the Rust types
@@ -51,10 +55,10 @@ build:
 
 IMAGE_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 IMAGE_TAG ?= dev
-## image: the Dockerfile's image without a Docker engine, as an OCI layout in target/image/regcred (PUSH=host[:port]/repository[:tag] also pushes it)
+## image: the Dockerfile's image without a Docker engine, as an OCI layout in target/image/regcred with its SPDX SBOM in target/image/regcred.spdx.json (PUSH=host[:port]/repository[:tag] also pushes it; SOURCE=<repository URL> for its org.opencontainers.image.source)
 image:
 	$(CARGO) build --release --locked --bin regcred
-	$(CARGO) run --quiet --locked -p regcred-testenv --bin regcred-image -- \
+	REGCRED_IMAGE_SOURCE=$(SOURCE) $(CARGO) run --quiet --locked -p regcred-testenv --bin regcred-image -- \
 	  --binary $(IMAGE_DIR)/release/regcred --out $(IMAGE_DIR)/image/regcred --tag $(IMAGE_TAG) $(if $(PUSH),--push $(PUSH))
 
 BENCH_TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)

@@ -22,17 +22,22 @@ fi
 #   configs of its own);
 # - containerd (1.6) and runc: the container runtime of the test node
 #   (testenv/src/node.rs starts its own containerd with its own config,
-#   socket and state);
+#   socket and state; runc also serves the containerd 2.x that
+#   hack/build-containerd.sh builds);
 # - containernetworking-plugins (bridge, host-local, loopback), iptables and
 #   iproute2: the pod network of a node started with NodeOptions::pod_network
 #   (testenv/src/pod_network.rs), which the chart-on-node test needs;
-# - gcc and libc6-dev: the node's test images are static C binaries.
+# - gcc and libc6-dev: the node's test images are static C binaries;
+# - prometheus (2.42, with promtool): tests/alerts.rs checks the chart's
+#   alerting rules with `promtool test rules` and runs a real Prometheus
+#   (its own config, data dir and port) that scrapes the operator.
 sudo=()
 if [[ $(id -u) -ne 0 ]]; then sudo=(sudo); fi
 missing=()
 for pkg in docker-registry:/usr/bin/docker-registry containerd:/usr/bin/containerd \
   containerd:/usr/bin/containerd-shim-runc-v2 runc:/usr/sbin/runc gcc:/usr/bin/gcc libc6-dev:/usr/lib/x86_64-linux-gnu/libc.a \
-  containernetworking-plugins:/usr/lib/cni/bridge iptables:/usr/sbin/iptables iproute2:/usr/sbin/ip; do
+  containernetworking-plugins:/usr/lib/cni/bridge iptables:/usr/sbin/iptables iproute2:/usr/sbin/ip \
+  prometheus:/usr/bin/prometheus prometheus:/usr/bin/promtool; do
   [[ -e ${pkg#*:} ]] || missing+=("${pkg%%:*}")
 done
 if ((${#missing[@]})); then
@@ -51,9 +56,10 @@ if ((${#missing[@]})); then
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # The packages' own services would hold :5000 with /etc/docker/registry's
-# config and /run/containerd with /etc/containerd's: keep them stopped and
-# disabled, also when they were installed earlier.
-for service in docker-registry containerd; do
+# config, /run/containerd with /etc/containerd's and :9090 with
+# /etc/prometheus's: keep them stopped and disabled, also when they were
+# installed earlier.
+for service in docker-registry containerd prometheus; do
   if [[ -d /run/systemd/system ]]; then
     if systemctl is-enabled --quiet "$service.service" 2>/dev/null \
       || systemctl is-active --quiet "$service.service" 2>/dev/null; then

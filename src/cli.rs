@@ -80,6 +80,27 @@ pub struct RunArgs {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "REGCRED_DIAGNOSE_PULLS")]
     pub diagnose_pulls: bool,
 
+    /// Which registry hosts the pull diagnosis may contact (manifest HEADs,
+    /// token realms). `covered` (default): only hosts some RegistryCredential
+    /// covers, which an administrator chose; `all`: any host a failing pod's
+    /// image names. Under `all`, anyone who may create a pod chooses hosts
+    /// and ports regcred connects to from its network position, and reads
+    /// back from the Events whether they answered: keep `covered` unless
+    /// pods may only pull from hosts you trust. Hosts outside the setting are
+    /// diagnosed from the kubelet's text alone. `regcred diagnose` always
+    /// checks every host.
+    #[arg(long, value_enum, default_value_t = crate::diagnosis::reach::RegistryChecks::Covered, env = "REGCRED_REGISTRY_CHECKS")]
+    pub registry_checks: crate::diagnosis::reach::RegistryChecks,
+
+    /// Namespaces regcred never writes into, whatever a RegistryCredential
+    /// selects (comma-separated; e.g. kube-system). They are not even
+    /// watched: no Secret is written or cleaned there, no ServiceAccount
+    /// patched, no pod mutated. The chart passes `confinement.excludedNamespaces`,
+    /// the namespaces its ValidatingAdmissionPolicy also denies regcred's
+    /// writes in. The credentials namespace is never a target either.
+    #[arg(long, value_delimiter = ',', env = "REGCRED_EXCLUDED_NAMESPACES")]
+    pub excluded_namespaces: Vec<String>,
+
     /// Serve the Pod admission webhook over HTTPS on this address (e.g.
     /// 0.0.0.0:9443, path /mutate-pods). Unset: no webhook.
     #[arg(long, env = "REGCRED_ADMISSION_ADDR")]
@@ -128,7 +149,8 @@ pub struct DiagnoseArgs {
     pub namespace: Option<String>,
 
     /// Diagnose this pod only. Default: every pod of the namespace whose
-    /// container waits in ErrImagePull or ImagePullBackOff.
+    /// container waits in ErrImagePull, ImagePullBackOff, InvalidImageName
+    /// or ErrImageNeverPull.
     pub pod: Option<String>,
 
     /// Output format.

@@ -31,6 +31,19 @@ pub struct ControllerConfig {
     pub health: Arc<Health>,
     /// Follow the kubelet's image-pull failures, diagnose and repair them.
     pub diagnose_pulls: bool,
+    /// Namespaces never written into (`--excluded-namespaces`): left out of
+    /// the namespace and managed-Secret watches, so nothing targets them.
+    pub excluded_namespaces: Vec<String>,
+}
+
+/// A field selector leaving out `excluded` by `field` (`metadata.name` of a
+/// Namespace, `metadata.namespace` of a namespaced object).
+fn excluding(wc: watcher::Config, field: &str, excluded: &[String]) -> watcher::Config {
+    if excluded.is_empty() {
+        return wc;
+    }
+    let selector: Vec<String> = excluded.iter().map(|ns| format!("{field}!={ns}")).collect();
+    wc.fields(&selector.join(","))
 }
 
 /// A store of `api`'s objects filtered by `wc` (the few source Secrets,
@@ -321,13 +334,21 @@ pub struct Watches {
 /// once [`Context::warm_up`] returns.
 pub fn start(client: Client, config: &ControllerConfig) -> Watches {
     let recovery = Recovery::new();
-    let (namespaces, ns_changes) =
-        kept::<KeptNamespace>(Api::all(client.clone()), watcher::Config::default(), &recovery);
+    let excluded = &config.excluded_namespaces;
+    let (namespaces, ns_changes) = kept::<KeptNamespace>(
+        Api::all(client.clone()),
+        excluding(watcher::Config::default(), "metadata.name", excluded),
+        &recovery,
+    );
     let (service_accounts, sa_changes) =
         kept::<KeptServiceAccount>(Api::all(client.clone()), watcher::Config::default(), &recovery);
     let (managed_secrets, managed_changes) = kept::<KeptSecret>(
         Api::all(client.clone()),
-        watcher::Config::default().labels(build::MANAGED_SELECTOR),
+        excluding(
+            watcher::Config::default().labels(build::MANAGED_SELECTOR),
+            "metadata.namespace",
+            excluded,
+        ),
         &recovery,
     );
     let (source_secrets, source_changes) = cached(

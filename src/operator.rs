@@ -67,10 +67,12 @@ async fn run(args: RunArgs) -> Result<()> {
         http,
         health: health.clone(),
         diagnose_pulls: args.diagnose_pulls,
+        excluded_namespaces: args.excluded_namespaces.clone(),
     };
     // Every replica keeps the caches: admission answers from them on any
     // replica, and a standby that becomes the leader starts warm.
     let watches = controller::start(client.clone(), &config);
+    watches.ctx.limit_registry_checks(args.registry_checks);
     let serving = match args.admission_addr {
         Some(addr) => Some(start_admission(&args, addr, &client, &watches, &credentials_namespace).await?),
         None => None,
@@ -226,6 +228,7 @@ async fn start_admission(
         watches.ctx.clone(),
         admission::Config {
             own_namespace,
+            excluded_namespaces: args.excluded_namespaces.clone(),
             write_timeout: args.admission_write_timeout.into(),
         },
     ));

@@ -105,6 +105,8 @@ pub struct Metrics {
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub namespaces_targeted: Family<CredentialLabels, Gauge>,
     pub namespaces_synced: Family<CredentialLabels, Gauge>,
+    /// Others' changes to a managed Secret that regcred undid.
+    pub managed_secret_overwrites: Family<CredentialLabels, Counter>,
     /// 1 for the result of the last check, per credential and registry.
     pub pull_auth: Family<PullAuthLabels, Gauge>,
     /// Failed image pulls diagnosed, by covering credential and cause.
@@ -145,6 +147,7 @@ impl Default for Metrics {
             reconcile_errors: Family::default(),
             namespaces_targeted: Family::default(),
             namespaces_synced: Family::default(),
+            managed_secret_overwrites: Family::default(),
             pull_auth: Family::default(),
             image_pull_failures: Family::default(),
             image_pull_repairs: Family::default(),
@@ -169,7 +172,7 @@ impl Metrics {
     fn register_credential_series(&self, registry: &mut Registry) {
         registry.register(
             "credential_expiry_timestamp_seconds",
-            "Unix time at which the credential in the managed Secrets expires (alert when it is less than an hour away)",
+            "Unix time at which the credential in the managed Secrets expires (the chart's alert RegcredCredentialExpiringSoon watches it)",
             self.expiry.clone(),
         );
         registry.register(
@@ -209,6 +212,11 @@ impl Metrics {
             "namespaces_synced",
             "Targeted namespaces holding the current Secret",
             self.namespaces_synced.clone(),
+        );
+        registry.register(
+            "managed_secret_overwrites",
+            "Changes someone other than regcred made to a managed Secret and regcred restored",
+            self.managed_secret_overwrites.clone(),
         );
     }
 
@@ -297,6 +305,17 @@ impl Metrics {
         }
     }
 
+    /// `count` managed Secrets of `credential` restored after someone else changed them.
+    pub fn managed_secret_overwritten(&self, credential: &str, count: usize) {
+        if count > 0 {
+            self.managed_secret_overwrites
+                .get_or_create(&CredentialLabels {
+                    credential: credential.into(),
+                })
+                .inc_by(count as u64);
+        }
+    }
+
     fn forget_expiry(&self, credential: &str) {
         let registries = self.expiry_registries.lock().expect("metrics lock").remove(credential);
         for registry in registries.unwrap_or_default() {
@@ -364,6 +383,7 @@ impl Metrics {
         };
         self.namespaces_targeted.remove(&l);
         self.namespaces_synced.remove(&l);
+        self.managed_secret_overwrites.remove(&l);
         let registries = self
             .pull_auth_registries
             .lock()

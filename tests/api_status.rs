@@ -92,6 +92,7 @@ fn full_status() -> RegistryCredentialStatus {
             message: "CredentialMissing/SecretMissing: namespace ci lacks Secret regcred-ecr. Fix: see status.failedNamespaces.".into(),
             last_seen: time(ISSUED_AT),
             repaired: false,
+            repaired_at: None,
         }],
         conditions: vec![
             condition(conditions::ISSUED, "True", reason::ISSUED, "Credential valid until 2026-11-22T10:00:00Z."),

@@ -162,6 +162,22 @@ fn selects(selector: &Value, labels: &[(&str, &str)]) -> bool {
     by_label && by_expression
 }
 
+/// The confinement policies and their bindings (`confinement.enabled`, on
+/// by default): Secrets, ServiceAccounts, pods, RegistryCredentials and the
+/// webhook configuration; `tests/confinement.rs` proves what they do.
+const CONFINEMENT_KINDS: [&str; 10] = [
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+    "ValidatingAdmissionPolicyBinding",
+    "ValidatingAdmissionPolicyBinding",
+    "ValidatingAdmissionPolicyBinding",
+    "ValidatingAdmissionPolicyBinding",
+];
+
 fn kinds(objects: &[Value]) -> Vec<&str> {
     let mut kinds: Vec<&str> = objects.iter().map(kind).collect();
     kinds.sort();
@@ -339,6 +355,9 @@ fn deployment_is_restricted_and_wired_as_documented() {
             "Service",
             "ServiceAccount",
         ]
+        .into_iter()
+        .chain(CONFINEMENT_KINDS)
+        .collect::<Vec<_>>()
     );
     let deployment = one(&objects, "Deployment");
     assert_eq!(deployment["spec"]["replicas"], 2);
@@ -370,6 +389,8 @@ fn deployment_is_restricted_and_wired_as_documented() {
             "--log-format=json",
             "--credentials-namespace=regcred-system",
             "--diagnose-pulls=true",
+            "--registry-checks=covered",
+            "--excluded-namespaces=kube-system",
             "--admission-addr=0.0.0.0:9443",
             "--admission-cert-secret=regcred-webhook-tls",
             "--admission-certs=regcred",
@@ -438,6 +459,12 @@ fn deployment_is_restricted_and_wired_as_documented() {
     let labels = &one(&full, "Deployment")["spec"]["template"]["metadata"]["labels"];
     assert_eq!(labels["azure.workload.identity/use"], "true");
     assert_eq!(one(&full, "ServiceMonitor")["spec"]["endpoints"][0]["port"], "metrics");
+    // The alerts and the dashboard (tests/alerts.rs tests what they say).
+    assert!(one(&full, "PrometheusRule")["spec"]["groups"][0]["rules"].is_array());
+    assert_eq!(
+        named(&full, "ConfigMap", "regcred-dashboard")["metadata"]["labels"]["grafana_dashboard"],
+        "1"
+    );
     // Source credentials in another namespace: the Secret rule moves there.
     let roles: Vec<&str> = full
         .iter()
@@ -632,6 +659,9 @@ fn admission_disabled_renders_no_webhook() {
             "Service",
             "ServiceAccount",
         ]
+        .into_iter()
+        .chain(CONFINEMENT_KINDS)
+        .collect::<Vec<_>>()
     );
     assert_eq!(names(&objects, "Service"), ["regcred-metrics"]);
     assert_eq!(args_with(&objects, "--admission"), Vec::<&str>::new());
@@ -640,7 +670,13 @@ fn admission_disabled_renders_no_webhook() {
         json!([{"name": "metrics", "containerPort": 8080, "protocol": "TCP"}])
     );
     assert!(rules_for(&objects, "ClusterRole", "", "mutatingwebhookconfigurations").is_empty());
-    let text = serde_json::to_string(&objects).unwrap();
+    // The confinement policies are admissionregistration objects themselves;
+    // no other object may mention the API group.
+    let others: Vec<&Value> = objects
+        .iter()
+        .filter(|o| !kind(o).starts_with("ValidatingAdmissionPolicy"))
+        .collect();
+    let text = serde_json::to_string(&others).unwrap();
     assert!(!text.contains("admissionregistration"), "webhook RBAC rendered");
     // The release namespace's Secrets rule is the source credentials' one,
     // unchanged: no create, no rule for the certificate Secret.
@@ -794,6 +830,7 @@ async fn rendered_manifests_pass_server_side_dry_run() {
     cp.install_crd(&regcred::api::crd_yaml()).await.expect("CRD installs");
     for (group, kind) in [
         ("monitoring.coreos.com", "ServiceMonitor"),
+        ("monitoring.coreos.com", "PrometheusRule"),
         ("cert-manager.io", "Issuer"),
         ("cert-manager.io", "Certificate"),
     ] {

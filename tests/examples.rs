@@ -87,7 +87,7 @@ async fn issued_synced_and_checked(
 /// namespace but the credentials namespace; `Adopt` never takes a source.
 #[tokio::test]
 async fn readme_quick_start_and_static_examples_sync_and_never_touch_their_sources() {
-    let h = Harness::start().await;
+    let h = Harness::confined().await;
     // Step 2 of the quick start: `kubectl -n regcred-system create secret generic dockerhub ...`.
     put_source_secret(&h.client, "dockerhub", "me", "dckr_pat_example").await;
     // static-dockerconfigjson.yaml reads a dockerconfigjson Secret named like its target.
@@ -110,8 +110,9 @@ async fn readme_quick_start_and_static_examples_sync_and_never_touch_their_sourc
     for ns in ["app-a", "app-b"] {
         namespace_with_default_sa(&h.client, ns, &[]).await;
     }
-    let all = namespace_count(&h.client).await;
-    let all_but_kube_system = all - 1;
+    // The confined operator runs with the chart's --excluded-namespaces=kube-system:
+    // whatever an example selects, kube-system is never a target.
+    let all_but_kube_system = namespace_count(&h.client).await - 1;
     let mut names = apply_yaml(&h.client, &readme_quick_start()).await;
     assert_eq!(names, ["dockerhub"]);
     // examples/static-dockerhub.yaml has the quick start's name: it runs in
@@ -125,10 +126,9 @@ async fn readme_quick_start_and_static_examples_sync_and_never_touch_their_sourc
             })
             .await;
         assert_eq!(status.namespaces.targeted, status.namespaces.synced, "{name}");
-        let selected = if name == "dockerhub" { all_but_kube_system } else { all };
         assert_eq!(
             status.namespaces.targeted,
-            selected - 1,
+            all_but_kube_system - 1,
             "{name}: every selected namespace but {CREDS_NS}"
         );
         assert!(
@@ -203,7 +203,7 @@ async fn readme_quick_start_and_static_examples_sync_and_never_touch_their_sourc
 /// credentials namespace, and leaves its source alone.
 #[tokio::test]
 async fn the_dockerhub_example_applied_verbatim_syncs_every_namespace_and_leaves_its_source() {
-    let h = Harness::start().await;
+    let h = Harness::confined().await;
     // `kubectl -n regcred-system create secret generic dockerhub --from-literal=username=myuser --from-literal=password=dckr_pat_...`
     put_source_secret(&h.client, "dockerhub", "myuser", "dckr_pat_example").await;
     for ns in ["app-a", "app-b"] {
@@ -214,8 +214,11 @@ async fn the_dockerhub_example_applied_verbatim_syncs_every_namespace_and_leaves
     let names = apply_yaml(&h.client, include_str!("../examples/static-dockerhub.yaml")).await;
     assert_eq!(names, ["dockerhub"]);
     let status = issued_synced_and_checked(&h, "dockerhub", started).await;
-    // No target in the example: every namespace but the credentials namespace.
-    assert_eq!(status.namespaces.targeted, all - 1);
+    // No target in the example: every namespace but the credentials namespace
+    // and kube-system (the chart's --excluded-namespaces, which the confined
+    // operator runs with).
+    assert_eq!(status.namespaces.targeted, all - 2);
+    assert!(h.secrets("kube-system").get_opt("dockerhub").await.unwrap().is_none());
     assert_eq!(status.namespaces.synced, status.namespaces.targeted);
     assert!(status.failed_namespaces.is_empty(), "{:?}", status.failed_namespaces);
     // The example turns the pull-auth check on (healthCheck.image), and this
@@ -259,7 +262,7 @@ async fn the_dockerhub_example_applied_verbatim_syncs_every_namespace_and_leaves
 async fn the_ecr_and_gcr_examples_applied_verbatim_issue_and_sync() {
     let moto = regcred_testenv::fakes::moto::Moto::start().await.expect("moto");
     let google = TokenServer::start().await.expect("google token endpoint");
-    let h = Harness::start_with(&[], &[("AWS_ENDPOINT_URL_ECR", &moto.url())]).await;
+    let h = Harness::confined_with(&[], &[("AWS_ENDPOINT_URL_ECR", &moto.url())]).await;
     // The commands in the examples' comments.
     put_secret(
         &h.client,

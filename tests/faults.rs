@@ -7,7 +7,9 @@
 //! Every test prints its figures (`FAULTS …` lines) and asserts with
 //! generous timeouts; the figure to reach is in the message. `make test`
 //! runs small numbers; `make soak` (hack/soak.sh) the full ones through the
-//! `REGCRED_SOAK_*` variables.
+//! `REGCRED_SOAK_*` variables. regcred runs as the chart runs it: as its
+//! ServiceAccount, with the chart's RBAC and confinement policies
+//! (`support::confine`), so no fault makes it write what is not its own.
 
 mod support;
 
@@ -25,7 +27,7 @@ use support::*;
 /// 5 s of the return (it took 38-43 s with kube's default watch backoff).
 #[tokio::test]
 async fn converges_within_seconds_after_an_api_server_outage() {
-    let mut h = Harness::start().await;
+    let mut h = Harness::confined().await;
     put_source_secret(&h.client, "hub", "me", "pw").await;
     let names: Vec<String> = (0..20).map(|i| format!("out-{i:02}")).collect();
     for n in &names {
@@ -326,7 +328,7 @@ async fn soak_kill_9_and_api_server_restarts_under_a_concurrent_writer() {
     let kills = env_or("REGCRED_SOAK_KILLS", 3);
     let outage = Duration::from_secs(env_or("REGCRED_SOAK_OUTAGE_SECS", 10));
     let mut rng = Rng::from_env();
-    let mut h = Harness::start().await;
+    let mut h = Harness::confined().await;
     put_source_secret(&h.client, "hub", "me", "pw-0").await;
     let names = soak_namespaces(&h.client, n).await;
     let start = Instant::now();
@@ -496,7 +498,6 @@ async fn rejected(cp: &regcred_testenv::ControlPlane, level: &str) -> u64 {
 #[tokio::test]
 async fn throttled_by_priority_and_fairness_regcred_backs_off_and_loses_nothing() {
     use k8s_openapi::api::flowcontrol::v1::{FlowSchema, PriorityLevelConfiguration};
-    use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
     let n = env_or("REGCRED_APF_NAMESPACES", 200);
     let cp = regcred_testenv::ControlPlane::start_with_flags(&["--enable-priority-and-fairness=true"])
         .await
@@ -504,20 +505,9 @@ async fn throttled_by_priority_and_fairness_regcred_backs_off_and_loses_nothing(
     cp.install_crd(&regcred::api::crd_yaml()).await.unwrap();
     let client = cp.client().await.unwrap();
     create_namespace(&client, CREDS_NS, &[]).await;
-    // regcred as a user of its own (an admin would fall under the exempt
-    // priority level of system:masters).
-    let user = "regcred-apf";
-    let binding: ClusterRoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": user},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
-    }))
-    .unwrap();
-    kube::Api::<ClusterRoleBinding>::all(client.clone())
-        .create(&PostParams::default(), &binding)
-        .await
-        .unwrap();
-    let kubeconfig = cp.kubeconfig_for(user, &[]).unwrap();
+    // regcred as the chart runs it, its ServiceAccount (an admin would fall
+    // under the exempt priority level of system:masters).
+    let kubeconfig = confine(&cp, &[]).await;
     put_source_secret(&client, "hub", "me", "pw").await;
     let names = soak_namespaces(&client, n).await;
     let mut operator = start_operator_as(&kubeconfig, &[], &[]);
@@ -543,7 +533,7 @@ async fn throttled_by_priority_and_fairness_regcred_backs_off_and_loses_nothing(
             "matchingPrecedence": 500,
             "distinguisherMethod": {"type": "ByUser"},
             "rules": [{
-                "subjects": [{"kind": "User", "user": {"name": user}}],
+                "subjects": [{"kind": "ServiceAccount", "serviceAccount": {"namespace": CREDS_NS, "name": OPERATOR_SA}}],
                 "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"], "clusterScope": true, "namespaces": ["*"]}],
                 "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
             }],
@@ -643,7 +633,8 @@ async fn a_watch_expired_by_compaction_relists_and_restores() {
     create_namespace(&client, CREDS_NS, &[]).await;
     let real = cp.url().trim_start_matches("https://").to_string();
     let cutter = Cutter::start(real.clone()).await;
-    let kubeconfig = std::fs::read_to_string(cp.kubeconfig())
+    // regcred as the chart runs it (its ServiceAccount's token), through the cutter.
+    let kubeconfig = std::fs::read_to_string(confine(&cp, &[]).await)
         .unwrap()
         .replace(&real, &format!("127.0.0.1:{}", cutter.port));
     let path = cp.kubeconfig().with_file_name("cuttable.kubeconfig");
@@ -701,7 +692,7 @@ async fn soak_provider_fails_hangs_and_throttles_through_renewal() {
     // Renewal is planned at LIFETIME - MARGIN (and never sooner than a
     // minute after the previous mint), up to 5 % earlier with jitter.
     const LIFETIME: Duration = Duration::from_secs(120);
-    let h = Harness::start().await;
+    let h = Harness::confined().await;
     let names = soak_namespaces(&h.client, env_or("REGCRED_SOAK_PROVIDER_NAMESPACES", 20)).await;
     let cases = [
         (

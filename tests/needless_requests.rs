@@ -3,6 +3,8 @@
 //! a pull-auth check that could not tell, a Secret it does not manage. The
 //! tests count requests, writes and reconciles, so each has a control plane
 //! and operator of its own, where nothing else adds to the counts.
+//! regcred runs as the chart runs it: its ServiceAccount, the chart's RBAC
+//! and confinement policies (`support::confine`).
 
 mod support;
 
@@ -22,7 +24,7 @@ use support::*;
 #[tokio::test]
 async fn a_provider_repeating_its_token_is_not_hammered() {
     let google = TokenServer::start().await.expect("google token endpoint");
-    let h = Harness::start().await;
+    let h = Harness::confined().await;
     let token = canary("cached");
     // Renewal due after 100 s (a third before the expiry at 150 s); every
     // later answer is the same token with the same expiry.
@@ -62,7 +64,7 @@ async fn an_unknown_pull_auth_result_is_not_probed_again_before_the_interval() {
     let registry = registry_answering_unknown().await;
     let ca = registry.ca_path().to_str().unwrap().to_string();
     let addr = metrics_addr();
-    let h = Harness::start_with(&["--ca-bundle", &ca, "--metrics-addr", &addr], &[]).await;
+    let h = Harness::confined_with(&["--ca-bundle", &ca, "--metrics-addr", &addr], &[]).await;
     put_source_secret(&h.client, "unknown", "alice", "pw").await;
     namespace_with_default_sa(&h.client, "probe-00", &[("probe", "unknown")]).await;
     apply_rc(
@@ -114,7 +116,7 @@ async fn an_unknown_pull_auth_result_is_not_probed_again_before_the_interval() {
 #[tokio::test]
 async fn a_foreign_secret_is_not_read_again_on_every_reconcile() {
     let addr = metrics_addr();
-    let h = Harness::start_with(&["--metrics-addr", &addr], &[]).await;
+    let h = Harness::confined_with(&["--metrics-addr", &addr], &[]).await;
     put_source_secret(&h.client, "hub", "me", "pw").await;
     namespace_with_default_sa(&h.client, "foreign", &[]).await;
     namespace_with_default_sa(&h.client, "own", &[]).await;

@@ -419,3 +419,89 @@ async fn pull_diagnosis_memory_stays_flat_with_thousands_of_unrelated_events() {
             .contains("following the kubelet's image-pull failures")
     );
 }
+
+/// Someone else's edit of a managed Secret is restored and recorded: a
+/// Warning Event on the RegistryCredential naming the namespace and the
+/// editor's field manager (never a value), and
+/// `regcred_managed_secret_overwrites_total`. regcred's own rewrite after a
+/// rotation is neither.
+#[tokio::test]
+async fn another_managers_edit_of_a_managed_secret_is_restored_and_recorded() {
+    use k8s_openapi::api::events::v1::Event;
+    use kube::api::{Api, Patch, PatchParams};
+
+    let addr = metrics_addr();
+    let h = Harness::confined_with(&["--metrics-addr", &addr], &[]).await;
+    let password = canary("overwrite");
+    put_source_secret(&h.client, "hub", "me", &password).await;
+    namespace_with_default_sa(&h.client, "edited", &[]).await;
+    create_hub_rc(&h.client, json!({"namespaces": {"names": ["edited"]}})).await;
+    let holds = |want: &str| {
+        let want = want.to_string();
+        move |s: &k8s_openapi::api::core::v1::Secret| password_for(s, HUB).as_deref() == Some(want.as_str())
+    };
+    h.wait_secret("edited", "hub", "the managed Secret", holds(&password))
+        .await;
+    let counted = |text: &str| {
+        metric_sum(
+            text,
+            "regcred_managed_secret_overwrites_total",
+            &[r#"credential="hub""#],
+        )
+    };
+    assert_eq!(counted(&scrape(&addr).await), 0.0);
+
+    let forged = json!({"data": {".dockerconfigjson": "eyJhdXRocyI6e319"}});
+    let as_someone_else = PatchParams {
+        field_manager: Some("someone-else".into()),
+        ..Default::default()
+    };
+    h.secrets("edited")
+        .patch("hub", &as_someone_else, &Patch::Merge(&forged))
+        .await
+        .expect("editing the managed Secret as another field manager");
+    let edited_at = Instant::now();
+    h.wait_secret("edited", "hub", "the edited Secret restored", holds(&password))
+        .await;
+    println!("BENCH overwrite: restored {:?} after the edit", edited_at.elapsed());
+
+    let events: Api<Event> = Api::all(h.client.clone());
+    let overwrites = || async {
+        let list = events.list(&Default::default()).await.expect("listing Events");
+        list.items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("ManagedSecretOverwritten") && regarding(e) == Some("hub"))
+            .collect::<Vec<_>>()
+    };
+    let event = eventually(WAIT, "a ManagedSecretOverwritten Event on hub", || async {
+        overwrites().await.into_iter().next()
+    })
+    .await;
+    let note = event.note.clone().unwrap_or_default();
+    println!("Event: {note}");
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    assert!(note.contains("edited") && note.contains("someone-else"), "{note}");
+    assert!(
+        !note.contains(&password) && !note.contains("eyJhdXRocyI6e319"),
+        "{note}"
+    );
+    eventually(WAIT, "the overwrite counted once", || async {
+        (counted(&scrape(&addr).await) == 1.0).then_some(())
+    })
+    .await;
+
+    // regcred's own rewrite (the source rotated) is not someone else's edit.
+    let before = h.rcs().get("hub").await.unwrap().status.unwrap().credential_digest;
+    let rotated = canary("rotated");
+    put_source_secret(&h.client, "hub", "me", &rotated).await;
+    h.wait_secret("edited", "hub", "the rotated Secret", holds(&rotated))
+        .await;
+    h.wait_status("hub", "the new credential in status", |s| s.credential_digest != before)
+        .await;
+    assert_eq!(counted(&scrape(&addr).await), 1.0);
+    assert_eq!(
+        overwrites().await.len(),
+        1,
+        "one Event, for the one edit by another manager"
+    );
+}

@@ -3,7 +3,9 @@
 //! and says in status, and in its metrics, whether pulls will authenticate:
 //! never more than a check established, and never holding a changed
 //! credential back for anything but the registry's refusal. The tests share
-//! one control plane and operator, which trusts every test registry's CA.
+//! one control plane and operator, which trusts every test registry's CA
+//! and runs as the chart runs it: its ServiceAccount, the chart's RBAC and
+//! confinement policies (`support::confine`).
 
 mod support;
 
@@ -27,7 +29,7 @@ async fn status_says_whether_pulls_authenticate() {
     .await
     .expect("docker-registry starts");
     registry.push_image("team/app", "1.0").await.expect("image pushed");
-    let h = Tenant::join().await;
+    let h = Tenant::join_confined().await;
     put_source_secret(&h.client, "local", "alice", "right-password").await;
     namespace_with_default_sa(&h.client, "app", &[]).await;
     let rc = registry_credential(
@@ -106,7 +108,7 @@ async fn a_refused_first_credential_is_written_and_reported() {
     })
     .await
     .expect("docker-registry starts");
-    let h = Tenant::join().await;
+    let h = Tenant::join_confined().await;
     put_source_secret(&h.client, "refused", "alice", "wrong-password").await;
     namespace_with_default_sa(&h.client, "refused", &[]).await;
     let rc = registry_credential(
@@ -145,7 +147,7 @@ fn unreachable_rc(name: &str, registry: &str, namespaces: &[&str]) -> serde_json
 #[tokio::test]
 async fn an_unknown_check_is_not_reported_as_pulls_authenticating() {
     let registry = registry_answering_unknown().await;
-    let h = Tenant::join().await;
+    let h = Tenant::join_confined().await;
     put_source_secret(&h.client, "unknown", "alice", "pw").await;
     namespace_with_default_sa(&h.client, "said-nothing", &[]).await;
     apply_rc(
@@ -181,7 +183,7 @@ async fn an_unknown_check_is_not_reported_as_pulls_authenticating() {
 /// With pull-auth checks disabled, Ready does not claim that pulls authenticate.
 #[tokio::test]
 async fn with_checks_disabled_ready_does_not_claim_pulls_authenticate() {
-    let h = Tenant::join().await;
+    let h = Tenant::join_confined().await;
     put_source_secret(&h.client, "quiet", "me", "pw").await;
     namespace_with_default_sa(&h.client, "quiet", &[]).await;
     apply_rc(
@@ -216,7 +218,7 @@ async fn with_checks_disabled_ready_does_not_claim_pulls_authenticate() {
 /// registry that cannot be reached does not, and status says why.
 #[tokio::test]
 async fn an_unreachable_registry_does_not_hold_back_a_changed_static_credential() {
-    let h = Tenant::join().await;
+    let h = Tenant::join_confined().await;
     let registry = closed_registry();
     let namespaces = ["u-1", "u-2", "u-3"];
     for ns in namespaces {
@@ -276,7 +278,7 @@ async fn an_unreachable_registry_does_not_hold_back_a_changed_static_credential(
 /// leaves `/metrics` with it.
 #[tokio::test]
 async fn the_pull_auth_series_leaves_with_its_registry_credential() {
-    let h = Tenant::join().await;
+    let h = Tenant::join_confined().await;
     let addr = h.shared.metrics.clone();
     let registry = closed_registry();
     namespace_with_default_sa(&h.client, "m", &[]).await;

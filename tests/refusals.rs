@@ -2,7 +2,9 @@
 //! denies Secret writes, a Secret another credential or controller owns, a
 //! source or selector that is invalid. regcred reports it, keeps the last
 //! good state and never strips what pods pull with. Against a real
-//! kube-apiserver + etcd, the operator running as the built binary; the
+//! kube-apiserver + etcd, the operator running as the built binary, as
+//! the chart runs it (its ServiceAccount, the chart's RBAC and confinement
+//! policies: `support::confine`); the
 //! tests share one control plane and operator, each with its own
 //! namespaces and RegistryCredentials, unless a test says otherwise.
 
@@ -23,7 +25,7 @@ use support::*;
 /// place, so pods created meanwhile still carry the (last good) Secret.
 #[tokio::test]
 async fn a_denied_secret_write_never_strips_the_service_account() {
-    let h = Tenant::join().await;
+    let h = Tenant::join_confined().await;
     put_source_secret(&h.client, "denied", "me", "first").await;
     namespace_with_default_sa(&h.client, "frozen", &[]).await;
     namespace_with_default_sa(&h.client, "open", &[]).await;
@@ -84,7 +86,7 @@ async fn a_denied_secret_write_never_strips_the_service_account() {
 /// push that retry to its 5-minute cap.
 #[tokio::test]
 async fn a_deletion_with_denied_writes_finishes_and_reports_what_it_could_not_clean() {
-    let h = Harness::start().await;
+    let h = Harness::confined().await;
     put_source_secret(&h.client, "cleanup", "me", "pw").await;
     namespace_with_default_sa(&h.client, "locked", &[]).await;
     namespace_with_default_sa(&h.client, "free", &[]).await;
@@ -132,7 +134,7 @@ async fn a_deletion_with_denied_writes_finishes_and_reports_what_it_could_not_cl
 /// the second reports a conflict naming the owner and writes nothing.
 #[tokio::test]
 async fn two_credentials_on_one_secret_name_do_not_fight() {
-    let h = Tenant::join().await;
+    let h = Tenant::join_confined().await;
     put_source_secret(&h.client, "both", "me", "pw").await;
     namespace_with_default_sa(&h.client, "both", &[]).await;
     apply_rc(
@@ -214,7 +216,7 @@ async fn two_credentials_on_one_secret_name_do_not_fight() {
 /// A Secret another controller controls is reported, not fought over.
 #[tokio::test]
 async fn a_secret_controlled_by_another_controller_is_reported_not_adopted() {
-    let h = Tenant::join().await;
+    let h = Tenant::join_confined().await;
     put_source_secret(&h.client, "owned", "me", "pw").await;
     namespace_with_default_sa(&h.client, "owned", &[]).await;
     let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(h.client.clone(), "owned");
@@ -265,7 +267,7 @@ async fn a_secret_controlled_by_another_controller_is_reported_not_adopted() {
 /// changed one leaves the last good Secret untouched.
 #[tokio::test]
 async fn a_username_with_a_colon_is_refused_and_nothing_is_written() {
-    let h = Tenant::join().await;
+    let h = Tenant::join_confined().await;
     put_source_secret(&h.client, "colon", "me", "good").await;
     namespace_with_default_sa(&h.client, "colon", &[]).await;
     apply_rc(
@@ -337,7 +339,7 @@ async fn a_username_with_a_colon_is_refused_and_nothing_is_written() {
 /// A selector that would silently match nothing is InvalidSpec, naming the field.
 #[tokio::test]
 async fn an_invalid_label_selector_is_reported_with_its_field() {
-    let h = Tenant::join().await;
+    let h = Tenant::join_confined().await;
     put_source_secret(&h.client, "selector", "me", "pw").await;
     apply_rc(
         &h.client,

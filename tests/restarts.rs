@@ -2,7 +2,9 @@
 //! issued (taken back from its Secrets, never from a copy a tenant
 //! forged), its expiry in status and metrics during a provider outage, and
 //! which registry its pull-auth check asks. Each test stops and starts the
-//! operator, so each has a control plane of its own.
+//! operator, so each has a control plane of its own. regcred runs, and is
+//! restarted, as the chart runs it: its ServiceAccount, the chart's RBAC
+//! and confinement policies (`support::confine`).
 
 mod support;
 
@@ -32,28 +34,50 @@ async fn start_gcr(h: &Harness, google: &TokenServer, token: &str, namespaces: &
         .await;
 }
 
-/// A look-alike Secret a tenant forges in their own namespace is
-/// never taken back after a restart, so no other namespace receives it.
+/// A look-alike Secret a tenant (with `edit` in their namespace) forges
+/// there is never taken back after a restart, so no other namespace
+/// receives it; the tenant cannot make regcred adopt or spread anything.
 #[tokio::test]
 async fn a_forged_secret_is_never_recovered_after_a_restart() {
     let google = TokenServer::start().await.expect("google token endpoint");
-    let mut h = Harness::start().await;
+    let mut h = Harness::confined().await;
     let real = canary("real");
     // "aaa" comes first in any listing.
     start_gcr(&h, &google, &real, &["aaa", "zzz"]).await;
     h.operator.stop();
 
-    // The tenant of aaa rewrites their copy, labels and annotations kept.
+    // The tenant of aaa, with `edit` there and nothing more, rewrites their
+    // copy, labels and annotations kept ...
+    let tenant = tenant_with_edit(&h.cp, "aaa", "tenant-aaa").await;
+    let theirs: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(tenant.clone(), "aaa");
     let forged_password = canary("forged");
-    let mut forged = h.secrets("aaa").get("gcr").await.unwrap();
+    let mut forged = theirs.get("gcr").await.unwrap();
     let json =
         format!(r#"{{"auths":{{"gcr.io":{{"username":"evil","password":"{forged_password}","auth":"ZXZpbA=="}}}}}}"#);
     forged.data = Some([(".dockerconfigjson".to_string(), ByteString(json.into_bytes()))].into());
     forged.metadata.managed_fields = None;
-    h.secrets("aaa")
+    theirs.replace("gcr", &PostParams::default(), &forged).await.unwrap();
+    // ... and can neither change the RegistryCredential (Adopt, other
+    // namespaces) nor write in another namespace.
+    let adopt = json!({"spec": {"target": {"existingSecretPolicy": "Adopt"}}});
+    let denied = kube::Api::<regcred::api::RegistryCredential>::all(tenant.clone())
+        .patch(
+            "gcr",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&adopt),
+        )
+        .await;
+    assert!(
+        matches!(&denied, Err(kube::Error::Api(s)) if s.code == 403),
+        "{denied:?}"
+    );
+    let elsewhere = kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(tenant, "zzz")
         .replace("gcr", &PostParams::default(), &forged)
-        .await
-        .unwrap();
+        .await;
+    assert!(
+        matches!(&elsewhere, Err(kube::Error::Api(s)) if s.code == 403),
+        "{elsewhere:?}"
+    );
     namespace_with_default_sa(&h.client, "new", &[]).await;
     patch_rc(
         &h.client,
@@ -92,7 +116,7 @@ async fn a_forged_secret_is_never_recovered_after_a_restart() {
 #[tokio::test]
 async fn a_restart_during_an_outage_keeps_the_valid_credential() {
     let google = TokenServer::start().await.expect("google token endpoint");
-    let mut h = Harness::start().await;
+    let mut h = Harness::confined().await;
     let token = canary("outage");
     start_gcr(&h, &google, &token, &["one"]).await;
     let before = h.rcs().get("gcr").await.unwrap().status.unwrap();
@@ -137,7 +161,7 @@ async fn a_restart_during_an_outage_keeps_the_valid_credential() {
 async fn after_a_restart_in_an_outage_the_expiry_series_stays_and_expiry_is_reported() {
     let google = TokenServer::start().await.expect("google token endpoint");
     let addr = metrics_addr();
-    let mut h = Harness::start_with(&["--metrics-addr", &addr], &[]).await;
+    let mut h = Harness::confined_with(&["--metrics-addr", &addr], &[]).await;
     put_gcp_key(&h.client, "gcp-sa", &google).await;
     namespace_with_default_sa(&h.client, "one", &[]).await;
     let token = canary("expiring");
@@ -224,7 +248,7 @@ async fn after_a_restart_the_health_image_is_checked_at_its_own_registry() {
     let (right, wrong) = if a.host() > b.host() { (a, b) } else { (b, a) };
     right.push_image("team/app", "1.0").await.expect("image pushed");
     let ca = right.ca_path().to_str().unwrap().to_string();
-    let mut h = Harness::start_with(&["--ca-bundle", &ca], &[]).await;
+    let mut h = Harness::confined_with(&["--ca-bundle", &ca], &[]).await;
     put_gcp_key(&h.client, "gcp-sa", &google).await;
     namespace_with_default_sa(&h.client, "img", &[]).await;
     apply_rc(

@@ -19,8 +19,8 @@ pub const OPT_OUT_VALUE: &str = "disabled";
 /// The namespaces the webhook never touches, whatever a RegistryCredential
 /// selects: the cluster's own, and regcred's (whose pods must start for
 /// admission to work at all).
-pub fn excluded_namespace(namespace: &str, own_namespace: &str) -> bool {
-    namespace == "kube-system" || namespace == own_namespace
+pub fn excluded_namespace(namespace: &str, own_namespace: &str, excluded: &[String]) -> bool {
+    namespace == "kube-system" || namespace == own_namespace || excluded.iter().any(|e| e == namespace)
 }
 
 /// Whether a label set says "leave me alone".
@@ -259,8 +259,11 @@ mod tests {
     fn opt_out_and_exclusions() {
         assert!(opted_out(&ns("a", &[(OPT_OUT_LABEL, OPT_OUT_VALUE)])));
         assert!(!opted_out(&ns("a", &[(OPT_OUT_LABEL, "enabled")])));
-        assert!(excluded_namespace("kube-system", "regcred-system"));
-        assert!(excluded_namespace("regcred-system", "regcred-system"));
-        assert!(!excluded_namespace("default", "regcred-system"));
+        let excluded = ["tenant-infra".to_string()];
+        assert!(excluded_namespace("kube-system", "regcred-system", &[]));
+        assert!(excluded_namespace("regcred-system", "regcred-system", &[]));
+        assert!(!excluded_namespace("default", "regcred-system", &[]));
+        assert!(excluded_namespace("tenant-infra", "regcred-system", &excluded));
+        assert!(!excluded_namespace("tenant-infra", "regcred-system", &[]));
     }
 }

@@ -52,6 +52,8 @@ pub const PATH: &str = "/mutate-pods";
 pub struct Config {
     /// The namespace regcred runs in: never mutated.
     pub own_namespace: String,
+    /// Namespaces regcred never writes into (`--excluded-namespaces`).
+    pub excluded_namespaces: Vec<String>,
     /// How long admission waits for a missing Secret to be created before
     /// it answers anyway (the reference is added either way: the fan-out
     /// writes the Secret soon after, and the kubelet retries).
@@ -146,7 +148,9 @@ impl Admission {
             .clone()
             .or_else(|| pod.namespace())
             .unwrap_or_default();
-        if decide::excluded_namespace(&namespace, &self.config.own_namespace) || decide::opted_out(pod) {
+        if decide::excluded_namespace(&namespace, &self.config.own_namespace, &self.config.excluded_namespaces)
+            || decide::opted_out(pod)
+        {
             return (allowed, Outcome::NotTargeted, calls);
         }
         let secrets = match self.secrets_for(pod, &namespace, request.dry_run, &mut calls).await {

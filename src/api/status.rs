@@ -155,6 +155,10 @@ pub struct PullFailure {
     /// Whether regcred repaired what it could (see Events `ImagePullRepaired`).
     #[serde(default)]
     pub repaired: bool,
+    /// When regcred's repair took effect: the diagnosis's own repair, or a
+    /// re-sync or renewal that put the credential back after the pull failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repaired_at: Option<Time>,
 }
 
 /// Outcome of the last pull-authentication check.

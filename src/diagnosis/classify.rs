@@ -1,7 +1,9 @@
 //! The kubelet's text, read: what an image-pull Event or a container's
 //! waiting message says about the failure, before any check. Pure.
 //!
-//! The forms (Kubernetes 1.28–1.34, containerd, CRI-O, dockershim):
+//! The forms (Kubernetes 1.28–1.35; containerd 1.6, 1.7 and 2.x, whose CRI
+//! pulls through the Transfer Service from 2.1 with other texts; CRI-O;
+//! dockershim):
 //! - Event `Failed`: `Failed to pull image "<image>": <runtime error>`;
 //! - waiting message: the runtime error itself, or on ≥1.32 during back-off
 //!   `Back-off pulling image "<image>": ErrImagePull: <runtime error>`;
@@ -41,7 +43,9 @@ pub enum Hint {
     Network(Network),
     /// The kubelet could not read a Secret the pod names.
     SecretMissing,
-    /// `imagePullPolicy: Never` and the image is not on the node.
+    /// `imagePullPolicy: Never` and the kubelet will not pull: the image is
+    /// not on the node, or (1.33+ with `KubeletEnsureSecretPulledImages`) the
+    /// pod's credentials did not pull it.
     NeverPull,
     /// The image reference does not parse.
     InvalidReference,
@@ -69,7 +73,7 @@ impl Hint {
             Hint::Network(Network::Tls) => "the registry's certificate was not trusted",
             Hint::Network(Network::Other) => "the connection to the registry failed",
             Hint::SecretMissing => "a pull Secret the pod names does not exist",
-            Hint::NeverPull => "the image is absent and the pull policy is Never",
+            Hint::NeverPull => "the kubelet will not pull: the pull policy is Never",
             Hint::InvalidReference => "the image reference does not parse",
             Hint::BackOffOnly => "only `Back-off pulling image`, without the error",
             Hint::Unrecognized => "no known form",
@@ -181,17 +185,21 @@ fn split_attempts(text: &str) -> Vec<&str> {
     let Some(inner) = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) else {
         return vec![text];
     };
-    const STARTS: [&str; 10] = [
+    const STARTS: [&str; 14] = [
         "rpc error:",
         "failed to pull",
         "failed to resolve",
         "failed to copy",
         "failed to authorize",
+        "failed to do request",
+        "unexpected status from",
         "Error response from daemon",
         "Error reading manifest",
         "error pinging",
         "initializing source",
         "pinging container registry",
+        "unable to pull image",
+        "RegistryUnavailable",
     ];
     let mut parts = Vec::new();
     let mut start = 0;
@@ -245,14 +253,31 @@ fn secret_missing(text: &str) -> Option<Hint> {
         .then_some(Hint::SecretMissing)
 }
 
+/// `ErrImageNeverPull`; and the 1.33 alpha of `KubeletEnsureSecretPulledImages`,
+/// which said so of a present image its own way (kubernetes
+/// `pkg/kubelet/images/image_manager.go`, `ErrImageNotEnsured`).
 fn never_pull(text: &str) -> Option<Hint> {
-    text.contains("is not present with pull policy of never")
-        .then_some(Hint::NeverPull)
+    contains_any(
+        text,
+        &[
+            "is not present with pull policy of never",
+            "but does not have the proper auth (image secret)",
+        ],
+    )
+    .then_some(Hint::NeverPull)
 }
 
 fn invalid_reference(text: &str) -> Option<Hint> {
-    contains_any(text, &["failed to apply default image tag", "invalid reference format"])
-        .then_some(Hint::InvalidReference)
+    contains_any(
+        text,
+        &[
+            "failed to apply default image tag",
+            "couldn't parse image reference",
+            "couldn't parse image name",
+            "invalid reference format",
+        ],
+    )
+    .then_some(Hint::InvalidReference)
 }
 
 /// Before the refusals: an ECR `pull access denied ... token has expired` is an expiry.
@@ -276,6 +301,8 @@ fn rate_limited(text: &str) -> Option<Hint> {
             "toomanyrequests",
             "unexpected status: 429",
             "pull rate limit",
+            // containers/image (CRI-O): `ErrTooManyRequests`.
+            "too many requests to registry",
         ],
     )
     .then_some(Hint::RateLimited)
@@ -380,12 +407,18 @@ fn denied_or_missing(text: &str) -> Option<Hint> {
     .then_some(Hint::DeniedOrMissing)
 }
 
+/// A layer missing behind a manifest: containerd's blob fetch (`could not
+/// fetch content descriptor … from remote: not found`, or `content at
+/// …/blobs/… not found`), containers/image's (`fetching blob: blob unknown`).
 fn blob_not_found(text: &str) -> Option<Hint> {
-    let missing = contains_any(
+    let containerd = contains_any(
         text,
         &["could not fetch content descriptor", "failed open: could not fetch"],
     ) && text.contains("not found");
-    missing.then_some(Hint::BlobNotFound)
+    let containerd_url = text.contains("content at ") && text.contains("/blobs/") && text.contains("not found");
+    let containers_image = text.contains("fetching blob")
+        && contains_any(text, &["blob unknown", "not found", "statuscode: 404", "404 not found"]);
+    (containerd || containerd_url || containers_image).then_some(Hint::BlobNotFound)
 }
 
 fn forbidden(text: &str) -> Option<Hint> {
@@ -428,9 +461,28 @@ fn not_found(text: &str) -> Option<Hint> {
             "name_unknown",
             "manifest_unknown",
             "code = notfound",
+            // containers/image rewords a registry error whose message is its
+            // code's own: NAME_UNKNOWN reads `repository name not known to registry`.
+            "not known to registry",
         ],
     )
     .then_some(Hint::NotFound)
+}
+
+/// The Secrets a `FailedToRetrieveImagePullSecret` Event names: `Unable to
+/// retrieve some image pull secrets (a, b); attempting to pull the image may
+/// not succeed.` → `[a, b]`; `None` for any other message.
+pub fn unretrieved_secrets(message: &str) -> Option<Vec<String>> {
+    let after = find_after(message, "Unable to retrieve some image pull secrets (")?;
+    let names = &after[..after.find(')')?];
+    Some(
+        names
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(String::from)
+            .collect(),
+    )
 }
 
 fn find_after<'a>(text: &'a str, marker: &str) -> Option<&'a str> {
@@ -835,6 +887,350 @@ mod tests {
             Unrecognized,
         ),
     ];
+
+    /// The texts of each runtime the kubelet relays, per runtime version;
+    /// the comment says where each came from: `seen` (a real run on the test
+    /// node), `FACTS #n` (a user's report, ../shared/diagnosis/FACTS.md), or
+    /// the runtime's source where the text is built (containerd at its tags;
+    /// CRI-O at main f954a17e50, which vendors go.podman.io/image/v5; Go's
+    /// net/http and crypto/tls texts). A text built from source joins the
+    /// wrappers the source applies, in order, around what a registry:2 or the
+    /// named registry answers.
+    const RUNTIMES: &[(&str, &str, Hint)] = &[
+        // ---- containerd 1.6 (Debian's 1.6.20 on the test node) ----
+        // `seen`: the kubelet's Event in a real run of tests/diagnose.rs on the test node
+        // (kubelet v1.34.4), 2026-12-06; the pod each came from in brackets.
+        (
+            // seen [dx-missing/no-tag]; v1.6.20 resolver.go:391 `%s: %w` ErrNotFound after every
+            // host's 404, pull.go:133 `failed to resolve reference`, cri/server/image_pull.go:143.
+            "1.6",
+            r#"Failed to pull image "127.0.0.1:28694/team/app:2": rpc error: code = NotFound desc = failed to pull and unpack image "127.0.0.1:28694/team/app:2": failed to resolve reference "127.0.0.1:28694/team/app:2": 127.0.0.1:28694/team/app:2: not found"#,
+            NotFound,
+        ),
+        (
+            // seen [dx-uncovered/app: no credential; dx-refused/app: a wrong one — the same text]:
+            // resolver.go:302 `pulling from host %s failed with status code %v: %v`.
+            "1.6",
+            r#"Failed to pull image "127.0.0.1:26807/team/app:1": failed to pull and unpack image "127.0.0.1:26807/team/app:1": failed to resolve reference "127.0.0.1:26807/team/app:1": pulling from host 127.0.0.1:26807 failed with status code [manifests 1]: 401 Unauthorized"#,
+            Unauthorized,
+        ),
+        (
+            // seen [dx-expired/app]: remotes/errors/errors.go:36 `unexpected status: %s` from the token endpoint.
+            "1.6",
+            r#"Failed to pull image "gar.regcred.test/team/app:1": failed to pull and unpack image "gar.regcred.test/team/app:1": failed to resolve reference "gar.regcred.test/team/app:1": failed to authorize: failed to fetch oauth token: unexpected status: 401 Unauthorized"#,
+            Unauthorized,
+        ),
+        (
+            // seen [dx-rate/app]: the token endpoint answering 429.
+            "1.6",
+            r#"failed to pull and unpack image "127.0.0.1:31565/team/app:1": failed to resolve reference "127.0.0.1:31565/team/app:1": failed to authorize: failed to fetch oauth token: unexpected status: 429 Too Many Requests"#,
+            RateLimited,
+        ),
+        (
+            // seen [dx-rate-anon/app]: authorizer.go `failed to fetch anonymous token: %w`.
+            "1.6",
+            r#"failed to pull and unpack image "127.0.0.1:31565/team/app:1": failed to resolve reference "127.0.0.1:31565/team/app:1": failed to authorize: failed to fetch anonymous token: unexpected status: 429 Too Many Requests"#,
+            RateLimited,
+        ),
+        (
+            // FACTS #18: the anonymous token refused.
+            "1.6",
+            r#"failed to pull and unpack image "gcr.io/x/app:1": failed to resolve reference "gcr.io/x/app:1": failed to authorize: failed to fetch anonymous token: unexpected status: 401 Unauthorized"#,
+            NoCredential,
+        ),
+        (
+            // seen [dx-blob/app]: fetcher.go:144 `could not fetch content descriptor %v (%v) from remote: %w`,
+            // httpreadseeker.go `httpReadSeeker: failed open: %w`, content/helpers.go `failed to copy: %w`.
+            "1.6",
+            r#"Failed to pull image "127.0.0.1:12669/team/blob:1": rpc error: code = NotFound desc = failed to pull and unpack image "127.0.0.1:12669/team/blob:1": failed to copy: httpReadSeeker: failed open: could not fetch content descriptor sha256:bab49da66c392d0816dc23763a45464a67a120ffb4110b75b9a4febfea6e0c20 (application/vnd.oci.image.layer.v1.tar) from remote: not found"#,
+            BlobNotFound,
+        ),
+        (
+            // seen [dx-tls/untrusted]: resolver.go `failed to do request: %w`; Go 1.19's x509 text (Debian's build).
+            "1.6",
+            r#"Failed to pull image "untrusted.regcred.test/team/app:1": failed to pull and unpack image "untrusted.regcred.test/team/app:1": failed to resolve reference "untrusted.regcred.test/team/app:1": failed to do request: Head "https://127.0.0.1:13443/v2/team/app/manifests/1?ns=untrusted.regcred.test": x509: certificate signed by unknown authority"#,
+            Network(Tls),
+        ),
+        (
+            // seen [dx-tls/silent]: a server that accepts and never answers; 20 s after PullImage.
+            "1.6",
+            r#"Failed to pull image "silent.regcred.test/team/app:1": failed to pull and unpack image "silent.regcred.test/team/app:1": failed to resolve reference "silent.regcred.test/team/app:1": failed to do request: Head "https://127.0.0.1:39727/v2/team/app/manifests/1?ns=silent.regcred.test": net/http: TLS handshake timeout"#,
+            Network(Timeout),
+        ),
+        (
+            // seen [dx-net/refused]: 1.6 falls back to http:// for a loopback host.
+            "1.6",
+            r#"Failed to pull image "127.0.0.1:16364/team/app:1": failed to pull and unpack image "127.0.0.1:16364/team/app:1": failed to resolve reference "127.0.0.1:16364/team/app:1": failed to do request: Head "http://127.0.0.1:16364/v2/team/app/manifests/1": dial tcp 127.0.0.1:16364: connect: connection refused"#,
+            Network(ConnectionRefused),
+        ),
+        (
+            // seen [dx-net/dns]: an RFC 2606 name.
+            "1.6",
+            r#"Failed to pull image "registry.regcred-test.invalid/team/app:1": failed to pull and unpack image "registry.regcred-test.invalid/team/app:1": failed to resolve reference "registry.regcred-test.invalid/team/app:1": failed to do request: Head "https://registry.regcred-test.invalid/v2/team/app/manifests/1": dial tcp: lookup registry.regcred-test.invalid on 10.255.255.53:53: no such host"#,
+            Network(Dns),
+        ),
+        // ---- containerd 1.7 (v1.7.29) ----
+        (
+            // v1.7.29 remotes/docker/resolver.go:412 `%s: %w` ErrNotFound; cri/server/image_pull.go:193.
+            "1.7",
+            r#"rpc error: code = NotFound desc = failed to pull and unpack image "reg.example/team/app:2": failed to resolve reference "reg.example/team/app:2": reg.example/team/app:2: not found"#,
+            NotFound,
+        ),
+        (
+            // v1.7.0+ remotes/errors/errors.go:36 `unexpected status from %s request to %s: %s` (the manifest HEAD).
+            "1.7",
+            r#"failed to pull and unpack image "reg.example/team/app:1": failed to resolve reference "reg.example/team/app:1": unexpected status from HEAD request to https://reg.example/v2/team/app/manifests/1: 401 Unauthorized"#,
+            Unauthorized,
+        ),
+        (
+            // v1.7.8+ authorizer.go:194 `%w: no basic auth credentials` (ErrInvalidAuthorization =
+            // `authorization failed`), resolver.go:299 `pull access denied, …: %w`.
+            "1.7",
+            r#"failed to pull and unpack image "reg.example/team/app:1": failed to resolve reference "reg.example/team/app:1": pull access denied, repository does not exist or may require authorization: authorization failed: no basic auth credentials"#,
+            NoCredential,
+        ),
+        (
+            // FACTS #13 (ghcr, a 1.7-era report): the token endpoint's GET in errors.go:36's form.
+            "1.7",
+            r#"failed to pull and unpack image "ghcr.io/kagenti/kagenti-client-registration:latest": failed to resolve reference "ghcr.io/kagenti/kagenti-client-registration:latest": failed to authorize: failed to fetch oauth token: unexpected status from GET request to https://ghcr.io/token?scope=repository%3Akagenti%2Fkagenti-client-registration%3Apull&service=ghcr.io: 403 Forbidden"#,
+            Forbidden,
+        ),
+        (
+            // FACTS #32: ECR Public's HEAD 403 for a stale credential.
+            "1.7",
+            "failed to resolve reference \"public.ecr.aws/kro/kro:0.1.0\": unexpected status from HEAD request to https://public.ecr.aws/v2/kro/kro/manifests/0.1.0: 403 Forbidden",
+            Forbidden,
+        ),
+        (
+            // FACTS #60: Go ≥1.20's `tls: failed to verify certificate: x509: …`.
+            "1.7",
+            r#"failed to pull and unpack image "registry.k8s.io/coredns/coredns:v1.11.1": failed to resolve reference "registry.k8s.io/coredns/coredns:v1.11.1": failed to do request: Head "https://registry.k8s.io/v2/coredns/coredns/manifests/v1.11.1": tls: failed to verify certificate: x509: certificate signed by unknown authority"#,
+            Network(Tls),
+        ),
+        (
+            // v1.7.29 fetcher.go:145, as 1.6.
+            "1.7",
+            r#"failed to pull and unpack image "reg.example/team/app:1": failed to copy: httpReadSeeker: failed open: could not fetch content descriptor sha256:1111111111111111111111111111111111111111111111111111111111111111 (application/vnd.oci.image.layer.v1.tar+gzip) from remote: not found"#,
+            BlobNotFound,
+        ),
+        // ---- containerd 2.x (the CRI pulls through the Transfer Service from 2.1) ----
+        // `seen`: a real run of tests/diagnose_containerd2.rs on the test node with containerd
+        // v2.4.2 built from its Go module, 2026-12-06.
+        (
+            // seen [dx-missing/no-tag]; core/transfer/local/pull.go:62 `failed to resolve image: %w`,
+            // resolver.go:490, internal/cri/server/images/image_pull.go:341.
+            "2.x",
+            r#"Failed to pull image "127.0.0.1:16420/team/app:2": rpc error: code = NotFound desc = failed to pull and unpack image "127.0.0.1:16420/team/app:2": failed to resolve image: 127.0.0.1:16420/team/app:2: not found"#,
+            NotFound,
+        ),
+        (
+            // seen [dx-uncovered/app]: authorizer.go:202 `%w: no basic auth credentials`, resolver.go:336.
+            "2.x",
+            r#"Failed to pull image "127.0.0.1:24891/team/app:1": failed to pull and unpack image "127.0.0.1:24891/team/app:1": failed to resolve image: pull access denied, repository does not exist or may require authorization: authorization failed: no basic auth credentials"#,
+            NoCredential,
+        ),
+        (
+            // seen [dx-refused/app]: core/remotes/errors/errors.go:43, a wrong password on the manifest HEAD.
+            "2.x",
+            r#"Failed to pull image "127.0.0.1:14853/team/app:1": failed to pull and unpack image "127.0.0.1:14853/team/app:1": failed to resolve image: unexpected status from HEAD request to https://127.0.0.1:14853/v2/team/app/manifests/1: 401 Unauthorized"#,
+            Unauthorized,
+        ),
+        (
+            // seen [dx-expired/app]: auth/fetch.go:141 NewUnexpectedStatusErr from the token endpoint.
+            "2.x",
+            r#"Failed to pull image "gar.regcred.test/team/app:1": failed to pull and unpack image "gar.regcred.test/team/app:1": failed to resolve image: failed to authorize: failed to fetch oauth token: unexpected status from GET request to https://localhost:40553/token?scope=repository%3Ateam%2Fapp%3Apull&service=regcred-testenv-registry: 401 Unauthorized"#,
+            Unauthorized,
+        ),
+        (
+            // seen [dx-rate/app].
+            "2.x",
+            r#"Failed to pull image "127.0.0.1:14228/team/app:1": failed to pull and unpack image "127.0.0.1:14228/team/app:1": failed to resolve image: failed to authorize: failed to fetch oauth token: unexpected status from GET request to https://localhost:34979/token?scope=repository%3Ateam%2Fapp%3Apull&service=regcred-testenv-registry: 429 Too Many Requests"#,
+            RateLimited,
+        ),
+        (
+            // seen [dx-rate-anon/app].
+            "2.x",
+            r#"Failed to pull image "127.0.0.1:14228/team/app:1": failed to pull and unpack image "127.0.0.1:14228/team/app:1": failed to resolve image: failed to authorize: failed to fetch anonymous token: unexpected status from GET request to https://localhost:34979/token?scope=repository%3Ateam%2Fapp%3Apull&service=regcred-testenv-registry: 429 Too Many Requests"#,
+            RateLimited,
+        ),
+        (
+            // v2.4 resolver.go:367 `withGETErrorBody`: a HEAD 403 borrows the GET's body, and
+            // errcode.go:290 joins it (`errors.Join`: a new line) with ECR's DENIED error.
+            "2.x",
+            "failed to pull and unpack image \"123456789012.dkr.ecr.us-east-1.amazonaws.com/team/app:1\": failed to resolve image: unexpected status from HEAD request to https://123456789012.dkr.ecr.us-east-1.amazonaws.com/v2/team/app/manifests/1: 403 Forbidden\ndenied: Your authorization token has expired. Reauthenticate and try again.",
+            Expired,
+        ),
+        (
+            // v2.0–2.3 resolver.go: the same HEAD 403 without the body.
+            "2.x",
+            r#"failed to pull and unpack image "123456789012.dkr.ecr.us-east-1.amazonaws.com/team/app:1": failed to resolve image: unexpected status from HEAD request to https://123456789012.dkr.ecr.us-east-1.amazonaws.com/v2/team/app/manifests/1: 403 Forbidden"#,
+            Forbidden,
+        ),
+        (
+            // seen [dx-tls/untrusted]: 2.x redacts the `ns=` query in the CRI error.
+            "2.x",
+            r#"Failed to pull image "untrusted.regcred.test/team/app:1": failed to pull and unpack image "untrusted.regcred.test/team/app:1": failed to resolve image: failed to do request: Head "https://127.0.0.1:17643/v2/team/app/manifests/1?ns=%5BREDACTED%5D": tls: failed to verify certificate: x509: certificate signed by unknown authority"#,
+            Network(Tls),
+        ),
+        (
+            // seen [dx-tls/silent]: 60 s after PullImage (resolver.go:820 doWithTransportRetries retries
+            // a transport timeout, maxAttempts); the last attempt's error is reported.
+            "2.x",
+            r#"Failed to pull image "silent.regcred.test/team/app:1": failed to pull and unpack image "silent.regcred.test/team/app:1": failed to resolve image: failed to do request: Head "https://127.0.0.1:33843/v2/team/app/manifests/1?ns=%5BREDACTED%5D": net/http: TLS handshake timeout"#,
+            Network(Timeout),
+        ),
+        (
+            // seen [dx-net/refused]: https:// even for a loopback host.
+            "2.x",
+            r#"Failed to pull image "127.0.0.1:26897/team/app:1": failed to pull and unpack image "127.0.0.1:26897/team/app:1": failed to resolve image: failed to do request: Head "https://127.0.0.1:26897/v2/team/app/manifests/1": dial tcp 127.0.0.1:26897: connect: connection refused"#,
+            Network(ConnectionRefused),
+        ),
+        (
+            // seen [dx-net/dns].
+            "2.x",
+            r#"Failed to pull image "registry.regcred-test.invalid/team/app:1": failed to pull and unpack image "registry.regcred-test.invalid/team/app:1": failed to resolve image: failed to do request: Head "https://registry.regcred-test.invalid/v2/team/app/manifests/1": dial tcp: lookup registry.regcred-test.invalid on 10.255.255.53:53: no such host"#,
+            Network(Dns),
+        ),
+        (
+            // A transport timeout of a dial, as resolver.go:719 wraps it.
+            "2.x",
+            r#"failed to pull and unpack image "reg.example/team/app:1": failed to resolve image: failed to do request: Head "https://reg.example/v2/team/app/manifests/1": dial tcp 10.0.0.1:443: i/o timeout"#,
+            Network(Timeout),
+        ),
+        (
+            // seen [dx-blob/app]: fetcher.go:330, unchanged since 1.6.
+            "2.x",
+            r#"Failed to pull image "127.0.0.1:29915/team/blob:1": rpc error: code = NotFound desc = failed to pull and unpack image "127.0.0.1:29915/team/blob:1": failed to copy: httpReadSeeker: failed open: could not fetch content descriptor sha256:b5663a17972ccc1eeb61256b27572831f823bc69d6ee3b09b3baa2133bd01b57 (application/vnd.oci.image.layer.v1.tar) from remote: not found"#,
+            BlobNotFound,
+        ),
+        (
+            // resolver.go:731 `content at %v not found: %w` for a blob URL.
+            "2.x",
+            "failed to copy: httpReadSeeker: failed open: content at https://reg.example/v2/team/app/blobs/sha256:1111111111111111111111111111111111111111111111111111111111111111 not found: not found",
+            BlobNotFound,
+        ),
+        // ---- CRI-O (containers/image: go.podman.io/image/v5) ----
+        (
+            // docker_client.go:972 `reading manifest %s in %s: %w`, copy/copy.go:237
+            // `initializing source %s: %w`, internal/storage/image.go:913 `unable to pull image: %w`;
+            // errors.go rewords MANIFEST_UNKNOWN to its own message.
+            "CRI-O",
+            r#"Failed to pull image "reg.example/team/app:2": rpc error: code = Unknown desc = unable to pull image: initializing source docker://reg.example/team/app:2: reading manifest 2 in reg.example/team/app: manifest unknown"#,
+            NotFound,
+        ),
+        (
+            // The same for NAME_UNKNOWN.
+            "CRI-O",
+            "unable to pull image: initializing source docker://reg.example/team/nothing:1: reading manifest 1 in reg.example/team/nothing: repository name not known to registry",
+            NotFound,
+        ),
+        (
+            // The same for UNAUTHORIZED (registry:2 htpasswd without a credential).
+            "CRI-O",
+            "unable to pull image: initializing source docker://reg.example/team/app:1: reading manifest 1 in reg.example/team/app: authentication required",
+            Unauthorized,
+        ),
+        (
+            // errors.go ErrUnauthorizedForCredentials: a token endpoint's 401.
+            "CRI-O",
+            "unable to pull image: initializing source docker://reg.example/team/app:1: unable to retrieve auth token: invalid username/password: unauthorized: authentication required",
+            Unauthorized,
+        ),
+        (
+            // ECR's DENIED body with its own message (GET, not HEAD: containers/image reads it).
+            "CRI-O",
+            "unable to pull image: initializing source docker://123456789012.dkr.ecr.us-east-1.amazonaws.com/team/app:1: reading manifest 1 in 123456789012.dkr.ecr.us-east-1.amazonaws.com/team/app: denied: Your authorization token has expired. Reauthenticate and try again.",
+            Expired,
+        ),
+        (
+            // errors.go:18 ErrTooManyRequests.
+            "CRI-O",
+            "unable to pull image: initializing source docker://reg.example/team/app:1: pinging container registry reg.example: too many requests to registry",
+            RateLimited,
+        ),
+        (
+            // docker_client.go:946 `pinging container registry %s: %w`.
+            "CRI-O",
+            r#"unable to pull image: initializing source docker://reg.example/team/app:1: pinging container registry reg.example: Get "https://reg.example/v2/": tls: failed to verify certificate: x509: certificate signed by unknown authority"#,
+            Network(Tls),
+        ),
+        (
+            // server/image_pull.go:120 wraps ECONNREFUSED in crierrors.ErrRegistryUnavailable; the
+            // kubelet's evalCRIPullErr then writes its own sentence.
+            "CRI-O",
+            r#"image pull failed for reg.example/team/app:1 because the registry is unavailable: unable to pull image: initializing source docker://reg.example/team/app:1: pinging container registry reg.example: Get "https://reg.example/v2/": dial tcp 10.0.0.1:443: connect: connection refused"#,
+            Network(ConnectionRefused),
+        ),
+        (
+            "CRI-O",
+            r#"rpc error: code = Unknown desc = RegistryUnavailable: unable to pull image: initializing source docker://reg.example/team/app:1: pinging container registry reg.example: Get "https://reg.example/v2/": dial tcp 10.0.0.1:443: connect: connection refused"#,
+            Network(ConnectionRefused),
+        ),
+        (
+            // copy/single.go:855 `reading blob %s: %w`, docker_client.go:1064 `fetching blob: %w`,
+            // BLOB_UNKNOWN reworded.
+            "CRI-O",
+            "unable to pull image: reading blob sha256:1111111111111111111111111111111111111111111111111111111111111111: fetching blob: blob unknown to registry",
+            BlobNotFound,
+        ),
+        (
+            // internal/storage/image.go:901, when the image pull fails and the OCI artifact fallback too.
+            "CRI-O",
+            "unable to pull image or OCI artifact: pull image err: initializing source docker://reg.example/team/app:2: reading manifest 2 in reg.example/team/app: manifest unknown; artifact err: reading manifest 2 in reg.example/team/app: manifest unknown",
+            NotFound,
+        ),
+        // ---- the kubelet itself, any runtime ----
+        (
+            // seen [dx-kubelet/invalid] (kubelet v1.34.4): image_manager.go `Failed to apply default image
+            // tag %q: %v` (Event InspectFailed, waiting reason InvalidImageName).
+            "kubelet",
+            r#"Failed to apply default image tag "Team/App:1": couldn't parse image name "Team/App:1": invalid reference format: repository name (App) must be lowercase"#,
+            InvalidReference,
+        ),
+        (
+            // Newer kubelet trees' applyDefaultImageTag: `couldn't parse image reference %q: %v`.
+            "kubelet",
+            r#"Failed to apply default image tag "Team/App:1": couldn't parse image reference "Team/App:1": invalid reference format: repository name (Team/App) must be lowercase"#,
+            InvalidReference,
+        ),
+        (
+            // seen [dx-kubelet/never]; image_manager.go: `Container image %q is not present with pull policy of Never` (ErrImageNeverPull;
+            // from 1.35 also for a present image the pod's credentials did not pull).
+            "kubelet",
+            r#"Container image "registry.regcred-test.invalid/team/app:1" is not present with pull policy of Never"#,
+            NeverPull,
+        ),
+        (
+            // The 1.33 alpha of KubeletEnsureSecretPulledImages (ErrImageNotEnsured).
+            "kubelet",
+            r#"Container image "reg.example/team/app:1" is present with pull policy of "Never" but does not have the proper auth (image secret) that was used to pull the image"#,
+            NeverPull,
+        ),
+    ];
+
+    #[test]
+    fn every_runtimes_text_reads_as_its_cause() {
+        let mut failed = Vec::new();
+        for (runtime, message, want) in RUNTIMES {
+            let got = classify(message).hint();
+            if got != *want {
+                failed.push(format!("{runtime}: got {got:?}, want {want:?}:\n  {message}"));
+            }
+        }
+        assert!(failed.is_empty(), "{}", failed.join("\n"));
+    }
+
+    #[test]
+    fn the_secrets_the_kubelet_could_not_retrieve_are_read_from_its_event() {
+        assert_eq!(
+            unretrieved_secrets(
+                "Unable to retrieve some image pull secrets (regcred, other); attempting to pull the image may not \
+                 succeed."
+            ),
+            Some(vec!["regcred".to_string(), "other".to_string()])
+        );
+        assert_eq!(unretrieved_secrets(r#"Failed to pull image "a:1": not found"#), None);
+    }
 
     #[test]
     fn every_message_form_in_the_facts() {

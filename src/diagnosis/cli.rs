@@ -1,6 +1,7 @@
 //! `regcred diagnose` (and `kubectl regcred diagnose`): every container of
-//! the namespace's pods (or of one pod) waiting in `ErrImagePull` or
-//! `ImagePullBackOff` now, diagnosed with the user's kubeconfig and only the
+//! the namespace's pods (or of one pod) waiting on its image now
+//! (`ErrImagePull`, `ImagePullBackOff`, `InvalidImageName`,
+//! `ErrImageNeverPull`), diagnosed with the user's kubeconfig and only the
 //! reads their RBAC allows. Never writes; works whether or not the operator runs.
 
 use std::process::ExitCode;
@@ -10,7 +11,7 @@ use kube::api::{Api, ListParams};
 use serde::Serialize;
 
 use super::Diagnosis;
-use super::pod::diagnose_pod;
+use super::pod::{PULL_FAILURES, diagnose_pod};
 use crate::cli::{DiagnoseArgs, OutputFormat};
 use crate::connect;
 
@@ -83,7 +84,7 @@ async fn run(args: &DiagnoseArgs) -> Result<Vec<Diagnosis>, String> {
 /// The text output: one block per container.
 pub fn render_text(diagnoses: &[Diagnosis]) -> String {
     if diagnoses.is_empty() {
-        return "No container is waiting in ErrImagePull or ImagePullBackOff.\n".to_string();
+        return format!("No container is waiting in {}.\n", PULL_FAILURES.join(", "));
     }
     let mut out = String::new();
     for d in diagnoses {
@@ -136,7 +137,7 @@ mod tests {
         );
         assert_eq!(
             render_text(&[]),
-            "No container is waiting in ErrImagePull or ImagePullBackOff.\n"
+            "No container is waiting in ErrImagePull, ImagePullBackOff, InvalidImageName, ErrImageNeverPull.\n"
         );
     }
 }

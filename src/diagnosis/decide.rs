@@ -3,7 +3,7 @@
 
 use jiff::Timestamp;
 
-use super::classify::{Hint, Network};
+use super::classify::{Hint, Network, unretrieved_secrets};
 use super::{Cause, Detail, Diagnosis, Evidence};
 use crate::api::PullAuthResult;
 use crate::pull_auth::ManifestCheck;
@@ -85,14 +85,23 @@ pub struct Manifest {
     pub check: ManifestCheck,
 }
 
+/// The check under which the caller keeps the message of the kubelet's
+/// `FailedToRetrieveImagePullSecret` Event in [`Findings::evidence`].
+pub(super) const FAILED_TO_RETRIEVE: &str = "kubelet's FailedToRetrieveImagePullSecret";
+
 /// The diagnosis for `findings`.
-pub fn decide(f: Findings) -> Diagnosis {
+pub fn decide(mut f: Findings) -> Diagnosis {
     let Verdict {
         cause,
         detail,
         message,
         fix,
     } = judge(&f);
+    if rests_on_the_registry(cause, detail)
+        && let Some(note) = unconfirmed(&f)
+    {
+        f.evidence.push(note);
+    }
     Diagnosis {
         namespace: f.namespace,
         pod: f.pod,
@@ -127,7 +136,10 @@ type Rule = fn(&Findings) -> Option<Verdict>;
 /// 1. What the runtime's text settles alone: the network, a rate limit, a
 ///    pull policy, a malformed reference, a missing layer.
 /// 2. What the registry settles: a 404 on the manifest with a credential it
-///    accepted, or its word that the credential expired.
+///    accepted; where no check could ask it, the kubelet's text that it
+///    answered not found; its word that the credential expired. Then the
+///    kubelet's own word that it could not read a Secret the pod names,
+///    which is there now.
 /// 3. Without a RegistryCredential covering the host, the last of these
 ///    answers: the pod's own Secrets are all there is to judge.
 /// 4. With one, its way to the pull, in the order the credential travels:
@@ -144,7 +156,9 @@ const RULES: &[Rule] = &[
     blob_not_found,
     // 2. The registry.
     image_not_found,
+    not_found_by_text,
     expired_by_registry,
+    not_yet_readable,
     // 3. No RegistryCredential covers the host.
     anonymous_while_credentials_unreadable,
     credentials_unreadable,
@@ -258,36 +272,53 @@ fn rate_limited(f: &Findings) -> Option<Verdict> {
     })
 }
 
+/// `ErrImageNeverPull`: the kubelet will not pull. From Kubernetes 1.35
+/// (`KubeletEnsureSecretPulledImages`, beta and on) it says the same of an
+/// image that is on the node but was not pulled with the pod's credentials.
 fn never_pull(f: &Findings) -> Option<Verdict> {
-    (f.hint == Hint::NeverPull).then(|| {
-        unknown(
-            f,
-            "the image is not on the node and the container's imagePullPolicy is Never",
-            "load the image onto the node, or set imagePullPolicy to IfNotPresent",
-        )
+    (f.hint == Hint::NeverPull).then(|| Verdict {
+        cause: Cause::ImageNotPresent,
+        detail: Some(Detail::PullPolicyNever),
+        message: format!(
+            "the container's imagePullPolicy is Never, so the kubelet will not pull {}: the image is not on the node, \
+             or (Kubernetes 1.35+ with KubeletEnsureSecretPulledImages) it is, but no credential of this pod \
+             pulled it; the kubelet reports both the same way{}",
+            f.image,
+            runtime_said(f)
+        ),
+        fix: "load the image onto the node, or set imagePullPolicy to IfNotPresent (the kubelet then pulls, or checks \
+              the pod's credential against the registry); on 1.35+ the kubelet's \
+              imagePullCredentialsVerificationPolicy decides which cached images need no credential"
+            .to_string(),
     })
 }
 
+/// `InvalidImageName`: the reference does not parse; nothing was pulled.
 fn invalid_reference(f: &Findings) -> Option<Verdict> {
-    (f.hint == Hint::InvalidReference).then(|| {
-        unknown(
-            f,
-            &format!("{:?} is not a valid image reference", f.image),
-            "fix the image name in the workload (lower-case repository, tag after a colon)",
-        )
+    (f.hint == Hint::InvalidReference).then(|| Verdict {
+        cause: Cause::InvalidImage,
+        detail: Some(Detail::Reference),
+        message: format!(
+            "{:?} is not a valid image reference, so the kubelet pulled nothing{}",
+            f.image,
+            runtime_said(f)
+        ),
+        fix: "fix the image in the workload: [host[:port]/]lower-case/path[:tag][@sha256:digest]".to_string(),
     })
 }
 
+/// The manifest was found, one of its layers was not.
 fn blob_not_found(f: &Findings) -> Option<Verdict> {
-    (f.hint == Hint::BlobNotFound).then(|| {
-        unknown(
-            f,
-            &format!(
-                "registry {} has the manifest of {} but not one of its layers",
-                f.host, f.image
-            ),
-            "push the image again, or re-sync the registry's pull-through cache",
-        )
+    (f.hint == Hint::BlobNotFound).then(|| Verdict {
+        cause: Cause::ImageNotFound,
+        detail: Some(Detail::Blob),
+        message: format!(
+            "registry {} has the manifest of {} but not one of its layers{}",
+            f.host,
+            f.image,
+            runtime_said(f)
+        ),
+        fix: "push the image again, or re-sync the registry's pull-through cache or mirror".to_string(),
     })
 }
 
@@ -328,8 +359,105 @@ fn image_not_found(f: &Findings) -> Option<Verdict> {
     })
 }
 
+/// The kubelet's text says the registry answered not found, and no check of
+/// regcred's got an answer from the registry (TLS, DNS, timeout, refused, or
+/// the reads RBAC forbids): the text is taken, and the evidence says what
+/// could not be confirmed.
+fn not_found_by_text(f: &Findings) -> Option<Verdict> {
+    if f.hint != Hint::NotFound || registry_answered(f) {
+        return None;
+    }
+    let repository = crate::registry::repo_to_pull(&f.image);
+    let text = f.text.as_deref().unwrap_or_default().to_ascii_lowercase();
+    // containers/image reads the registry's error body: NAME_UNKNOWN is the
+    // repository's; containerd's HEAD has no body and says `not found` of both.
+    let no_repository = ["name unknown", "name_unknown", "repository name not known"]
+        .iter()
+        .any(|n| text.contains(n));
+    let (detail, what, fix) = if no_repository {
+        (
+            Detail::Repository,
+            format!("registry {} has no repository {repository}", f.host),
+            "fix the image name in the workload, or push the image",
+        )
+    } else {
+        (
+            Detail::Tag,
+            format!("registry {} has no manifest for {}", f.host, f.image),
+            "fix the tag in the workload, or push that tag",
+        )
+    };
+    Some(Verdict {
+        cause: Cause::ImageNotFound,
+        detail: Some(detail),
+        message: format!(
+            "{what}, as the kubelet's runtime reports (not confirmed by regcred's own check of the registry)"
+        ),
+        fix: fix.to_string(),
+    })
+}
+
 fn expired_by_registry(f: &Findings) -> Option<Verdict> {
     (f.hint == Hint::Expired).then(|| expired(f, "the registry said the credential has expired"))
+}
+
+/// The kubelet could not read a Secret the pod names when it pulled
+/// (`FailedToRetrieveImagePullSecret`: the Node authorizer's first read of a
+/// newly bound pod, or a Secret created a moment after the pull began), so
+/// it pulled without it; the Secret is there now, and nothing says what it
+/// holds would be refused: the kubelet's next retry passes.
+fn not_yet_readable(f: &Findings) -> Option<Verdict> {
+    let auth_failure = matches!(
+        f.hint,
+        Hint::Unauthorized
+            | Hint::Forbidden
+            | Hint::NoCredential
+            | Hint::DeniedOrMissing
+            | Hint::SecretMissing
+            | Hint::BackOffOnly
+            | Hint::Unrecognized
+    );
+    let names = unretrieved(f).filter(|n| !n.is_empty() && auth_failure)?;
+    let there_now = names
+        .iter()
+        .all(|n| f.pod_secrets.iter().any(|s| &s.name == n && s.exists == Some(true)));
+    let refused_now = pods_manifest(f).is_some_and(|m| m.check.result == PullAuthResult::Unauthorized);
+    let wrong_now = f.credential.as_ref().is_some_and(|c| {
+        c.secret_foreign || c.secret_current == Some(false) || c.not_after.is_some_and(|t| t <= f.now)
+    });
+    if !there_now || refused_now || wrong_now {
+        return None;
+    }
+    let served = pods_manifest(f)
+        .filter(|m| m.check.result == PullAuthResult::Healthy)
+        .map(|m| {
+            format!(
+                "; registry {} serves the image with it now (manifest HEAD: {})",
+                f.host,
+                status_text(&m.check)
+            )
+        })
+        .unwrap_or_default();
+    let secrets = names
+        .iter()
+        .map(|n| format!("{}/{n}", f.namespace))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(Verdict {
+        cause: Cause::CredentialMissing,
+        detail: Some(Detail::NotYetReadable),
+        message: format!(
+            "the kubelet could not read Secret {secrets} when it pulled (FailedToRetrieveImagePullSecret), so the \
+             pull carried no credential from it; the Secret is there now{served}. The Node authorizer refuses a \
+             node's first read of a newly bound pod's Secret for a moment, and a Secret created just after the \
+             pull began is missed the same way"
+        ),
+        fix: format!(
+            "nothing to change: the kubelet's next retry reads the Secret (within its back-off, at most 5 minutes); \
+             recreate the pod to retry at once (kubectl delete pod -n {} {})",
+            f.namespace, f.pod
+        ),
+    })
 }
 
 /// An auth failure of a pull that carried no credential, and no telling
@@ -339,7 +467,9 @@ fn anonymous_while_credentials_unreadable(f: &Findings) -> Option<Verdict> {
         f.hint,
         Hint::Unauthorized | Hint::Forbidden | Hint::NoCredential | Hint::DeniedOrMissing
     );
-    if f.credential.is_some() || f.credentials_listed || !auth_failure || !sent_nothing(f) {
+    // `anonymous token`, `no basic auth credentials`: the text says so itself.
+    let anonymous = sent_nothing(f) || f.hint == Hint::NoCredential;
+    if f.credential.is_some() || f.credentials_listed || !auth_failure || !anonymous {
         return None;
     }
     let host = &f.host;
@@ -359,6 +489,23 @@ fn anonymous_while_credentials_unreadable(f: &Findings) -> Option<Verdict> {
 fn credentials_unreadable(f: &Findings) -> Option<Verdict> {
     if f.credential.is_some() || f.credentials_listed {
         return None;
+    }
+    // The pod sent a credential of its Secret and the runtime says it was refused.
+    if let (Some([first, ..]), Hint::Unauthorized | Hint::Forbidden) = (f.sent.as_deref(), f.hint) {
+        return Some(Verdict {
+            cause: Cause::CredentialRejected,
+            detail: None,
+            message: format!(
+                "registry {} refused the credential the pod sent from Secret {}/{} (key {}), as the kubelet's \
+                 runtime reports; whether it is a RegistryCredential's could not be read",
+                f.host, f.namespace, first.0, first.1
+            ),
+            fix: format!(
+                "check the account and password in Secret {}/{}, or run regcred diagnose with a user who may read \
+                 registrycredentials.regcred.dev to see whether regcred manages it",
+                f.namespace, first.0
+            ),
+        });
     }
     Some(unknown(
         f,
@@ -404,12 +551,28 @@ fn not_covered(f: &Findings) -> Option<Verdict> {
         return None;
     }
     let host = &f.host;
+    let absent: Vec<&str> = f
+        .pod_secrets
+        .iter()
+        .filter(|s| s.exists == Some(false))
+        .map(|s| s.name.as_str())
+        .collect();
+    let absent = match absent.as_slice() {
+        [] => String::new(),
+        names => format!(
+            " (the pod names Secret {} in namespace {}, which does not exist)",
+            names.join(", "),
+            f.namespace
+        ),
+    };
     Some(Verdict {
         cause: Cause::CredentialMissing,
         detail: Some(Detail::NotCovered),
-        message: format!("no RegistryCredential covers registry {host}, and the pod holds no credential for it"),
+        message: format!(
+            "no RegistryCredential covers registry {host}, and the pod holds no credential for it{absent}"
+        ),
         fix: format!(
-            "declare a RegistryCredential for {host} targeting namespace {}",
+            "declare a RegistryCredential for {host} targeting namespace {}, or create the pod's pull Secret",
             f.namespace
         ),
     })
@@ -651,6 +814,87 @@ fn unexplained(f: &Findings) -> Verdict {
     )
 }
 
+/// Whether a diagnosis of `cause`/`detail` is one a registry's answer would
+/// confirm, so that without one the evidence says what could not be asked.
+fn rests_on_the_registry(cause: Cause, detail: Option<Detail>) -> bool {
+    match cause {
+        Cause::ImageNotFound | Cause::Unknown => true,
+        Cause::CredentialRejected => matches!(detail, None | Some(Detail::Refused)),
+        Cause::CredentialMissing => detail == Some(Detail::NotYetReadable),
+        _ => false,
+    }
+}
+
+/// Whether a manifest check got an HTTP answer from the registry.
+fn registry_answered(f: &Findings) -> bool {
+    f.manifests.iter().any(|m| m.check.status.is_some())
+}
+
+/// What could not be confirmed with the registry, and how to confirm it;
+/// `None` when a manifest check got an answer.
+fn unconfirmed(f: &Findings) -> Option<Evidence> {
+    if registry_answered(f) {
+        return None;
+    }
+    let host = &f.host;
+    let (why, how) = match f.manifests.first() {
+        Some(m) => (
+            format!("the manifest HEAD with {} got no answer from it", m.with),
+            how_to_reach(&m.check.message),
+        ),
+        None if f.sent.is_none() => (
+            "a pull Secret of the pod could not be read, so the registry was not asked with the pod's credential"
+                .to_string(),
+            format!(
+                "run regcred diagnose as a user who may get Secrets in namespace {}",
+                f.namespace
+            ),
+        ),
+        None if !f.credentials_listed => (
+            format!("the RegistryCredentials could not be read, so regcred's credential for {host} was not tried"),
+            "run regcred diagnose as a user who may read registrycredentials.regcred.dev".to_string(),
+        ),
+        // Not run by choice or because the reference does not parse: the
+        // check's own evidence says so.
+        None => return None,
+    };
+    Some(Evidence::new(
+        format!("not confirmed with registry {host}"),
+        format!("the diagnosis rests on the kubelet's text: {why}; to confirm, {how}"),
+    ))
+}
+
+/// How to let regcred reach the registry, after a check that failed with `message`.
+fn how_to_reach(message: &str) -> String {
+    let message = message.to_ascii_lowercase();
+    if message.contains("tls") || message.contains("certificate") {
+        "give regcred the registry's CA: regcred diagnose --ca-bundle FILE (the operator: its --ca-bundle, chart \
+         value caBundle.configMapName)"
+            .to_string()
+    } else {
+        "run the check where the nodes' network reaches the registry (the operator in the cluster does; from \
+         elsewhere, a host with the same DNS, routes and proxy)"
+            .to_string()
+    }
+}
+
+/// `; the runtime said: <text>`, when there is one.
+fn runtime_said(f: &Findings) -> String {
+    match &f.text {
+        Some(text) => format!("; the runtime said: {text}"),
+        None => String::new(),
+    }
+}
+
+/// The Secrets the kubelet's `FailedToRetrieveImagePullSecret` named, when
+/// the caller found that Event.
+fn unretrieved(f: &Findings) -> Option<Vec<String>> {
+    f.evidence
+        .iter()
+        .find(|e| e.check == FAILED_TO_RETRIEVE)
+        .and_then(|e| unretrieved_secrets(&e.result))
+}
+
 fn expired(f: &Findings, why: &str) -> Verdict {
     let fix = match &f.credential {
         Some(c) => format!(
@@ -669,14 +913,10 @@ fn expired(f: &Findings, why: &str) -> Verdict {
 }
 
 fn unknown(f: &Findings, what: &str, fix: &str) -> Verdict {
-    let text = match &f.text {
-        Some(text) => format!("; the runtime said: {text}"),
-        None => String::new(),
-    };
     Verdict {
         cause: Cause::Unknown,
         detail: None,
-        message: format!("{what}{text}"),
+        message: format!("{what}{}", runtime_said(f)),
         fix: fix.to_string(),
     }
 }
@@ -933,30 +1173,163 @@ mod tests {
         assert_eq!(json["evidence"][0]["check"], "pod imagePullSecrets");
     }
 
+    /// A manifest check that got no answer from the registry (`message` says why).
+    fn no_answer(message: &str) -> Manifest {
+        Manifest {
+            check: ManifestCheck {
+                result: PullAuthResult::Unreachable,
+                status: None,
+                repository_exists: None,
+                ratelimit_remaining: None,
+                message: message.into(),
+            },
+            ..manifest(None, PullAuthResult::Unreachable, None)
+        }
+    }
+
+    fn note(d: &Diagnosis) -> Option<&str> {
+        d.evidence
+            .iter()
+            .find(|e| e.check.starts_with("not confirmed with registry"))
+            .map(|e| e.result.as_str())
+    }
+
+    #[test]
+    fn a_not_found_the_registry_could_not_be_asked_about_is_taken_from_the_text() {
+        let mut f = findings(Hint::NotFound);
+        covered(&mut f);
+        f.manifests = vec![no_answer(
+            "cannot reach registry reg.io at https://reg.io/v2/: the TLS handshake failed (invalid peer certificate: \
+             UnknownIssuer)",
+        )];
+        let d = decide(f.clone());
+        assert_eq!(d.label(), "ImageNotFound/Tag");
+        let said = note(&d).expect("what could not be confirmed");
+        assert!(said.contains("--ca-bundle"), "{said}");
+        // Timeouts and refusals say where to run it instead.
+        f.manifests = vec![no_answer("registry reg.io did not finish answering within 15s")];
+        let d = decide(f.clone());
+        assert_eq!(d.label(), "ImageNotFound/Tag");
+        assert!(
+            note(&d)
+                .unwrap()
+                .contains("where the nodes' network reaches the registry")
+        );
+        // CRI-O reads the registry's body: NAME_UNKNOWN is the repository's.
+        f.text =
+            Some("reading manifest 1 in reg.io/team/app: name unknown: repository name not known to registry".into());
+        assert_eq!(label(f.clone()), "ImageNotFound/Repository");
+        // A registry that answered is not overruled by the text.
+        f.manifests = vec![manifest(Some(200), PullAuthResult::Healthy, None)];
+        assert_ne!(decide(f).cause, Cause::ImageNotFound);
+    }
+
+    #[test]
+    fn a_not_found_with_every_read_forbidden_is_still_the_image() {
+        let mut f = findings(Hint::NotFound);
+        f.credentials_listed = false;
+        f.sent = None;
+        let d = decide(f);
+        assert_eq!(d.label(), "ImageNotFound/Tag");
+        let said = note(&d).expect("what could not be confirmed");
+        assert!(said.contains("get Secrets in namespace team"), "{said}");
+    }
+
+    #[test]
+    fn a_refusal_of_the_pods_own_secret_with_credentials_unreadable_is_a_rejection() {
+        let mut f = findings(Hint::Unauthorized);
+        f.credentials_listed = false;
+        f.sent = Some(vec![("own".into(), "reg.io".into())]);
+        let d = decide(f);
+        assert_eq!(d.label(), "CredentialRejected");
+        assert!(note(&d).is_some(), "{:?}", d.evidence);
+        // The text's own word that nothing was sent.
+        let mut f = findings(Hint::NoCredential);
+        f.credentials_listed = false;
+        f.sent = None;
+        assert_eq!(label(f), "CredentialMissing");
+    }
+
+    /// The kubelet's `FailedToRetrieveImagePullSecret` about Secret `reg`.
+    fn unretrieved(f: &mut Findings) {
+        f.pod_secrets = vec![PodSecret {
+            name: "reg".into(),
+            exists: Some(true),
+        }];
+        f.evidence.push(Evidence::new(
+            FAILED_TO_RETRIEVE,
+            "Unable to retrieve some image pull secrets (reg); attempting to pull the image may not succeed.",
+        ));
+    }
+
+    #[test]
+    fn a_secret_the_kubelet_could_not_read_that_is_there_now_is_not_yet_readable() {
+        let mut f = findings(Hint::Unauthorized);
+        covered(&mut f);
+        unretrieved(&mut f);
+        f.manifests = vec![manifest(Some(200), PullAuthResult::Healthy, None)];
+        let d = decide(f.clone());
+        assert_eq!(d.label(), "CredentialMissing/NotYetReadable");
+        assert!(
+            d.message.contains("Secret team/reg") && d.message.contains("(manifest HEAD: 200)"),
+            "{}",
+            d.message
+        );
+        assert!(note(&d).is_none(), "the registry answered");
+        // A Secret of the pod's own, no RegistryCredential covering the host; no registry answer.
+        let mut own = findings(Hint::NoCredential);
+        unretrieved(&mut own);
+        own.manifests = vec![no_answer("registry reg.io did not finish answering within 15s")];
+        let d = decide(own);
+        assert_eq!(d.label(), "CredentialMissing/NotYetReadable");
+        assert!(note(&d).is_some());
+        // Not when the Secret is still absent, or what it holds is refused, stale or expired.
+        let mut absent = f.clone();
+        absent.pod_secrets[0].exists = Some(false);
+        absent.credential.as_mut().unwrap().secret_exists = Some(false);
+        assert_eq!(label(absent), "CredentialMissing/SecretMissing");
+        let mut refused = f.clone();
+        refused.manifests = vec![manifest(Some(401), PullAuthResult::Unauthorized, None)];
+        assert_eq!(label(refused), "CredentialRejected/Refused");
+        let mut stale = f.clone();
+        stale.credential.as_mut().unwrap().secret_current = Some(false);
+        assert_eq!(label(stale), "CredentialRejected/StaleCopy");
+        // Nor when the pull failed for a reason of the registry's.
+        let mut missing = f;
+        missing.hint = Hint::NotFound;
+        missing.manifests = vec![manifest(Some(404), PullAuthResult::ImageNotFound, Some(true))];
+        assert_eq!(label(missing), "ImageNotFound/Tag");
+    }
+
     /// The rules no test above reaches, one case each.
     #[test]
     fn the_other_rules_answer_their_case() {
         type Setup = fn(&mut Findings);
         let cases: [(&str, Hint, Setup, &str, &str); 6] = [
             (
-                "a pull policy of Never with no image on the node is unknown, with the fix",
+                "a pull policy of Never is the image not present, whatever covers the host",
                 Hint::NeverPull,
-                |_| {},
-                "Unknown",
+                |f| {
+                    covered(f);
+                },
+                "ImageNotPresent/PullPolicyNever",
                 "imagePullPolicy is Never",
             ),
             (
-                "a malformed reference is unknown, with the fix",
+                "a malformed reference is an invalid image",
                 Hint::InvalidReference,
                 |_| {},
-                "Unknown",
+                "InvalidImage/Reference",
                 "is not a valid image reference",
             ),
             (
-                "a missing layer is unknown, with the fix",
+                "a missing layer is a missing blob",
                 Hint::BlobNotFound,
-                |_| {},
-                "Unknown",
+                |f| {
+                    covered(f);
+                    f.manifests = vec![manifest(Some(200), PullAuthResult::Healthy, None)];
+                },
+                "ImageNotFound/Blob",
                 "not one of its layers",
             ),
             (

@@ -14,6 +14,7 @@ use super::Evidence;
 use super::classify::{Hint, classify};
 use super::decide::{CredentialFacts, Findings, Manifest, PodSecret};
 use super::keyring::{self, Entry};
+use super::reach::{self, RegistryChecks};
 use crate::api::RegistryCredential;
 use crate::dockerconfig::{self, RegistryAuth};
 use crate::managed::{NOT_AFTER_ANNOTATION, is_managed_by, secret_name};
@@ -24,20 +25,35 @@ use crate::registry::{self, ImageRef};
 /// One container's failed pull, with what the kubelet said about it.
 pub struct Target<'a> {
     pub pod: &'a Pod,
-    pub container: &'a str,
-    pub image: &'a str,
+    pub container: String,
+    pub image: String,
     /// Candidate texts, most telling first: the waiting message, then the
     /// kubelet's Event messages, newest first.
     pub messages: Vec<String>,
     /// Checks that could not run before this one (e.g. Events not readable).
     pub evidence: Vec<Evidence>,
+    /// When the kubelet's last pull of it failed, as its Events say.
+    pub failed_at: Option<Timestamp>,
 }
 
-/// Run the checks for `target` and return what they found.
+/// Run the checks for `target` and return what they found: [`read`], then
+/// the registry's [`RegistryCheck`].
 pub async fn gather(client: &Client, http: &reqwest::Client, target: Target<'_>) -> Findings {
+    // The CLI runs from its user's own network position: every host.
+    match read(client, target, RegistryChecks::All).await {
+        (findings, Some(check)) => check.run(http, findings).await,
+        (findings, None) => findings,
+    }
+}
+
+/// The checks at the API server, which answer at once: the findings without
+/// manifest HEADs, and the registry check still to run (none where the
+/// kubelet's text makes it moot: a never-pull policy, a malformed reference;
+/// none where `reach` does not let it contact the host).
+pub async fn read(client: &Client, target: Target<'_>, reach: RegistryChecks) -> (Findings, Option<RegistryCheck>) {
     let pod = target.pod;
     let namespace = pod.namespace().unwrap_or_default();
-    let image = target.image.to_string();
+    let image = target.image;
     let host = registry::image_host(&image);
     let mut evidence = target.evidence;
 
@@ -46,25 +62,22 @@ pub async fn gather(client: &Client, http: &reqwest::Client, target: Target<'_>)
     let matched: Vec<&Entry> = keyring::lookup(&read.entries, &image);
     let sent = keyring_replay(&matched, read.keyring_known, &image, &mut evidence);
     let covering = covering_credential(client, pod, &namespace, &image, &host, &mut evidence).await;
-    let manifests = if matches!(hint, Hint::NeverPull | Hint::InvalidReference) {
-        Vec::new()
-    } else {
-        manifest_checks(
-            http,
-            &image,
-            &host,
-            &matched,
-            sent.is_some(),
-            covering.current_auth,
-            &mut evidence,
-        )
-        .await
-    };
-
-    Findings {
+    let mut check = !matches!(hint, Hint::NeverPull | Hint::InvalidReference);
+    if check && !reach.may_contact(covering.facts.is_some()) {
+        evidence.push(reach::not_contacted(&host));
+        check = false;
+    }
+    let check = check.then(|| RegistryCheck {
+        image: image.clone(),
+        host: host.clone(),
+        pods: matched.first().map(|e| (*e).clone()),
+        keyring_known: sent.is_some(),
+        current: covering.current_auth,
+    });
+    let findings = Findings {
         namespace,
         pod: pod.name_any(),
-        container: target.container.to_string(),
+        container: target.container,
         image,
         host,
         hint,
@@ -73,9 +86,42 @@ pub async fn gather(client: &Client, http: &reqwest::Client, target: Target<'_>)
         sent,
         credential: covering.facts,
         credentials_listed: covering.listed,
-        manifests,
+        manifests: Vec::new(),
         now: Timestamp::now(),
         evidence,
+    };
+    (findings, check)
+}
+
+/// The registry's side of a diagnosis: manifest HEADs with the credential
+/// the kubelet would send and with regcred's current one. It may take as
+/// long as the probe's bound when the registry hangs, so the operator says
+/// what the API server showed first and refines with this.
+pub struct RegistryCheck {
+    image: String,
+    host: String,
+    /// The keyring entry the kubelet tries first for the image.
+    pods: Option<Entry>,
+    keyring_known: bool,
+    current: Option<RegistryAuth>,
+}
+
+impl RegistryCheck {
+    /// Run the HEADs and add what they answered to `findings`.
+    pub async fn run(self, http: &reqwest::Client, mut findings: Findings) -> Findings {
+        let matched: Vec<&Entry> = self.pods.iter().collect();
+        findings.manifests = manifest_checks(
+            http,
+            &self.image,
+            &self.host,
+            &matched,
+            self.keyring_known,
+            self.current,
+            &mut findings.evidence,
+        )
+        .await;
+        findings.now = Timestamp::now();
+        findings
     }
 }
 
@@ -593,10 +639,11 @@ mod tests {
             .serve();
         let target = super::Target {
             pod: &pod,
-            container: "app",
-            image: "docker.io/team/app:1",
+            container: "app".into(),
+            image: "docker.io/team/app:1".into(),
             messages: vec![r#"Container image "docker.io/team/app:1" is not present with pull policy of Never"#.into()],
             evidence: Vec::new(),
+            failed_at: None,
         };
         let findings = super::gather(&client, &reqwest::Client::new(), target).await;
         assert_eq!(server.done().await.len(), 5);

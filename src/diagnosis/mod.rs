@@ -23,8 +23,10 @@ pub mod classify;
 pub mod cli;
 mod decide;
 mod gather;
+pub mod history;
 pub mod keyring;
 pub mod pod;
+pub mod reach;
 pub mod repair;
 pub mod watch;
 
@@ -37,8 +39,14 @@ use serde::Serialize;
 /// What made the pull fail: the `cause` field everywhere.
 #[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cause {
-    /// The repository or tag does not exist (proven with a credential the registry accepts).
+    /// The repository, tag or a layer does not exist: proven with a credential
+    /// the registry accepts where regcred can ask it, else taken from the
+    /// kubelet's text (the evidence says what could not be confirmed).
     ImageNotFound,
+    /// The image reference itself is wrong; nothing was pulled.
+    InvalidImage,
+    /// `imagePullPolicy: Never` and the kubelet will not pull.
+    ImageNotPresent,
     /// The pull carried no credential for the image's registry.
     CredentialMissing,
     /// A credential was sent and refused, and it was not expired.
@@ -58,10 +66,18 @@ pub enum Cause {
 pub enum Detail {
     Tag,
     Repository,
+    /// The manifest exists, one of its layers does not.
+    Blob,
+    /// `InvalidImageName`: not a valid image reference.
+    Reference,
+    /// `ErrImageNeverPull`.
+    PullPolicyNever,
     NotCovered,
     SecretMissing,
     ServiceAccountNotLinked,
     PodAdmittedBeforeLink,
+    /// The pod names the Secret and it exists, but the kubelet could not read it when it pulled.
+    NotYetReadable,
     StaleCopy,
     Refused,
     Anonymous,
@@ -76,8 +92,10 @@ pub enum Detail {
 
 impl Cause {
     /// Every cause, in declaration order.
-    pub const ALL: [Cause; 7] = [
+    pub const ALL: [Cause; 9] = [
         Cause::ImageNotFound,
+        Cause::InvalidImage,
+        Cause::ImageNotPresent,
         Cause::CredentialMissing,
         Cause::CredentialRejected,
         Cause::CredentialExpired,
@@ -89,6 +107,8 @@ impl Cause {
     pub fn as_str(self) -> &'static str {
         match self {
             Cause::ImageNotFound => "ImageNotFound",
+            Cause::InvalidImage => "InvalidImage",
+            Cause::ImageNotPresent => "ImageNotPresent",
             Cause::CredentialMissing => "CredentialMissing",
             Cause::CredentialRejected => "CredentialRejected",
             Cause::CredentialExpired => "CredentialExpired",
@@ -101,13 +121,17 @@ impl Cause {
 
 impl Detail {
     /// Every detail, in declaration order.
-    pub const ALL: [Detail; 14] = [
+    pub const ALL: [Detail; 18] = [
         Detail::Tag,
         Detail::Repository,
+        Detail::Blob,
+        Detail::Reference,
+        Detail::PullPolicyNever,
         Detail::NotCovered,
         Detail::SecretMissing,
         Detail::ServiceAccountNotLinked,
         Detail::PodAdmittedBeforeLink,
+        Detail::NotYetReadable,
         Detail::StaleCopy,
         Detail::Refused,
         Detail::Anonymous,
@@ -122,10 +146,14 @@ impl Detail {
         match self {
             Detail::Tag => "Tag",
             Detail::Repository => "Repository",
+            Detail::Blob => "Blob",
+            Detail::Reference => "Reference",
+            Detail::PullPolicyNever => "PullPolicyNever",
             Detail::NotCovered => "NotCovered",
             Detail::SecretMissing => "SecretMissing",
             Detail::ServiceAccountNotLinked => "ServiceAccountNotLinked",
             Detail::PodAdmittedBeforeLink => "PodAdmittedBeforeLink",
+            Detail::NotYetReadable => "NotYetReadable",
             Detail::StaleCopy => "StaleCopy",
             Detail::Refused => "Refused",
             Detail::Anonymous => "Anonymous",
@@ -192,12 +220,14 @@ mod tests {
     fn cause_index(cause: Cause) -> usize {
         match cause {
             Cause::ImageNotFound => 0,
-            Cause::CredentialMissing => 1,
-            Cause::CredentialRejected => 2,
-            Cause::CredentialExpired => 3,
-            Cause::RateLimited => 4,
-            Cause::RegistryUnreachable => 5,
-            Cause::Unknown => 6,
+            Cause::InvalidImage => 1,
+            Cause::ImageNotPresent => 2,
+            Cause::CredentialMissing => 3,
+            Cause::CredentialRejected => 4,
+            Cause::CredentialExpired => 5,
+            Cause::RateLimited => 6,
+            Cause::RegistryUnreachable => 7,
+            Cause::Unknown => 8,
         }
     }
 
@@ -206,18 +236,22 @@ mod tests {
         match detail {
             Detail::Tag => 0,
             Detail::Repository => 1,
-            Detail::NotCovered => 2,
-            Detail::SecretMissing => 3,
-            Detail::ServiceAccountNotLinked => 4,
-            Detail::PodAdmittedBeforeLink => 5,
-            Detail::StaleCopy => 6,
-            Detail::Refused => 7,
-            Detail::Anonymous => 8,
-            Detail::Authenticated => 9,
-            Detail::Dns => 10,
-            Detail::ConnectionRefused => 11,
-            Detail::Timeout => 12,
-            Detail::Tls => 13,
+            Detail::Blob => 2,
+            Detail::Reference => 3,
+            Detail::PullPolicyNever => 4,
+            Detail::NotCovered => 5,
+            Detail::SecretMissing => 6,
+            Detail::ServiceAccountNotLinked => 7,
+            Detail::PodAdmittedBeforeLink => 8,
+            Detail::NotYetReadable => 9,
+            Detail::StaleCopy => 10,
+            Detail::Refused => 11,
+            Detail::Anonymous => 12,
+            Detail::Authenticated => 13,
+            Detail::Dns => 14,
+            Detail::ConnectionRefused => 15,
+            Detail::Timeout => 16,
+            Detail::Tls => 17,
         }
     }
 

@@ -1,17 +1,26 @@
 //! One pod's failed pulls, diagnosed: its containers waiting in
-//! `ErrImagePull` or `ImagePullBackOff`, the kubelet's Events about them, and
+//! `ErrImagePull`, `ImagePullBackOff`, `InvalidImageName` or
+//! `ErrImageNeverPull`, the kubelet's Events about them, and
 //! a [`Diagnosis`] each. The operator's watch and `regcred diagnose` both
 //! call [`diagnose_pod`].
 
-use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod};
+use k8s_openapi::api::core::v1::{ContainerStatus, Event, Node, Pod};
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
+use super::decide::FAILED_TO_RETRIEVE;
 use super::gather::not_read;
 use super::{Diagnosis, Evidence, Target, decide, gather};
 
-/// Waiting reasons of a container whose image pull failed.
-const PULL_FAILURES: [&str; 2] = ["ErrImagePull", "ImagePullBackOff"];
+/// Waiting reasons of a container whose image the kubelet could not get:
+/// a failed pull and its back-off, a reference that does not parse, and a
+/// pull policy of Never.
+pub(super) const PULL_FAILURES: [&str; 4] = [
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "ErrImageNeverPull",
+];
 /// Reasons of the kubelet's Events about image pulls.
 const EVENT_REASONS: [&str; 5] = [
     "Failed",
@@ -47,13 +56,80 @@ pub fn pull_failing(pod: &Pod) -> bool {
 }
 
 /// A diagnosis per container of `pod` that is waiting on a failed pull.
+/// For one the kubelet will not pull for (`ErrImageNeverPull`), whether its
+/// node holds the image is evidence too (`regcred diagnose` only: the
+/// operator is not given Nodes to read, and its Events carry no evidence).
 pub async fn diagnose_pod(client: &Client, http: &reqwest::Client, pod: &Pod) -> Vec<Diagnosis> {
+    let mut diagnoses = Vec::new();
+    for mut target in pull_targets(client, pod).await {
+        if waiting_reason(pod, &target.container) == Some("ErrImageNeverPull") {
+            let held = node_holds_image(client, pod, &target.image).await;
+            target.evidence.push(held);
+        }
+        diagnoses.push(decide(gather(client, http, target).await));
+    }
+    diagnoses
+}
+
+/// The waiting reason of `container` of `pod`.
+fn waiting_reason<'p>(pod: &'p Pod, container: &str) -> Option<&'p str> {
+    failing_containers(pod)
+        .into_iter()
+        .find(|c| c.name == container)
+        .and_then(|c| c.state.as_ref()?.waiting.as_ref()?.reason.as_deref())
+}
+
+/// Whether the pod's node lists `image` in its `status.images`: absent, or
+/// present and refused to this pod because its credentials did not pull it
+/// (Kubernetes 1.35+, `KubeletEnsureSecretPulledImages`), which the kubelet
+/// reports alike.
+async fn node_holds_image(client: &Client, pod: &Pod, image: &str) -> Evidence {
+    let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+    let check = format!("node {node} holds {image}");
+    let node = match Api::<Node>::all(client.clone()).get(&node).await {
+        Ok(node) => node,
+        Err(e) => return Evidence::new(check, not_read(&e)),
+    };
+    let want = normalized(image);
+    let held = node
+        .status
+        .iter()
+        .flat_map(|s| s.images.iter().flatten())
+        .flat_map(|i| i.names.iter().flatten())
+        .any(|name| normalized(name) == want);
+    Evidence::new(
+        check,
+        if held {
+            "yes, in its status.images: the kubelet refused a cached image that no credential of this pod pulled \
+             (Kubernetes 1.35+, KubeletEnsureSecretPulledImages)"
+        } else {
+            "no, not in its status.images (which lists at most 50 images, the largest first)"
+        },
+    )
+}
+
+/// `repository:tag` or `repository@digest`, the repository as the kubelet
+/// normalizes it (`nginx` → `docker.io/library/nginx`), the tag `latest` by default.
+fn normalized(image: &str) -> String {
+    let repository = crate::registry::repo_to_pull(image);
+    match image.split_once('@') {
+        Some((_, digest)) => format!("{repository}@{digest}"),
+        None => match image.rsplit_once(':') {
+            Some((_, tag)) if !tag.contains('/') => format!("{repository}:{tag}"),
+            _ => format!("{repository}:latest"),
+        },
+    }
+}
+
+/// Each container of `pod` waiting on a failed pull, with what the kubelet
+/// said about it.
+pub async fn pull_targets<'a>(client: &Client, pod: &'a Pod) -> Vec<Target<'a>> {
     let failing = failing_containers(pod);
     if failing.is_empty() {
         return Vec::new();
     }
     let events = pull_events(client, pod).await;
-    let mut diagnoses = Vec::new();
+    let mut targets = Vec::new();
     for status in failing {
         let image = pod
             .spec
@@ -88,7 +164,7 @@ pub async fn diagnose_pod(client: &Client, http: &reqwest::Client, pod: &Pod) ->
                     .find(|e| e.reason.as_deref() == Some("FailedToRetrieveImagePullSecret"))
                     .and_then(|e| e.message.clone())
                 {
-                    evidence.push(Evidence::new("kubelet's FailedToRetrieveImagePullSecret", message));
+                    evidence.push(Evidence::new(FAILED_TO_RETRIEVE, message));
                 }
                 let field_path = format!("{{{}}}", status.name);
                 messages.extend(
@@ -105,16 +181,16 @@ pub async fn diagnose_pod(client: &Client, http: &reqwest::Client, pod: &Pod) ->
             }
             Err(why) => evidence.push(Evidence::new("kubelet Events", why.clone())),
         }
-        let target = Target {
+        targets.push(Target {
             pod,
-            container: &status.name,
-            image: &image,
+            container: status.name.clone(),
+            image,
             messages,
             evidence,
-        };
-        diagnoses.push(decide(gather(client, http, target).await));
+            failed_at: events.as_deref().ok().and_then(super::history::last_failure),
+        });
     }
-    diagnoses
+    targets
 }
 
 /// The kubelet's image-pull Events about this pod (this incarnation), newest first.
@@ -144,4 +220,21 @@ async fn pull_events(client: &Client, pod: &Pod) -> Result<Vec<Event>, String> {
     };
     events.sort_by_key(|e| std::cmp::Reverse(when(e)));
     Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalized;
+
+    #[test]
+    fn images_compare_as_the_kubelet_names_them() {
+        assert_eq!(normalized("nginx"), "docker.io/library/nginx:latest");
+        assert_eq!(
+            normalized("docker.io/library/nginx:latest"),
+            "docker.io/library/nginx:latest"
+        );
+        assert_eq!(normalized("127.0.0.1:5000/team/app:1"), "127.0.0.1:5000/team/app:1");
+        assert_eq!(normalized("127.0.0.1:5000/team/app"), "127.0.0.1:5000/team/app:latest");
+        assert_eq!(normalized("reg.io/team/app@sha256:abcd"), "reg.io/team/app@sha256:abcd");
+    }
 }

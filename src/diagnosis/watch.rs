@@ -6,6 +6,14 @@
 //! No cache of Pods or Events: a watch of Warning Events about Pods flows
 //! through, and only a pod an image-pull Event names is read, once per
 //! [`POD_INTERVAL`]. Memory follows the failing pods, not the cluster.
+//!
+//! The contract gives 2 s from the kubelet's Event to ours. The reads at the
+//! API server answer in milliseconds, a registry that hangs only at the
+//! probe's bound: a registry check that has not answered within [`QUICK`]
+//! is left running, what is known is said on the pod, and the check's answer
+//! is said again only if it changes the cause. Both answers pass through
+//! [`history::recall`], which names a cause regcred has repaired since the
+//! pull failed (from `Context::changes`) instead of a registry that now serves.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,11 +29,13 @@ use kube::{Resource, ResourceExt};
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
+use super::gather::{self, RegistryCheck};
 use super::repair::{self, EVENT_INTERVAL, Limiter, MINT_INTERVAL, Pacer, RESYNC_INTERVAL, Repair};
-use super::{Detail, Diagnosis, pod};
+use super::{Cause, Detail, Diagnosis, Evidence, Findings, decide, history, pod};
 use crate::api::{PullFailure, RegistryCredential};
 use crate::managed::{self, secret_name};
 use crate::reconcile::Context;
+use crate::reconcile::changes::ChangeKind;
 use crate::telemetry::{PullFailureLabels, RepairLabels};
 
 /// A pod is diagnosed again at most this soon, however many Events name
@@ -34,8 +44,16 @@ const POD_INTERVAL: Duration = Duration::from_secs(30);
 const POD_INTERVAL_MAX: Duration = Duration::from_secs(10 * 60);
 /// Events older than this are history, not a failing pull.
 const RECENT: Duration = Duration::from_secs(10 * 60);
-/// Diagnoses running at once (each reads a few objects and HEADs a manifest).
+/// Diagnoses reading the API server at once (each reads a few objects).
 const CONCURRENT: usize = 8;
+/// Registry checks (manifest HEADs) running at once; each is bounded by the probe's timeout.
+const CHECKING: usize = 32;
+/// How long the registry check may take before the diagnosis is said
+/// without it: the contract gives 2 s from the kubelet's Event to ours.
+const QUICK: Duration = Duration::from_millis(500);
+/// How long a diagnosis waits for a Secret write under way in the pod's
+/// namespace to be recorded before it asks what regcred changed there.
+const SETTLE: Duration = Duration::from_secs(2);
 /// How long a repair is given to take effect before it is called failed.
 const REPAIR_WAIT: Duration = Duration::from_secs(30);
 /// The field manager of `status.pullFailures`; reconcile never writes it.
@@ -69,6 +87,7 @@ struct Watch {
     /// Serializes writes of `status.pullFailures` (read, modify, apply).
     status: tokio::sync::Mutex<()>,
     running: Semaphore,
+    checking: Semaphore,
 }
 
 /// Follow `events` (the kubelet's Warning Events about pods, from a watch
@@ -82,6 +101,7 @@ pub async fn run(ctx: Arc<Context>, events: impl Stream<Item = watcher::Event<Ev
         recorded: Mutex::default(),
         status: tokio::sync::Mutex::default(),
         running: Semaphore::new(CONCURRENT),
+        checking: Semaphore::new(CHECKING),
     });
     info!("following the kubelet's image-pull failures");
     let mut events = std::pin::pin!(events);
@@ -117,6 +137,8 @@ impl Watch {
         }
         let this = self.clone();
         let uid = object.uid.clone();
+        // The pod's Events, read with the pod, say it better; this one if they cannot be read.
+        let failed_at = history::last_failure(std::slice::from_ref(&event));
         tokio::spawn(async move {
             let Ok(permit) = this.running.acquire().await else {
                 return;
@@ -127,20 +149,81 @@ impl Watch {
                 this.pods.lock().expect("pods lock").forget(&key);
                 return;
             };
-            let diagnoses = pod::diagnose_pod(&this.ctx.client, &this.ctx.http, &pod).await;
-            // Repairs wait for their effect; other pods' diagnoses need not.
-            drop(permit);
-            for d in diagnoses {
-                this.handle(&pod, d).await;
+            let mut read = Vec::new();
+            for target in pod::pull_targets(&this.ctx.client, &pod).await {
+                let failed_at = target.failed_at.or(failed_at);
+                let (findings, check) = gather::read(&this.ctx.client, target, this.ctx.registry_checks()).await;
+                read.push((findings, check, failed_at));
             }
+            // Registry checks and repairs wait; other pods' reads need not.
+            drop(permit);
+            let pod = &pod;
+            let this = &this;
+            futures::future::join_all(read.into_iter().map(|(findings, check, failed_at)| async move {
+                let judged = this.refine(pod, findings, check, failed_at).await;
+                this.handle(pod, judged, failed_at).await;
+            }))
+            .await;
         });
+    }
+
+    /// The diagnosis once the registry check has answered. When it takes
+    /// longer than [`QUICK`] (a registry that hangs answers only at the
+    /// probe's bound), what the API server showed is said on the pod first;
+    /// the final diagnosis is said again only if its cause differs.
+    async fn refine(
+        &self,
+        pod: &Pod,
+        findings: Findings,
+        check: Option<RegistryCheck>,
+        failed_at: Option<Timestamp>,
+    ) -> Judged {
+        let Some(check) = check else {
+            return self.judge(findings, failed_at).await;
+        };
+        let known = findings.clone();
+        let run = async {
+            let _slot = self.checking.acquire().await;
+            check.run(&self.ctx.http, findings).await
+        };
+        let mut run = std::pin::pin!(run);
+        if let Ok(found) = tokio::time::timeout(QUICK, &mut run).await {
+            return self.judge(found, failed_at).await;
+        }
+        let mut early = self.judge(known, failed_at).await;
+        early.d.evidence.push(Evidence::new(
+            "registry check",
+            format!(
+                "still running after {}ms; a later Event follows if its answer changes the cause",
+                QUICK.as_millis()
+            ),
+        ));
+        self.announce(pod, &early.d, &pod.uid().unwrap_or_default()).await;
+        let found = run.await;
+        self.judge(found, failed_at).await
+    }
+
+    /// [`decide`], then [`history::recall`] with regcred's record of the
+    /// namespace: a cause regcred has repaired since the pull failed.
+    async fn judge(&self, findings: Findings, failed_at: Option<Timestamp>) -> Judged {
+        let mut d = decide(findings.clone());
+        let repaired_at = match (failed_at, d.credential.clone()) {
+            (Some(failed_at), Some(credential)) => {
+                self.ctx.changes.settled(&d.namespace, SETTLE).await;
+                let changes = self.ctx.changes.since(&d.namespace, &credential, failed_at);
+                debug!(pod = %format!("{}/{}", d.namespace, d.pod), %failed_at, changes = changes.len(), diagnosis = %d.label(), "regcred's changes since the pull failed");
+                history::recall(&mut d, &findings, failed_at, &changes)
+            }
+            _ => None,
+        };
+        Judged { d, repaired_at }
     }
 
     /// The pod once the kubelet has marked its pull failed (its Event may
     /// come a moment before the status), or `None` if it does not.
     async fn failing_pod(&self, namespace: &str, name: &str, uid: Option<&str>) -> Option<Pod> {
         let pods: Api<Pod> = Api::namespaced(self.ctx.client.clone(), namespace);
-        for _ in 0..10 {
+        for _ in 0..25 {
             match pods.get_opt(name).await {
                 Ok(Some(pod)) if uid.is_some() && pod.uid().as_deref() != uid => return None,
                 Ok(Some(pod)) if pod::pull_failing(&pod) => return Some(pod),
@@ -151,30 +234,123 @@ impl Watch {
                     return None;
                 }
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
         None
     }
 
     /// What the operator does with a diagnosis, in order: count it, say it
-    /// on the pod, repair what is regcred's own, and record it in the
-    /// covering RegistryCredential's status.
-    async fn handle(&self, pod: &Pod, d: Diagnosis) {
+    /// on the pod, repair what is regcred's own (or say that regcred already
+    /// has), and record it in the covering RegistryCredential's status. A
+    /// cause of regcred's own that this diagnosis does not repair (its
+    /// interval has not passed, or the repair did not take effect) is
+    /// announced repaired when another part of regcred (a re-sync, a
+    /// scheduled or retried renewal) puts the credential back.
+    async fn handle(&self, pod: &Pod, judged: Judged, failed_at: Option<Timestamp>) {
+        let Judged { d, repaired_at } = judged;
         let uid = pod.uid().unwrap_or_default();
         self.count(&d);
         let announced = self.announce(pod, &d, &uid).await;
         let Some(rc) = self.covering(&d).await else {
             return;
         };
-        let repaired = match self.due_repair(&rc, pod, &d, &uid) {
-            Some(repair) => self.attempt(&rc, pod, &d, repair).await,
-            None => false,
+        let repaired_at = match (repaired_at, self.due_repair(&rc, pod, &d, &uid)) {
+            (Some(at), _) => {
+                self.repaired_before(pod, &d, at).await;
+                Some(at)
+            }
+            (None, Some(repair)) => self.attempt(&rc, pod, &d, repair).await.then(Timestamp::now),
+            (None, None) => None,
         };
         // Asked whatever the others answer: it remembers the diagnosis.
         let changed = self.changed(&d, &uid);
-        if announced || repaired || changed {
-            self.record(&rc, &d, repaired).await;
+        if announced || repaired_at.is_some() || changed {
+            self.record(&rc, &d, repaired_at).await;
         }
+        if repaired_at.is_none()
+            && own_repair(&rc, pod, &d).is_some()
+            && secret_write_repairs(&d)
+            && let Some(at) = self.repaired_elsewhere(&rc, pod, &d, failed_at).await
+        {
+            self.record(&rc, &d, Some(at)).await;
+        }
+    }
+
+    /// Say on the pod that regcred had repaired the cause before this
+    /// diagnosis ran (once per pod and image), and count the repair.
+    async fn repaired_before(&self, pod: &Pod, d: &Diagnosis, at: Timestamp) {
+        if !self.first_repair_news(pod, d) {
+            return;
+        }
+        let action = match d.cause {
+            Cause::CredentialMissing => Repair::Resync,
+            _ if d.detail == Some(Detail::StaleCopy) => Repair::Resync,
+            _ => Repair::Mint,
+        };
+        self.count_repair(d, action);
+        let message = format!(
+            "{} repaired at {at}, before this diagnosis, by regcred's {}: {}",
+            d.label(),
+            if action == Repair::Resync { "re-sync" } else { "renewal" },
+            d.message
+        );
+        self.publish(pod, EventType::Normal, "ImagePullRepaired", "Repair", message)
+            .await;
+    }
+
+    /// Whether a repair found after the fact is news for this pod and image:
+    /// one such `ImagePullRepaired` in [`EVENT_INTERVAL`], however many
+    /// diagnoses of the pod find it.
+    fn first_repair_news(&self, pod: &Pod, d: &Diagnosis) -> bool {
+        let key = (pod.uid().unwrap_or_default(), d.image.clone(), "ImagePullRepaired");
+        self.announced
+            .lock()
+            .expect("announced lock")
+            .allow(&key, EVENT_INTERVAL, Instant::now())
+    }
+
+    /// Wait, for at most [`MINT_INTERVAL`], for another part of regcred to
+    /// change the namespace's Secret after the failed pull and the namespace
+    /// to hold the current credential; then say so on the pod. The time of
+    /// the change, if it came.
+    async fn repaired_elsewhere(
+        &self,
+        rc: &RegistryCredential,
+        pod: &Pod,
+        d: &Diagnosis,
+        failed_at: Option<Timestamp>,
+    ) -> Option<Timestamp> {
+        let (name, secret, ns) = (rc.name_any(), secret_name(rc), &d.namespace);
+        let since = failed_at.unwrap_or_else(Timestamp::now);
+        let deadline = Instant::now() + MINT_INTERVAL;
+        let change = loop {
+            let change = self.ctx.changes.since(ns, &name, since).pop();
+            if let Some(change) = change
+                && self.namespace_current(&name, ns, &secret, None).await.is_some()
+            {
+                break change;
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        };
+        let by = match change.kind {
+            ChangeKind::Created => "re-sync created",
+            ChangeKind::Rewritten { renewed: true, .. } => "renewal rewrote",
+            ChangeKind::Rewritten { renewed: false, .. } => "re-sync rewrote",
+        };
+        let message = format!(
+            "{}: RegistryCredential {name}'s {by} Secret {ns}/{secret} at {}; it holds the current credential, \
+             the kubelet's next pull uses it",
+            d.label(),
+            change.at
+        );
+        if self.first_repair_news(pod, d) {
+            self.publish(pod, EventType::Normal, "ImagePullRepaired", "Repair", message)
+                .await;
+        }
+        Some(change.at)
     }
 
     /// Count the failure by its credential and cause.
@@ -225,8 +401,7 @@ impl Watch {
     /// (per namespace for a re-sync, per credential for a mint, per pod for
     /// recreating it).
     fn due_repair(&self, rc: &RegistryCredential, pod: &Pod, d: &Diagnosis, uid: &str) -> Option<Repair> {
-        let provider = rc.spec.provider.selected().map(|p| p.kind());
-        let repair = repair::repair_for(d, provider, rc.spec.target.recreate_pods_missing_link, pod)?;
+        let repair = own_repair(rc, pod, d)?;
         let (key, every) = match repair {
             Repair::Resync => (d.namespace.clone(), RESYNC_INTERVAL),
             Repair::Mint => (String::new(), MINT_INTERVAL),
@@ -243,15 +418,7 @@ impl Watch {
     async fn attempt(&self, rc: &RegistryCredential, pod: &Pod, d: &Diagnosis, repair: Repair) -> bool {
         match self.repair(rc, pod, d, repair).await {
             Ok(()) => {
-                info!(pod = %format!("{}/{}", d.namespace, d.pod), action = repair.action(), "image pull failure repaired");
-                self.ctx
-                    .metrics
-                    .image_pull_repairs
-                    .get_or_create(&RepairLabels {
-                        credential: credential_label(d),
-                        action: repair.action().into(),
-                    })
-                    .inc();
+                self.count_repair(d, repair);
                 true
             }
             Err(why) => {
@@ -259,6 +426,18 @@ impl Watch {
                 false
             }
         }
+    }
+
+    fn count_repair(&self, d: &Diagnosis, repair: Repair) {
+        info!(pod = %format!("{}/{}", d.namespace, d.pod), action = repair.action(), "image pull failure repaired");
+        self.ctx
+            .metrics
+            .image_pull_repairs
+            .get_or_create(&RepairLabels {
+                credential: credential_label(d),
+                action: repair.action().into(),
+            })
+            .inc();
     }
 
     /// Whether the diagnosis (cause and detail) of this pod and image is
@@ -405,7 +584,7 @@ impl Watch {
     }
 
     /// Put `d` at the head of the RegistryCredential's `status.pullFailures`.
-    async fn record(&self, rc: &RegistryCredential, d: &Diagnosis, repaired: bool) {
+    async fn record(&self, rc: &RegistryCredential, d: &Diagnosis, repaired_at: Option<Timestamp>) {
         let _serial = self.status.lock().await;
         let api: Api<RegistryCredential> = Api::all(self.ctx.client.clone());
         let name = rc.name_any();
@@ -420,7 +599,8 @@ impl Watch {
             detail: d.detail.map(|x| x.as_str().into()),
             message: repair::event_message(d),
             last_seen: Time(Timestamp::now()),
-            repaired,
+            repaired: repaired_at.is_some(),
+            repaired_at: repaired_at.map(Time),
         };
         let list = with_failure(fresh.status.map(|s| s.pull_failures).unwrap_or_default(), entry);
         let patch = serde_json::json!({
@@ -441,6 +621,29 @@ pub fn with_failure(mut list: Vec<PullFailure>, entry: PullFailure) -> Vec<PullF
     list.insert(0, entry);
     list.truncate(MAX_PULL_FAILURES);
     list
+}
+
+/// A diagnosis, and when regcred repaired its cause if it already has.
+struct Judged {
+    d: Diagnosis,
+    repaired_at: Option<Timestamp>,
+}
+
+/// The repair the contract prescribes for `d` under `rc`'s spec, if any.
+fn own_repair(rc: &RegistryCredential, pod: &Pod, d: &Diagnosis) -> Option<Repair> {
+    let provider = rc.spec.provider.selected().map(|p| p.kind());
+    repair::repair_for(d, provider, rc.spec.target.recreate_pods_missing_link, pod)
+}
+
+/// Whether a write of the namespace's Secret (a re-sync, a renewal) is what
+/// repairs `d`'s cause: not a ServiceAccount's link, nor a pod to recreate.
+fn secret_write_repairs(d: &Diagnosis) -> bool {
+    matches!(
+        (d.cause, d.detail),
+        (Cause::CredentialMissing, Some(Detail::SecretMissing))
+            | (Cause::CredentialRejected, Some(Detail::StaleCopy | Detail::Refused))
+            | (Cause::CredentialExpired, _)
+    )
 }
 
 /// The covering RegistryCredential's name, as metrics and repair intervals
@@ -519,6 +722,7 @@ mod tests {
             message: "m".into(),
             last_seen: Time(Timestamp::UNIX_EPOCH),
             repaired: false,
+            repaired_at: None,
         }
     }
 

@@ -10,6 +10,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions
 use kube::{Client, Resource, ResourceExt};
 
 use super::build::{self, SaChange};
+use super::tamper;
 use crate::api::{ExistingSecretPolicy, FailedNamespace, conditions::reason};
 
 const FIELD_MANAGER: &str = "regcred";
@@ -94,6 +95,23 @@ fn failure(namespace: &str, reason: &str, message: String) -> FailedNamespace {
     }
 }
 
+/// What [`ensure_secret`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Written {
+    pub writes: u32,
+    /// Someone else's change to regcred's Secret that this write undid.
+    pub overwrite: Option<tamper::Overwrite>,
+}
+
+impl Written {
+    fn count(writes: u32) -> Self {
+        Self {
+            writes,
+            overwrite: None,
+        }
+    }
+}
+
 /// Make `desired` (a Secret in one namespace) true, honouring the existing-Secret
 /// policy. `cached` is what the managed-Secret cache holds for it; without
 /// it, regcred creates first and reads only when something is in the way.
@@ -104,7 +122,7 @@ pub async fn ensure_secret(
     desired: &Secret,
     cached: Option<Arc<Secret>>,
     policy: ExistingSecretPolicy,
-) -> Result<u32, FailedNamespace> {
+) -> Result<Written, FailedNamespace> {
     let ns = desired.namespace().unwrap_or_default();
     let name = desired.name_any();
     let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
@@ -120,18 +138,32 @@ pub async fn ensure_secret(
         .await
         .map_err(write_failed)?
     else {
-        return Ok(1);
+        return Ok(Written::count(1));
     };
     match secret_action(&existing, desired, rc_name, rc_uid, policy) {
-        SecretAction::Keep => Ok(0),
+        SecretAction::Keep => Ok(Written::count(0)),
         SecretAction::Update => {
+            // Regcred's own Secret changed under the same credential: name who did it.
+            let editor = if build::is_managed_by(&existing, rc_name) && tamper::suspect(&existing, desired) {
+                tamper::editor(&api, desired, FIELD_MANAGER).await
+            } else {
+                None
+            };
             let patch = build::secret_patch(&existing, &build::merged_secret(&existing, desired));
             api.patch(&name, &patch_params(), &Patch::Merge(patch))
                 .await
-                .map(|_| 1)
-                .map_err(write_failed)
+                .map_err(write_failed)?;
+            let overwrite = editor.map(|manager| tamper::Overwrite {
+                namespace: ns.clone(),
+                secret: name.clone(),
+                manager,
+            });
+            Ok(Written { writes: 1, overwrite })
         }
-        SecretAction::Recreate => recreate(&api, &existing, desired).await.map_err(write_failed),
+        SecretAction::Recreate => recreate(&api, &existing, desired)
+            .await
+            .map(Written::count)
+            .map_err(write_failed),
         SecretAction::Refuse(failed) => Err(failed),
     }
 }
@@ -468,10 +500,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_stale_secret_is_patched_on_our_key_only_with_the_version_it_was_read_at() {
-        let mut cached = build::desired_secret(&rc(), "a", b"old", None, "fp");
+        let mut cached = build::desired_secret(&rc(), "a", b"old", Some("2026-01-01T00:00:00Z"), "fp");
         cached.metadata.resource_version = Some("41".into());
         build::cache_form(&mut cached);
-        let desired = build::desired_secret(&rc(), "a", b"new", None, "fp");
+        let desired = build::desired_secret(&rc(), "a", b"new", Some("2026-01-02T00:00:00Z"), "fp");
         let (client, server) = Scenario::new()
             .then(Expect::patch("/api/v1/namespaces/a/secrets/hub").reply(200, desired_echo()))
             .serve();
@@ -486,12 +518,50 @@ mod tests {
         .await
         .expect("written");
         let served = server.done().await;
-        assert_eq!(written, 1);
+        assert_eq!(written.writes, 1);
         let patch = &served[0];
         assert_eq!(patch.content_type, "application/merge-patch+json");
         assert_eq!(patch.body["metadata"]["resourceVersion"], "41");
         assert_eq!(patch.body["data"], serde_json::json!({".dockerconfigjson": "bmV3"}));
         assert!(!patch.body.to_string().contains(build::CACHED_DATA_DIGEST));
+    }
+
+    #[tokio::test]
+    async fn someone_elses_change_under_the_same_credential_is_restored_and_its_editor_named() {
+        let mut cached = build::desired_secret(&rc(), "a", b"forged", None, "fp");
+        build::cache_form(&mut cached);
+        let desired = build::desired_secret(&rc(), "a", b"new", None, "fp");
+        let mut read = desired_echo();
+        read.metadata.managed_fields = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry {
+                manager: Some("regcred".into()),
+                fields_v1: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1(
+                    serde_json::json!({"f:metadata": {"f:labels": {"f:regcred.dev/credential": {}}}}),
+                )),
+                ..Default::default()
+            },
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry {
+                manager: Some("kubectl-edit".into()),
+                fields_v1: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1(
+                    serde_json::json!({"f:data": {"f:.dockerconfigjson": {}}}),
+                )),
+                ..Default::default()
+            },
+        ]);
+        let (client, server) = Scenario::new()
+            .then(Expect::get("/api/v1/namespaces/a/secrets/hub").reply(200, read))
+            .then(Expect::patch("/api/v1/namespaces/a/secrets/hub").reply(200, desired_echo()))
+            .serve();
+        let cached = Some(Arc::new(cached));
+        let written = ensure_secret(&client, "hub", "uid-hub", &desired, cached, ExistingSecretPolicy::Fail)
+            .await
+            .expect("written");
+        server.done().await;
+        let overwrite = written.overwrite.expect("the edit is reported");
+        assert_eq!(
+            (overwrite.namespace.as_str(), overwrite.manager.as_str()),
+            ("a", "kubectl-edit")
+        );
     }
 
     /// What [`secret_action`] decides for `existing`, in a word: the action,
@@ -614,7 +684,7 @@ mod tests {
         )
         .await
         .expect("nothing to do");
-        assert_eq!(written, 0);
+        assert_eq!(written.writes, 0);
         assert!(server.done().await.is_empty());
     }
 }

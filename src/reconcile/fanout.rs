@@ -19,6 +19,7 @@ use tracing::{debug, warn};
 
 use super::apply;
 use super::build;
+use super::changes::{Before, Changes};
 use super::sa_writes::SaWrites;
 use crate::api::conditions::reason;
 use crate::api::{FailedNamespace, RegistryCredential};
@@ -64,6 +65,8 @@ pub struct Env<'a, K> {
     pub service_accounts: &'a Cache<KeptServiceAccount>,
     pub foreign: &'a K,
     pub sa_writes: &'a Arc<SaWrites>,
+    /// Where each Secret write that changed a namespace's credential is recorded.
+    pub changes: &'a Changes,
 }
 
 /// What happened across all namespaces.
@@ -83,6 +86,8 @@ pub struct FanOut {
     /// Namespaces this pass planned to write, and Secrets it planned to clean.
     pub looked_at: usize,
     pub stale: usize,
+    /// Others' changes to this credential's Secrets that this pass undid.
+    pub overwrites: Vec<super::tamper::Overwrite>,
 }
 
 impl FanOut {
@@ -150,10 +155,12 @@ pub async fn run(
         .await;
 
     let mut writes = 0;
+    let mut overwrites = Vec::new();
     let outcomes: BTreeMap<String, NsOutcome> = outcomes
         .into_iter()
         .map(|(ns, o)| {
             writes += o.writes;
+            overwrites.extend(o.overwrite);
             let synced = o.failure.is_none() && desired.is_some();
             let outcome = NsOutcome {
                 failure: o.failure,
@@ -166,6 +173,7 @@ pub async fn run(
         .collect();
     let mut out = FanOut::tally(&outcomes, writes, Vec::new());
     out.outcomes = outcomes;
+    out.overwrites = overwrites;
     let rc_name = rc.name_any();
     for (ns, secret) in &plan.clean {
         let sas = objects(sas_by_ns.get(ns));
@@ -194,6 +202,7 @@ struct Outcome {
     sa_patched: u32,
     sa_failed: u32,
     writes: u32,
+    overwrite: Option<super::tamper::Overwrite>,
 }
 
 async fn namespace(
@@ -250,9 +259,15 @@ async fn place_secret(
         return false;
     }
     let policy = rc.spec.target.existing_secret_policy;
+    let before = Before::of(cached.as_deref());
+    let _writing = env.changes.writing(ns);
     match apply::ensure_secret(env.client, &rc_name, &uid, desired, cached, policy).await {
-        Ok(n) => {
-            out.writes += n;
+        Ok(written) => {
+            if written.writes > 0 {
+                env.changes.secret_written(&rc_name, before, desired, Timestamp::now());
+            }
+            out.writes += written.writes;
+            out.overwrite = written.overwrite;
             true
         }
         Err(f) => {
@@ -353,14 +368,17 @@ mod tests {
             .serve();
         let rc = super::super::fixtures::rc();
         let service_accounts = Cache::<KeptServiceAccount>::of([sa("2")]);
+        let changes = Changes::default();
         let env = Env {
             client: &client,
             managed_secrets: &Cache::of([]),
             service_accounts: &service_accounts,
             foreign: &super::super::state::Memory::default(),
             sa_writes: &Arc::new(SaWrites::default()),
+            changes: &changes,
         };
         let desired = build::desired_secret(&rc, "a", b"{}", None, "sha256:0");
+        let started = Timestamp::now();
         let taken_at_start = vec![Arc::new(KeptServiceAccount::keep(&sa("1")))];
         let out = namespace(
             &env,
@@ -381,5 +399,8 @@ mod tests {
             seen[1].body["metadata"]["resourceVersion"], "2",
             "the cache's version, not the pass's"
         );
+        let recorded = changes.since("a", "hub", started);
+        assert_eq!(recorded.len(), 1, "the Secret's creation, for the diagnosis");
+        assert_eq!(recorded[0].kind, super::super::changes::ChangeKind::Created);
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod apply;
 pub mod build;
+pub mod changes;
 pub mod cond;
 mod credential;
 pub mod events;
@@ -17,6 +18,7 @@ mod sa_writes;
 pub mod scope;
 mod state;
 pub mod status;
+mod tamper;
 pub mod validate;
 
 use std::sync::{Arc, Mutex};
@@ -75,10 +77,15 @@ pub struct Context {
     /// Namespaces the watches saw change, and what each RegistryCredential's
     /// last pass found: a change in one namespace is reconciled there only.
     pub touched: Arc<scope::Touched>,
+    /// What regcred changed in each namespace, and when (the diagnosis's
+    /// evidence of a repair already made).
+    pub changes: Arc<changes::Changes>,
     /// Whether every cache holds a complete list ([`Context::warm_up`]).
     ready: tokio::sync::watch::Sender<bool>,
     /// Reconciles asked for out of band (a diagnosed pull failure's repair).
     resync: UnboundedSender<()>,
+    /// `--registry-checks`, set once at startup ([`Context::limit_registry_checks`]).
+    registry_checks: std::sync::OnceLock<crate::diagnosis::reach::RegistryChecks>,
     resyncs: Mutex<Option<UnboundedReceiver<()>>>,
 }
 
@@ -127,10 +134,22 @@ impl Context {
             memory: state::Memory::default(),
             sa_writes: Arc::default(),
             touched,
+            changes: Arc::default(),
             ready: tokio::sync::watch::Sender::new(false),
             resync,
             resyncs: Mutex::new(Some(resyncs)),
+            registry_checks: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Which registry hosts the operator's pull diagnosis may contact; set
+    /// once, before the controller runs. Unset: the default, covered hosts only.
+    pub fn limit_registry_checks(&self, checks: crate::diagnosis::reach::RegistryChecks) {
+        let _ = self.registry_checks.set(checks);
+    }
+
+    pub fn registry_checks(&self) -> crate::diagnosis::reach::RegistryChecks {
+        self.registry_checks.get().copied().unwrap_or_default()
     }
 
     /// The stream of reconciles asked for with [`Context::resync`], for the
@@ -214,6 +233,7 @@ impl Context {
             service_accounts: &self.service_accounts,
             foreign: &self.memory,
             sa_writes: &self.sa_writes,
+            changes: &self.changes,
         }
     }
 
@@ -315,6 +335,7 @@ impl Context {
         };
         outcomes.extend(pass.outcomes);
         let mut out = fanout::FanOut::tally(&outcomes, pass.writes, pass.clean_errors);
+        out.overwrites = pass.overwrites;
         out.looked_at = plan.write.len();
         out.stale = plan.clean.len();
         let pass = scope::Pass {
@@ -449,6 +470,7 @@ async fn apply_credential(rc: &RegistryCredential, ctx: &Context) -> (Vec<Note>,
     let new = status::compose(rc, provider.kind(), &previous, &cred, &fanout, &checked, now);
     let mut notes = std::mem::take(&mut cred.notes);
     notes.extend(status::transitions(&previous, &new));
+    notes.extend(tamper::note(&fanout.overwrites));
     record_metrics(ctx, rc, &new, &fanout);
     let retry_writes = ctx.write_retry(rc, &fanout).map(|wait| renewal::add(now, wait));
     let planned = [new.renewal_time.as_ref().map(|t| t.0), checked.next_check, retry_writes];
@@ -471,6 +493,10 @@ fn record_metrics(
         .set_expiry(&name, &new.registries, new.not_after.as_ref().map(|t| t.0.as_second()));
     ctx.metrics
         .set_namespaces(&name, new.namespaces.targeted, new.namespaces.synced);
+    ctx.metrics.managed_secret_overwritten(&name, fanout.overwrites.len());
+    for o in &fanout.overwrites {
+        warn!(namespace = %o.namespace, secret = %o.secret, field_manager = %o.manager, "restored a managed Secret someone else changed");
+    }
     if fanout.writes > 0 {
         info!(
             writes = fanout.writes,

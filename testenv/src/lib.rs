@@ -23,7 +23,7 @@ pub mod tools;
 
 pub use control_plane::{ControlPlane, IN_CLUSTER_HOST};
 pub use controllers::Controllers;
-pub use node::{Node, NodeOptions};
+pub use node::{Node, NodeOptions, Runtime};
 pub use operator::{Operator, eventually, poll_until};
 pub use pod_network::PodNetwork;
 pub use tools::envtest_dir;

@@ -1,5 +1,6 @@
 //! A real node: a kubelet (built from its Go module beside kube-apiserver)
-//! with a containerd and runc of its own (Debian's packages), joined to a
+//! with a containerd and runc of its own (Debian's packages, or containerd
+//! 2.x built from its Go module: [`Runtime`]), joined to a
 //! [`ControlPlane::start_for_nodes`] control plane, so that pods really pull
 //! images with the credentials the kubelet finds for them.
 //!
@@ -22,8 +23,8 @@
 //! Dropping a node (also when a test panics) stops everything it started by
 //! PID (the kubelet, every container process, containerd's shims, containerd,
 //! the sandbox registry), unmounts what was mounted under its directory
-//! (deepest first), removes its cgroups, the shim sockets containerd 1.6
-//! always puts in `/run/containerd/s` and the kubelet's links in
+//! (deepest first), removes its cgroups, the shim sockets containerd (1.6
+//! and 2.x alike) puts in `/run/containerd/s` and the kubelet's links in
 //! `/var/log/containers`, deletes its pod network's bridge and nat rules,
 //! and restores the sysctls the kubelet (and the CNI bridge plugin) set once
 //! the last node of the machine is gone.
@@ -44,11 +45,12 @@ use crate::process::Process;
 use crate::registry::{Auth, Registry};
 use crate::{free_port, images};
 
-const CONTAINERD: &str = "/usr/bin/containerd";
-const SHIM: &str = "/usr/bin/containerd-shim-runc-v2";
-const RUNC: &str = "/usr/sbin/runc";
+mod containerd;
+pub use containerd::Runtime;
+
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
-/// Where containerd 1.6 puts every shim's socket, whatever its config says.
+/// Where containerd (1.6; 2.x by default) puts every shim's socket,
+/// whatever its root and state say.
 const SHIM_SOCKETS: &str = "/run/containerd/s";
 /// Where the kubelet links container logs, whatever its config says.
 const CONTAINER_LOGS: &str = "/var/log/containers";
@@ -65,6 +67,7 @@ pub struct NodeOptions {
 /// A running kubelet + containerd registered as a Ready Node.
 pub struct Node {
     name: String,
+    runtime: Runtime,
     cgroup_root: String,
     kubelet: Option<Process>,
     containerd: Option<Process>,
@@ -89,15 +92,16 @@ impl Node {
 
     /// [`Node::start`] with `options`.
     pub async fn start_with(cp: &ControlPlane, options: NodeOptions) -> anyhow::Result<Self> {
+        Self::start_on(cp, Runtime::default(), options).await
+    }
+
+    /// [`Node::start_with`] on the container runtime `runtime`.
+    pub async fn start_on(cp: &ControlPlane, runtime: Runtime, options: NodeOptions) -> anyhow::Result<Self> {
         if !cp.for_nodes() {
             bail!("a Node needs a control plane started with ControlPlane::start_for_nodes()");
         }
         let kubelet_bin = binary("kubelet")?;
-        for (path, package) in [(CONTAINERD, "containerd"), (SHIM, "containerd"), (RUNC, "runc")] {
-            if !Path::new(path).is_file() {
-                bail!("{path} not found: run `make tools` (hack/install-tools.sh installs Debian's {package})");
-            }
-        }
+        let binaries = runtime.binaries()?;
         let started = Instant::now();
         sweep_dead_nodes();
         static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -110,6 +114,7 @@ impl Node {
         let mut node = Self {
             cgroup_root: format!("/{name}"),
             name,
+            runtime,
             kubelet: None,
             containerd: None,
             sandbox_registry: None,
@@ -142,18 +147,23 @@ impl Node {
         node.trust(sandbox.host(), sandbox.host(), sandbox.ca_pem())?;
         node.sandbox_registry = Some(sandbox);
 
-        node.start_containerd(&sandbox_image).await?;
+        node.start_containerd(&binaries, &sandbox_image).await?;
         cgroups::create(&node.cgroup_root)?;
         node.sysctls = Some(sysctl::Hold::acquire()?);
         node.start_kubelet(cp, &kubelet_bin)?;
         node.wait_ready(cp).await?;
-        tracing::info!(node = %node.name, elapsed = ?started.elapsed(), "node ready");
+        tracing::info!(node = %node.name, runtime = %runtime.describe(), elapsed = ?started.elapsed(), "node ready");
         Ok(node)
     }
 
     /// The pod network, if the node was started with one.
     pub fn pod_network(&self) -> Option<&PodNetwork> {
         self.pod_network.as_ref()
+    }
+
+    /// The container runtime the node runs.
+    pub fn runtime(&self) -> Runtime {
+        self.runtime
     }
 
     /// The Node's name: what pods put in `spec.nodeName`.
@@ -177,7 +187,8 @@ impl Node {
     /// One `hosts.toml` per registry host. containerd 1.6 needs `server` and
     /// a top-level `ca` **and** a `[host]` table with `ca` too: with either
     /// alone it falls back to plain http, or misreports a missing tag as an
-    /// x509 error. containerd reads these files at every pull.
+    /// x509 error. containerd 2.x reads the same files (its CRI and Transfer
+    /// Service through `config_path`). containerd reads them at every pull.
     pub(crate) fn trust(&self, host: &str, upstream: &str, ca_pem: &str) -> anyhow::Result<()> {
         let host_dir = self.dir.path().join("certs.d").join(host);
         std::fs::create_dir_all(&host_dir)?;
@@ -217,7 +228,7 @@ impl Node {
         self.dir.path()
     }
 
-    async fn start_containerd(&mut self, sandbox_image: &str) -> anyhow::Result<()> {
+    async fn start_containerd(&mut self, binaries: &containerd::Binaries, sandbox_image: &str) -> anyhow::Result<()> {
         let d = self.dir.path();
         let cni_conf = d.join("cni/net.d");
         std::fs::create_dir_all(&cni_conf)?;
@@ -236,69 +247,19 @@ impl Node {
         };
         std::fs::write(cni_conf.join("10-regcred.conflist"), conflist.to_string())?;
         let socket = self.containerd_socket.display().to_string();
-        let config = format!(
-            r#"version = 2
-root = "{root}"
-state = "{state}"
-
-[grpc]
-  address = "{socket}"
-
-[ttrpc]
-  address = "{socket}.ttrpc"
-
-[debug]
-  address = ""
-
-[metrics]
-  address = ""
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{opt}"
-
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "{sandbox_image}"
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "{stream_port}"
-  restrict_oom_score_adj = true
-  # Pods' network namespaces under the node's directory, not /var/run/netns,
-  # so that the node's unmount removes them (and their veths) too.
-  netns_mounts_under_state_dir = true
-  disable_apparmor = true
-  enable_selinux = false
-
-[plugins."io.containerd.grpc.v1.cri".containerd]
-  snapshotter = "native"
-  default_runtime_name = "runc"
-
-[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-  runtime_type = "io.containerd.runc.v2"
-
-[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-  BinaryName = "{runc}"
-  Root = "{runc_root}"
-  SystemdCgroup = false
-
-[plugins."io.containerd.grpc.v1.cri".cni]
-  bin_dir = "{cni_bin}"
-  conf_dir = "{cni_conf}"
-
-[plugins."io.containerd.grpc.v1.cri".registry]
-  config_path = "{certs}"
-"#,
-            root = d.join("containerd/root").display(),
-            state = d.join("containerd/state").display(),
-            opt = d.join("containerd/opt").display(),
-            stream_port = free_port(),
-            runc = RUNC,
-            runc_root = d.join("runc").display(),
-            cni_bin = cni_bin.display(),
-            cni_conf = cni_conf.display(),
-            certs = d.join("certs.d").display(),
-        );
+        let paths = containerd::Paths {
+            dir: d,
+            socket: &self.containerd_socket,
+            sandbox_image,
+            stream_port: free_port(),
+            cni_bin: &cni_bin,
+            cni_conf: &cni_conf,
+            certs: &d.join("certs.d"),
+        };
+        let config = self.runtime.config(&paths, &binaries.shim);
         let config_path = d.join("containerd.toml");
         std::fs::write(&config_path, config)?;
-        let mut cmd = Command::new(CONTAINERD);
+        let mut cmd = Command::new(&binaries.containerd);
         cmd.arg("--config").arg(&config_path).arg("--log-level=info");
         let mut containerd = Process::spawn("containerd", cmd, &d.join("containerd.log"))?;
         let deadline = Instant::now() + READY_TIMEOUT;
@@ -318,6 +279,33 @@ state = "{state}"
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         self.containerd = Some(containerd);
+        if let Some(ctr) = &binaries.ctr {
+            self.check_plugins(ctr)?;
+        }
+        Ok(())
+    }
+
+    /// containerd 2.x starts even when a plugin the node needs fails to
+    /// load (the Transfer Service without a snapshotter to unpack into, and
+    /// with it the CRI): say which, rather than wait for a Node never Ready.
+    fn check_plugins(&self, ctr: &Path) -> anyhow::Result<()> {
+        let out = Command::new(ctr)
+            .arg("--address")
+            .arg(&self.containerd_socket)
+            .args(["plugins", "ls"])
+            .output()
+            .with_context(|| format!("running {}", ctr.display()))?;
+        let listing = String::from_utf8_lossy(&out.stdout);
+        let missing = containerd::missing_plugins(&listing);
+        if !out.status.success() || !missing.is_empty() {
+            bail!(
+                "{}: plugins not loaded: {}; `ctr plugins ls`:\n{listing}{}\ncontainerd's last output:\n{}",
+                self.runtime.describe(),
+                missing.join(", "),
+                String::from_utf8_lossy(&out.stderr),
+                self.containerd_log_tail(30)
+            );
+        }
         Ok(())
     }
 
@@ -444,6 +432,7 @@ impl Drop for Node {
         if let Some(mut containerd) = self.containerd.take() {
             containerd.stop(Duration::from_secs(5));
         }
+        self.keep_logs();
         mounts::unmount_under(self.dir.path());
         cgroups::remove(&self.cgroup_root);
         remove_log_links(self.dir.path());
@@ -456,6 +445,26 @@ impl Drop for Node {
         for dir in &self.created_dirs {
             // Only if empty: another node may be using it by now.
             let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+impl Node {
+    /// With `REGCRED_KEEP_NODE_LOGS=DIR`, the kubelet's and containerd's logs
+    /// outlive the node as `DIR/<node>-kubelet.log` and `-containerd.log`
+    /// (e.g. to read the runtime's exact error texts after a test run).
+    fn keep_logs(&self) {
+        let Some(keep) = std::env::var_os("REGCRED_KEEP_NODE_LOGS") else {
+            return;
+        };
+        let keep = PathBuf::from(keep);
+        let _ = std::fs::create_dir_all(&keep);
+        for log in ["kubelet", "containerd"] {
+            let from = self.dir.path().join(format!("{log}.log"));
+            let to = keep.join(format!("{}-{log}.log", self.name));
+            if let Err(e) = std::fs::copy(&from, &to) {
+                eprintln!("keeping {}: {e}", from.display());
+            }
         }
     }
 }

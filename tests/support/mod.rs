@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 mod cluster;
+mod confine;
 mod credentials;
 mod freeze;
 mod metrics;
@@ -12,7 +13,7 @@ pub mod node_bed;
 pub mod shared;
 
 #[allow(unused_imports)] // each test binary uses a different subset
-pub use {cluster::Cluster, credentials::*, freeze::*, metrics::*};
+pub use {cluster::Cluster, confine::*, credentials::*, freeze::*, metrics::*};
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -46,6 +47,23 @@ impl Harness {
         Self { client, operator, cp }
     }
 
+    /// Like [`Harness::start`], but regcred runs as the chart runs it: as
+    /// its ServiceAccount (a real token), with exactly the chart's RBAC and
+    /// its confinement policies enforced ([`confine`]). Every operator the
+    /// test starts again on this control plane ([`start_operator`]) runs so too.
+    pub async fn confined() -> Self {
+        Self::confined_with(&[], &[]).await
+    }
+
+    /// [`Harness::confined`] with extra `regcred run` flags and environment.
+    pub async fn confined_with(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let cp = Self::control_plane().await;
+        confine(&cp, &[]).await;
+        let operator = start_operator_with(&cp, args, env);
+        let client = cp.client().await.unwrap();
+        Self { client, operator, cp }
+    }
+
     /// The control plane alone (CRD installed, credentials namespace created).
     pub async fn control_plane() -> ControlPlane {
         let cp = ControlPlane::start().await.expect("test control plane");
@@ -72,8 +90,16 @@ pub fn start_operator(cp: &ControlPlane) -> Operator {
     start_operator_with(cp, &[], &[])
 }
 
+/// The operator on `cp`, with extra flags and environment: as regcred's
+/// ServiceAccount once [`confine`] has run on `cp`, as admin before.
 pub fn start_operator_with(cp: &ControlPlane, args: &[&str], env: &[(&str, &str)]) -> Operator {
-    start_operator_as(cp.kubeconfig(), args, env)
+    let chart_args = operator_chart_args(cp);
+    let args: Vec<&str> = chart_args
+        .iter()
+        .map(String::as_str)
+        .chain(args.iter().copied())
+        .collect();
+    start_operator_as(&operator_kubeconfig(cp), &args, env)
 }
 
 /// The operator with `kubeconfig` (another user, a path through a proxy).

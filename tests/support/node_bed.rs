@@ -1,6 +1,7 @@
-//! The test bed of the real-node tests (tests/node.rs, tests/diagnose.rs):
-//! one control plane, node and operator shared by the tests of a binary
-//! running at once, gone with the last of them.
+//! The test bed of the real-node tests (tests/node.rs, tests/diagnose.rs,
+//! tests/diagnose_containerd2.rs): one control plane, node and operator
+//! shared by the tests of a binary running at once, gone with the last of
+//! them. The node runs [`RUNTIME`].
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -8,12 +9,37 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::api::{Api, PostParams};
-use regcred_testenv::{ControlPlane, Node, Operator};
+use regcred_testenv::{ControlPlane, Node, NodeOptions, Operator, Runtime};
 
 use super::{CREDS_NS, Cluster, create_namespace, print_log_tail, start_operator_with};
 
 /// How long a pod may take to pull and run, or to fail its pull.
 pub const POD_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The container runtime of this test binary's node: containerd 2.x in the
+/// test crates whose name ends in `_containerd2` (which compile another
+/// crate's tests again, e.g. tests/diagnose_containerd2.rs), Debian's
+/// containerd 1.6 in every other.
+pub const RUNTIME: Runtime = if ends_with(env!("CARGO_CRATE_NAME").as_bytes(), b"_containerd2") {
+    Runtime::Containerd2
+} else {
+    Runtime::Containerd16
+};
+
+const fn ends_with(s: &[u8], suffix: &[u8]) -> bool {
+    if s.len() < suffix.len() {
+        return false;
+    }
+    let offset = s.len() - suffix.len();
+    let mut i = 0;
+    while i < suffix.len() {
+        if s[offset + i] != suffix[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
 
 /// The label of the namespaces whose pods the bed's admission webhook sees.
 pub const ADMISSION_LABEL: (&str, &str) = ("regcred-test/admission", "on");
@@ -42,8 +68,15 @@ pub async fn bed() -> Arc<Bed> {
     let client = cp.client().await.unwrap();
     create_namespace(&client, CREDS_NS, &[]).await;
     let node_started = Instant::now();
-    let node = Node::start(&cp).await.expect("node starts and goes Ready");
-    eprintln!("node {} Ready in {:?}", node.name(), node_started.elapsed());
+    let node = Node::start_on(&cp, RUNTIME, NodeOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("node on {} starts and goes Ready: {e:#}", RUNTIME.describe()));
+    eprintln!(
+        "node {} ({}) Ready in {:?}",
+        node.name(),
+        RUNTIME.describe(),
+        node_started.elapsed()
+    );
     // The operator trusts the test registries' CA, as a cluster's operator
     // is given its private registries' CA (`--ca-bundle`), so that its
     // diagnoses can ask the registry; and serves metrics on a known port.

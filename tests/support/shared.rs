@@ -19,16 +19,32 @@ pub struct Shared {
     pub operator: Operator,
     /// The operator's metrics address (`127.0.0.1:<port>`), for [`super::scrape`].
     pub metrics: String,
+    /// Whether regcred runs confined, as the chart runs it ([`super::confine`]).
+    pub confined: bool,
 }
 
 /// The shared control plane and operator, started by the first test that asks.
 pub async fn shared() -> &'static Shared {
+    shared_as(false).await
+}
+
+/// [`shared`], with regcred confined as the chart runs it: its
+/// ServiceAccount, the chart's RBAC and confinement policies ([`super::confine`]).
+/// The tests of one binary use either this or [`shared`], never both.
+pub async fn shared_confined() -> &'static Shared {
+    shared_as(true).await
+}
+
+async fn shared_as(confined: bool) -> &'static Shared {
     static SHARED: OnceCell<Shared> = OnceCell::const_new();
-    SHARED
+    let shared = SHARED
         .get_or_init(|| async {
             let started = std::time::Instant::now();
             let cp = ControlPlane::shared().await;
             prepare(cp).await;
+            if confined {
+                super::confine(cp, &[]).await;
+            }
             // One CA signs every test registry of this process: trusting it,
             // the operator checks pulls from any test's registry.
             let ca = cp.dir().join("registries-ca.pem");
@@ -36,10 +52,23 @@ pub async fn shared() -> &'static Shared {
             let metrics = metrics_addr();
             let args = ["--ca-bundle", ca.to_str().unwrap(), "--metrics-addr", &metrics];
             let operator = start_operator_with(cp, &args, &[]);
-            eprintln!("shared control plane and operator up in {:?}", started.elapsed());
-            Shared { cp, operator, metrics }
+            eprintln!(
+                "shared control plane and operator up in {:?} (confined: {confined})",
+                started.elapsed()
+            );
+            Shared {
+                cp,
+                operator,
+                metrics,
+                confined,
+            }
         })
-        .await
+        .await;
+    assert_eq!(
+        shared.confined, confined,
+        "the tests of one binary share one operator: they must all join it confined or all not"
+    );
+    shared
 }
 
 /// A test's place on the shared control plane, with a client bound to the
@@ -52,6 +81,13 @@ pub struct Tenant {
 impl Tenant {
     pub async fn join() -> Self {
         let shared = shared().await;
+        let client = shared.cp.client().await.unwrap();
+        Self { shared, client }
+    }
+
+    /// [`Tenant::join`] with regcred confined as the chart runs it ([`shared_confined`]).
+    pub async fn join_confined() -> Self {
+        let shared = shared_confined().await;
         let client = shared.cp.client().await.unwrap();
         Self { shared, client }
     }

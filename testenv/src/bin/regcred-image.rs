@@ -7,7 +7,10 @@
 //! ```
 //!
 //! Writes an OCI image layout to `--out` (`skopeo copy oci:<out>:<tag> ...`,
-//! `crane push <out> ...` or `docker buildx imagetools` take it from there)
+//! `crane push <out> ...` or `docker buildx imagetools` take it from there),
+//! its SPDX SBOM beside it (`<out>.spdx.json`; the image config's
+//! `org.opencontainers.image.source` label is `REGCRED_IMAGE_SOURCE`, else
+//! git's `origin`, else the project's repository),
 //! and, with `--push`, uploads it to a registry with plain registry API
 //! calls: anonymously, or with Basic authentication when
 //! `REGCRED_IMAGE_PUSH_USERNAME` and `REGCRED_IMAGE_PUSH_PASSWORD` are set.
@@ -67,15 +70,16 @@ fn split_reference(reference: &str, default_tag: &str) -> anyhow::Result<(String
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let (image, packages) = regcred_testenv::operator_image::build(&args.binary)?;
-    image.write_layout(&args.out, &args.tag)?;
+    let regcred_testenv::operator_image::Written { image, packages, sbom } =
+        regcred_testenv::operator_image::write(&args.binary, &args.out, &args.tag)?;
     println!(
-        "image {} ({} MB; base: {}) written to {} (OCI layout, tag {})",
+        "image {} ({} MB; base: {}) written to {} (OCI layout, tag {}); SBOM (SPDX 2.3 JSON) {}",
         image.digest(),
         image.size() / 1_000_000,
         packages.join(" "),
         args.out.display(),
-        args.tag
+        args.tag,
+        sbom.display()
     );
     if let Some(reference) = args.push {
         let (host, repository, tag) = split_reference(&reference, &args.tag)?;
