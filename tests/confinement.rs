@@ -372,19 +372,13 @@ async fn a_policy_denial_is_reported_as_namespace_write_failed_with_its_message(
     .await;
     h.wait_pull_secrets("served", "default", &["hub"]).await;
     let status = h
-        .wait_status("hub", "taken and kube-system reported", |s| {
-            s.failed_namespaces.len() == 2
-        })
+        .wait_status("hub", "taken reported", |s| !s.failed_namespaces.is_empty())
         .await;
     println!("{:#?}", status.failed_namespaces);
-    let failed = |ns: &str| {
-        status
-            .failed_namespaces
-            .iter()
-            .find(|f| f.namespace == ns)
-            .unwrap_or_else(|| panic!("{ns} not reported: {:?}", status.failed_namespaces))
+    let [taken] = status.failed_namespaces.as_slice() else {
+        panic!("only taken fails: {:?}", status.failed_namespaces)
     };
-    let taken = failed("taken");
+    assert_eq!(taken.namespace, "taken");
     assert_eq!(taken.reason, "NamespaceWriteFailed");
     assert!(
         taken
@@ -394,15 +388,10 @@ async fn a_policy_denial_is_reported_as_namespace_write_failed_with_its_message(
         "{}",
         taken.message
     );
-    let system = failed("kube-system");
-    assert_eq!(system.reason, "NamespaceWriteFailed");
-    assert!(
-        system
-            .message
-            .contains("regcred may not write Secrets in namespace kube-system"),
-        "{}",
-        system.message
-    );
+    // kube-system, named outright, is in the chart's confinement.excludedNamespaces:
+    // the operator runs with --excluded-namespaces=kube-system and does not
+    // even try (the policy would deny it: regcreds_token_is_denied_secrets_not_its_own).
+    assert_eq!(status.namespaces.targeted, 2, "taken and served, not kube-system");
     let kept = h.secrets("taken").get("hub").await.unwrap();
     assert_eq!(
         kept.type_.as_deref(),
