@@ -594,11 +594,32 @@ async fn record_a_run_for_the_dashboard_picture() {
     let start = unix_now() - 5.0;
     let began = Instant::now();
     let (hub, _refused) = dashboard_static_credentials(&s).await;
-    let (_google, _gar) = dashboard_google(&s, "dash-gar", "gar-dash.regcred.test", 180).await;
-    let (failing, _gar_failing) = dashboard_google(&s, "dash-expiring", "gar-expiring.regcred.test", 150).await;
+    let (_google, _gar) = support::node_bed::short_lived_google(
+        &s,
+        "dash-gar",
+        "gar-dash.regcred.test",
+        Duration::from_secs(180),
+        &[support::node_bed::ADMISSION_LABEL],
+    )
+    .await;
+    let (failing, _gar_failing) = support::node_bed::short_lived_google(
+        &s,
+        "dash-expiring",
+        "gar-expiring.regcred.test",
+        Duration::from_secs(150),
+        &[support::node_bed::ADMISSION_LABEL],
+    )
+    .await;
     // Renewed at most once a minute, a 20 s token is expired 40 s of every
     // minute: a pull then fails CredentialExpired and is repaired (mint).
-    let (_short, _gar_short) = dashboard_google(&s, "dash-short", "gar-short.regcred.test", 20).await;
+    let (_short, _gar_short) = support::node_bed::short_lived_google(
+        &s,
+        "dash-short",
+        "gar-short.regcred.test",
+        Duration::from_secs(20),
+        &[support::node_bed::ADMISSION_LABEL],
+    )
+    .await;
     failing.set_fault(regcred_testenv::fakes::Fault::Status {
         code: 503,
         retry_after: None,
@@ -717,34 +738,4 @@ async fn dashboard_static_credentials(
     s.create_pod("dash-refused", "app", &format!("{}/team/app:1", refused.host()))
         .await;
     (hub, refused)
-}
-
-/// A Google credential `name` for `host` whose tokens live `lifetime`
-/// seconds, behind a registry that accepts only unexpired ones, targeting
-/// namespace `name` (through the admission webhook).
-async fn dashboard_google(
-    s: &support::node_bed::Scene,
-    name: &str,
-    host: &str,
-    lifetime: u64,
-) -> (TokenServer, regcred_testenv::registry::Registry) {
-    use regcred_testenv::registry::{Auth, Registry};
-    let google = TokenServer::start().await.expect("google token endpoint");
-    google.issue_fresh_tokens(format!("ya29.{name}"), Duration::from_secs(lifetime));
-    let unexpired = google.unexpired_check();
-    let registry = Registry::start(Auth::Verified {
-        verify: std::sync::Arc::new(move |user, password| user == "oauth2accesstoken" && unexpired(password)),
-        repositories: vec!["team/app".into()],
-    })
-    .await
-    .expect("registry accepting only unexpired Google tokens");
-    app_image(&registry, "team/app").await;
-    s.bed.node.route_registry(host, &registry).unwrap();
-    let source = format!("{name}-gcp");
-    put_gcp_key(&s.client, &source, &google).await;
-    namespace_with_default_sa(&s.client, name, &[support::node_bed::ADMISSION_LABEL]).await;
-    let provider = json!({"gcr": {"registries": [host], "auth": {"serviceAccountKey": {"secretRef": {"name": source, "key": "key.json"}}}}});
-    apply_rc(&s.client, rc(name, provider, json!({"names": [name]}))).await;
-    s.wait_pull_secrets(name, "default", &[name]).await;
-    (google, registry)
 }

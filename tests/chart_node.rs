@@ -371,9 +371,15 @@ async fn the_chart_serves_credentials_from_a_restricted_namespace_and_hands_over
     .expect("control plane for a node");
     let mut controllers = Controllers::start(&cp).expect("kube-controller-manager and kube-scheduler start");
     let node_started = Instant::now();
-    let node = Node::start_with(&cp, NodeOptions { pod_network: true })
-        .await
-        .expect("node with a pod network starts and goes Ready");
+    let node = Node::start_with(
+        &cp,
+        NodeOptions {
+            pod_network: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("node with a pod network starts and goes Ready");
     let network = node.pod_network().expect("the node has a pod network");
     eprintln!(
         "node {} with pod network {} (gateway {}) Ready in {:?}",

@@ -24,11 +24,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ListParams, PostParams};
 use regcred_testenv::eventually;
 use regcred_testenv::fakes::Fault;
-use regcred_testenv::fakes::google::TokenServer;
 use regcred_testenv::node_hosts::route_host;
 use regcred_testenv::registry::{Auth, Registry};
 use serde_json::{Value, json};
-use support::node_bed::{POD_TIMEOUT, RUNTIME, Scene};
+use support::node_bed::{POD_TIMEOUT, RUNTIME, Scene, short_lived_google};
 use support::*;
 
 /// Whether the kubelet's Event says the registry asked for a credential the
@@ -235,15 +234,22 @@ fn evidence(d: &Value, check_contains: &str) -> String {
 /// An htpasswd registry with `team/app:1`, trusted by the node, and a
 /// RegistryCredential `name` for it targeting `target`; returns the
 /// registry and the password.
-async fn covered_registry(s: &Scene, name: &str, target: Value) -> (Registry, String) {
-    let password = canary(name);
+/// A registry only `alice` with `password` may pull from, holding
+/// `team/app:1`, whose CA the node trusts.
+async fn alice_registry(s: &Scene, password: &str) -> Registry {
     let registry = Registry::start(Auth::Htpasswd {
-        users: vec![("alice".into(), password.clone())],
+        users: vec![("alice".into(), password.to_string())],
     })
     .await
     .expect("htpasswd registry");
     app_image(&registry, "team/app").await;
     s.bed.node.trust_registry(&registry).unwrap();
+    registry
+}
+
+async fn covered_registry(s: &Scene, name: &str, target: Value) -> (Registry, String) {
+    let password = canary(name);
+    let registry = alice_registry(s, &password).await;
     put_source_secret(&s.client, name, "alice", &password).await;
     apply_rc(&s.client, static_rc(name, registry.host(), name, target)).await;
     (registry, password)
@@ -390,40 +396,6 @@ async fn the_operator_diagnoses_soon_after_the_kubelets_event() {
     s.report();
 }
 
-/// A Google token endpoint issuing tokens that live `lifetime`, a registry
-/// at `host` (routed on the node) that accepts them only until they expire,
-/// and a GCR RegistryCredential `name` (source Secret `<name>-gcp`)
-/// targeting namespace `name`, its Secret in place.
-async fn short_lived_google(s: &Scene, name: &str, host: &str, lifetime: Duration) -> (TokenServer, Registry) {
-    let google = TokenServer::start().await.expect("google token endpoint");
-    google.issue_fresh_tokens(format!("ya29.{name}"), lifetime);
-    let unexpired = google.unexpired_check();
-    let registry = Registry::start(Auth::Verified {
-        verify: Arc::new(move |user, password| user == "oauth2accesstoken" && unexpired(password)),
-        repositories: vec!["team/app".into()],
-    })
-    .await
-    .expect("registry accepting only unexpired Google tokens");
-    app_image(&registry, "team/app").await;
-    s.bed.node.route_registry(host, &registry).unwrap();
-    let source = format!("{name}-gcp");
-    put_gcp_key(&s.client, &source, &google).await;
-    namespace_with_default_sa(&s.client, name, &[]).await;
-    let rc = json!({
-        "apiVersion": "regcred.dev/v1alpha1",
-        "kind": "RegistryCredential",
-        "metadata": {"name": name},
-        "spec": {
-            "provider": {"gcr": {"registries": [host], "auth": {"serviceAccountKey": {"secretRef": {"name": source, "key": "key.json"}}}}},
-            "target": {"namespaces": {"names": [name]}},
-            "healthCheck": {"mode": "Disabled"},
-        },
-    });
-    apply_rc(&s.client, rc).await;
-    s.wait_pull_secrets(name, "default", &[name]).await;
-    (google, registry)
-}
-
 /// The "automatic token rotation overnight" promise, broken on purpose and
 /// repaired: a Google token lives 20 s and regcred renews at most once a
 /// minute, so for 40 s of every minute the namespace holds an expired
@@ -435,7 +407,7 @@ async fn an_expired_credential_is_minted_anew_and_the_next_pull_succeeds() {
     const HOST: &str = "gar-renew.regcred.test";
     const LIFETIME: Duration = Duration::from_secs(20);
     let s = Scene::new("expired_repair").await;
-    let (google, _registry) = short_lived_google(&s, "dx-renew", HOST, LIFETIME).await;
+    let (google, _registry) = short_lived_google(&s, "dx-renew", HOST, LIFETIME, &[]).await;
     let rcs = Api::<regcred::api::RegistryCredential>::all(s.client.clone());
     let status = eventually(WAIT, "the first credential's expiry in status", || async {
         let status = rcs.get("dx-renew").await.ok()?.status?;
@@ -563,13 +535,7 @@ async fn a_controller_owned_pod_admitted_before_the_link_is_recreated_when_opted
     let s = Scene::new("recreate").await;
     namespace_with_default_sa(&s.client, "dx-recreate", &[]).await;
     let password = canary("dx-recreate");
-    let registry = Registry::start(Auth::Htpasswd {
-        users: vec![("alice".into(), password.clone())],
-    })
-    .await
-    .expect("htpasswd registry");
-    app_image(&registry, "team/app").await;
-    s.bed.node.trust_registry(&registry).unwrap();
+    let registry = alice_registry(&s, &password).await;
     let image = format!("{}/team/app:1", registry.host());
     let rs: ReplicaSet = serde_json::from_value(json!({
         "metadata": {"name": "app"},
@@ -745,13 +711,7 @@ async fn a_pod_admitted_before_the_link_must_be_recreated() {
     let s = Scene::new("admitted_before_link").await;
     namespace_with_default_sa(&s.client, "dx-early", &[]).await;
     let password = canary("dx-early");
-    let registry = Registry::start(Auth::Htpasswd {
-        users: vec![("alice".into(), password.clone())],
-    })
-    .await
-    .expect("htpasswd registry");
-    app_image(&registry, "team/app").await;
-    s.bed.node.trust_registry(&registry).unwrap();
+    let registry = alice_registry(&s, &password).await;
     // The pod comes first, as when a GitOps tool applies everything at once.
     let pod = s
         .create_pod("dx-early", "app", &format!("{}/team/app:1", registry.host()))
@@ -783,13 +743,7 @@ async fn a_wrong_password_in_the_source_is_refused() {
     let s = Scene::new("refused").await;
     let right = canary("dx-right");
     let wrong = canary("dx-wrong");
-    let registry = Registry::start(Auth::Htpasswd {
-        users: vec![("alice".into(), right.clone())],
-    })
-    .await
-    .expect("htpasswd registry");
-    app_image(&registry, "team/app").await;
-    s.bed.node.trust_registry(&registry).unwrap();
+    let registry = alice_registry(&s, &right).await;
     namespace_with_default_sa(&s.client, "dx-refused", &[]).await;
     put_source_secret(&s.client, "dx-refused", "alice", &wrong).await;
     let target = json!({"namespaces": {"names": ["dx-refused"]}});
@@ -933,7 +887,7 @@ async fn a_credential_past_its_expiry_is_expired() {
     const HOST: &str = "gar.regcred.test";
     const LIFETIME: Duration = Duration::from_secs(20);
     let s = Scene::new("expired").await;
-    let (google, _registry) = short_lived_google(&s, "dx-expired", HOST, LIFETIME).await;
+    let (google, _registry) = short_lived_google(&s, "dx-expired", HOST, LIFETIME, &[]).await;
     google.set_fault(Fault::Status {
         code: 503,
         retry_after: None,
@@ -1008,13 +962,7 @@ async fn a_throttled_registry_is_rate_limited_authenticated_or_anonymous() {
 async fn an_older_credential_left_in_a_namespace_is_a_stale_copy() {
     let s = Scene::new("stale_copy").await;
     let good = canary("dx-stale-good");
-    let registry = Registry::start(Auth::Htpasswd {
-        users: vec![("alice".into(), good.clone())],
-    })
-    .await
-    .expect("htpasswd registry");
-    app_image(&registry, "team/app").await;
-    s.bed.node.trust_registry(&registry).unwrap();
+    let registry = alice_registry(&s, &good).await;
     namespace_with_default_sa(&s.client, "dx-stale", &[]).await;
     put_source_secret(&s.client, "dx-stale", "alice", &canary("dx-stale-old")).await;
     let target = json!({"namespaces": {"names": ["dx-stale"]}});
@@ -1559,13 +1507,7 @@ async fn a_layer_missing_behind_its_manifest_is_image_not_found_blob() {
 async fn a_secret_created_after_the_pull_began_is_not_yet_readable() {
     let s = Scene::new("not_yet_readable").await;
     let password = canary("dx-late");
-    let registry = Registry::start(Auth::Htpasswd {
-        users: vec![("alice".into(), password.clone())],
-    })
-    .await
-    .expect("htpasswd registry");
-    app_image(&registry, "team/app").await;
-    s.bed.node.trust_registry(&registry).unwrap();
+    let registry = alice_registry(&s, &password).await;
     namespace_with_default_sa(&s.client, "dx-late", &[]).await;
     let image = format!("{}/team/app:1", registry.host());
     create_pod_with(&s, "dx-late", "app", &image, "Always", &["late"]).await;
@@ -1632,7 +1574,7 @@ async fn a_scheduled_renewal_that_repairs_an_expired_pull_is_announced() {
     const HOST: &str = "gar-scheduled.regcred.test";
     const LIFETIME: Duration = Duration::from_secs(20);
     let s = Scene::new("renewal_repairs").await;
-    let (google, _registry) = short_lived_google(&s, "dx-scheduled", HOST, LIFETIME).await;
+    let (google, _registry) = short_lived_google(&s, "dx-scheduled", HOST, LIFETIME, &[]).await;
     let rcs = Api::<regcred::api::RegistryCredential>::all(s.client.clone());
     let issued = || async {
         let status = rcs.get("dx-scheduled").await.ok()?.status?;
@@ -1687,5 +1629,50 @@ async fn a_scheduled_renewal_that_repairs_an_expired_pull_is_announced() {
     // Whether the pod then runs depends on the kubelet's back-off landing
     // within the renewed token's 20 s, which this test does not control.
     assert!(google.issued() >= 3, "{} tokens issued", google.issued());
+    s.report();
+}
+
+/// Kubernetes 1.35's default, `KubeletEnsureSecretPulledImages` (on in the
+/// test node's kubelet): an image a pod of a targeted namespace pulled with
+/// regcred's credential is on the node, but a pod of a namespace regcred
+/// does not target, with `imagePullPolicy: Never`, may not use it. The
+/// kubelet says ErrImageNeverPull as if the image were absent; the
+/// diagnosis names ImageNotPresent/PullPolicyNever, and its evidence shows
+/// that the node holds the image.
+#[tokio::test]
+async fn a_cached_image_the_pods_credentials_did_not_pull_is_not_present_under_never() {
+    let s = Scene::new("ensure_secret_pulled").await;
+    namespace_with_default_sa(&s.client, "dx-pulled", &[]).await;
+    namespace_with_default_sa(&s.client, "dx-unpulled", &[]).await;
+    let (registry, _) = covered_registry(&s, "dx-pulled", json!({"namespaces": {"names": ["dx-pulled"]}})).await;
+    s.wait_pull_secrets("dx-pulled", "default", &["dx-pulled"]).await;
+    let image = format!("{}/team/app:1", registry.host());
+    s.create_pod("dx-pulled", "app", &image).await;
+    let pods = Api::<Pod>::namespaced(s.client.clone(), "dx-pulled");
+    eventually(POD_TIMEOUT, "the targeted namespace's pod running", || async {
+        let pod = pods.get("app").await.ok()?;
+        (pod.status?.phase.as_deref() == Some("Running")).then_some(())
+    })
+    .await;
+    let nodes = Api::<k8s_openapi::api::core::v1::Node>::all(s.client.clone());
+    eventually(POD_TIMEOUT, "the node listing the image", || async {
+        let node = nodes.get(s.node().name()).await.ok()?;
+        let images = node.status?.images?;
+        images
+            .iter()
+            .flat_map(|i| i.names.iter().flatten())
+            .any(|n| *n == image)
+            .then_some(())
+    })
+    .await;
+
+    create_pod_with(&s, "dx-unpulled", "app", &image, "Never", &[]).await;
+    let never = wait_waiting(&s, "dx-unpulled", "app", "ErrImageNeverPull").await;
+    eprintln!("{}: the kubelet said {never:?}", s.name);
+    let all = diagnoses(&s, "dx-unpulled", Some(registry.ca_path())).await;
+    let d = of(&all, "app");
+    assert_cause(d, "ImageNotPresent", Some("PullPolicyNever"));
+    assert!(evidence(d, &format!("holds {image}")).starts_with("yes"), "{d:#}");
+    operator_says(&s, "dx-unpulled", "app", "ImageNotPresent/PullPolicyNever").await;
     s.report();
 }

@@ -62,6 +62,10 @@ pub struct NodeOptions {
     /// expecting `hostNetwork`: pods reach the API server at
     /// [`PodNetwork::gateway`] on the API server's port.
     pub pod_network: bool,
+    /// Kubelet feature gates (`featureGates` of its configuration), e.g.
+    /// `KubeletEnsureSecretPulledImages`, on by default from Kubernetes 1.35,
+    /// alpha in the pinned 1.34.
+    pub feature_gates: Vec<(&'static str, bool)>,
 }
 
 /// A running kubelet + containerd registered as a Ready Node.
@@ -77,6 +81,7 @@ pub struct Node {
     /// Directories outside `dir` that did not exist before this node.
     created_dirs: Vec<PathBuf>,
     sysctls: Option<sysctl::Hold>,
+    feature_gates: Vec<(&'static str, bool)>,
     // Last: removed once everything above is stopped and unmounted.
     dir: tempfile::TempDir,
 }
@@ -122,6 +127,7 @@ impl Node {
             pod_network: None,
             created_dirs: Vec::new(),
             sysctls: None,
+            feature_gates: options.feature_gates.clone(),
             dir,
         };
         // From here on, a failure drops `node`, which undoes what was done.
@@ -357,6 +363,7 @@ impl Node {
             "imageGCHighThresholdPercent": 100,
             "imageGCLowThresholdPercent": 99,
             "resolvConf": "/etc/resolv.conf",
+            "featureGates": self.feature_gates.iter().map(|(gate, on)| (gate.to_string(), *on)).collect::<std::collections::BTreeMap<_, _>>(),
         });
         let config_path = d.join("kubelet.yaml");
         std::fs::write(&config_path, serde_yaml::to_string(&config)?)?;

@@ -364,27 +364,11 @@ pub fn admission_args(port: u16, config: &str) -> Vec<String> {
 /// has patched its caBundle.
 pub async fn install_admission_webhook(client: &Client, name: &str, port: u16, also: &[serde_json::Value]) {
     use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
-    use serde::Deserialize;
-    let chart = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/regcred");
-    let kube_version = regcred_testenv::tools::pinned("K8S_VERSION");
-    let args: Vec<std::ffi::OsString> = [
-        "template",
-        "regcred",
-        ".",
-        "--namespace",
-        CREDS_NS,
-        "--kube-version",
-        kube_version,
-        "--show-only",
-        "templates/mutatingwebhookconfiguration.yaml",
-    ]
-    .iter()
-    .map(std::ffi::OsString::from)
-    .collect();
-    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
-    let yaml = regcred_testenv::tools::helm(&chart, &args);
-    let mut config: serde_json::Value = serde_json::Value::deserialize(serde_yaml::Deserializer::from_str(&yaml))
-        .expect("the chart renders the webhook");
+    let objects = render_chart(&[]);
+    let [config] = of_kind(&objects, "MutatingWebhookConfiguration")[..] else {
+        panic!("the chart renders one MutatingWebhookConfiguration")
+    };
+    let mut config = config.clone();
     config["metadata"] = serde_json::json!({"name": name});
     for webhook in config["webhooks"].as_array_mut().expect("webhooks") {
         webhook["clientConfig"] = serde_json::json!({"url": format!("https://127.0.0.1:{port}/mutate-pods")});

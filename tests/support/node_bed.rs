@@ -11,7 +11,13 @@ use kube::Client;
 use kube::api::{Api, PostParams};
 use regcred_testenv::{ControlPlane, Node, NodeOptions, Operator, Runtime};
 
-use super::{CREDS_NS, Cluster, create_namespace, print_log_tail, start_operator_with};
+use regcred_testenv::fakes::google::TokenServer;
+use regcred_testenv::registry::{Auth, Registry};
+
+use super::{
+    CREDS_NS, Cluster, app_image, apply_rc, create_namespace, namespace_with_default_sa, print_log_tail, put_gcp_key,
+    rc, start_operator_with,
+};
 
 /// How long a pod may take to pull and run, or to fail its pull.
 pub const POD_TIMEOUT: Duration = Duration::from_secs(90);
@@ -68,7 +74,14 @@ pub async fn bed() -> Arc<Bed> {
     let client = cp.client().await.unwrap();
     create_namespace(&client, CREDS_NS, &[]).await;
     let node_started = Instant::now();
-    let node = Node::start_on(&cp, RUNTIME, NodeOptions::default())
+    // As on a Kubernetes 1.35 node, where the gate is beta and on by default
+    // (alpha, off by default, in the pinned 1.34): a cached image serves only
+    // pods whose credentials pulled it.
+    let options = NodeOptions {
+        feature_gates: vec![("KubeletEnsureSecretPulledImages", true)],
+        ..Default::default()
+    };
+    let node = Node::start_on(&cp, RUNTIME, options)
         .await
         .unwrap_or_else(|e| panic!("node on {} starts and goes Ready: {e:#}", RUNTIME.describe()));
     eprintln!(
@@ -177,4 +190,35 @@ impl Drop for Scene {
             );
         }
     }
+}
+
+/// A Google token endpoint issuing tokens that live `lifetime`, a registry
+/// at `host` (routed on the node) that accepts them only until they expire,
+/// and a GCR RegistryCredential `name` (source Secret `<name>-gcp`)
+/// targeting namespace `name` (created with `labels`), its Secret in place.
+pub async fn short_lived_google(
+    s: &Scene,
+    name: &str,
+    host: &str,
+    lifetime: Duration,
+    labels: &[(&str, &str)],
+) -> (TokenServer, Registry) {
+    let google = TokenServer::start().await.expect("google token endpoint");
+    google.issue_fresh_tokens(format!("ya29.{name}"), lifetime);
+    let unexpired = google.unexpired_check();
+    let registry = Registry::start(Auth::Verified {
+        verify: Arc::new(move |user, password| user == "oauth2accesstoken" && unexpired(password)),
+        repositories: vec!["team/app".into()],
+    })
+    .await
+    .expect("registry accepting only unexpired Google tokens");
+    app_image(&registry, "team/app").await;
+    s.bed.node.route_registry(host, &registry).unwrap();
+    let source = format!("{name}-gcp");
+    put_gcp_key(&s.client, &source, &google).await;
+    namespace_with_default_sa(&s.client, name, labels).await;
+    let provider = serde_json::json!({"gcr": {"registries": [host], "auth": {"serviceAccountKey": {"secretRef": {"name": source, "key": "key.json"}}}}});
+    apply_rc(&s.client, rc(name, provider, serde_json::json!({"names": [name]}))).await;
+    s.wait_pull_secrets(name, "default", &[name]).await;
+    (google, registry)
 }
