@@ -103,7 +103,8 @@ pub fn build(binary: &Path) -> anyhow::Result<(Image, Vec<String>)> {
 pub const REVISION_LABEL: &str = "org.opencontainers.image.revision";
 /// The image config label naming the source repository.
 pub const SOURCE_LABEL: &str = "org.opencontainers.image.source";
-/// The repository, when git knows no `origin` and `REGCRED_IMAGE_SOURCE` is unset.
+/// The repository, when `REGCRED_IMAGE_SOURCE` is unset and git's `origin` is
+/// not a URL others can fetch.
 const DEFAULT_SOURCE: &str = "https://github.com/regcred/regcred";
 /// The target the image's binary is built for.
 const TARGET: &str = "x86_64-unknown-linux-gnu";
@@ -131,6 +132,14 @@ pub fn write(binary: &Path, out: &Path, tag: &str) -> anyhow::Result<Written> {
     Ok(Written { image, packages, sbom })
 }
 
+/// Whether a git remote names a repository others can fetch (not a path on
+/// the machine that built the image, as a clone of a clone has).
+fn is_public_url(remote: &str) -> bool {
+    ["https://", "http://", "ssh://", "git@"]
+        .iter()
+        .any(|p| remote.starts_with(p))
+}
+
 /// Where the image's source is: the repository and the revision it was built from.
 struct Provenance {
     revision: String,
@@ -148,7 +157,7 @@ impl Provenance {
         let source = std::env::var("REGCRED_IMAGE_SOURCE")
             .ok()
             .filter(|s| !s.is_empty())
-            .or_else(|| git(&["remote", "get-url", "origin"]).ok().filter(|s| !s.is_empty()))
+            .or_else(|| git(&["remote", "get-url", "origin"]).ok().filter(|s| is_public_url(s)))
             .unwrap_or_else(|| DEFAULT_SOURCE.to_string());
         Ok(Self {
             revision: if dirty { format!("{head}-dirty") } else { head },

@@ -10,7 +10,7 @@
 //! `crane push <out> ...` or `docker buildx imagetools` take it from there),
 //! its SPDX SBOM beside it (`<out>.spdx.json`; the image config's
 //! `org.opencontainers.image.source` label is `REGCRED_IMAGE_SOURCE`, else
-//! git's `origin`, else the project's repository),
+//! git's `origin` when it is a URL, else the project's repository),
 //! and, with `--push`, uploads it to a registry with plain registry API
 //! calls: anonymously, or with Basic authentication when
 //! `REGCRED_IMAGE_PUSH_USERNAME` and `REGCRED_IMAGE_PUSH_PASSWORD` are set.
