@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -27,6 +28,8 @@ use crate::renewal;
 pub const KEEP: Duration = Duration::from_secs(15 * 60);
 /// At most this many changes are kept per namespace, the newest.
 pub const PER_NAMESPACE: usize = 8;
+/// Namespaces recorded before the first pruning of old changes.
+const PRUNE_FROM: usize = 1024;
 
 /// One Secret regcred wrote because its credential was not there.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,6 +71,13 @@ impl Before {
 #[derive(Default)]
 pub struct Changes {
     per: Mutex<HashMap<String, Vec<Change>>>,
+    /// Namespaces past which the next write prunes every namespace's old
+    /// changes (0: [`PRUNE_FROM`]); twice what is left after a pruning, so
+    /// that a fan-out over 10,000 namespaces prunes a handful of times, not
+    /// at every write.
+    prune_above: AtomicUsize,
+    /// When old changes were last pruned: at least every [`KEEP`] too.
+    pruned_at: Mutex<Option<Timestamp>>,
     /// Secret writes under way, per namespace: a diagnosis that reads the
     /// Secret a moment after the API server took a write must not look
     /// here before the writer has recorded it ([`Changes::settled`]).
@@ -152,11 +162,16 @@ impl Changes {
         let mut per = self.per.lock().expect("changes lock");
         let at = change.at;
         let fresh = |c: &Change| at < renewal::add(c.at, KEEP);
-        if per.len() > 1024 {
+        let prune_above = self.prune_above.load(Ordering::Relaxed).max(PRUNE_FROM);
+        let mut pruned_at = self.pruned_at.lock().expect("pruned_at lock");
+        let due = pruned_at.is_none_or(|p| at >= renewal::add(p, KEEP));
+        if per.len() > prune_above || (per.len() > PRUNE_FROM && due) {
+            *pruned_at = Some(at);
             per.retain(|_, list| {
                 list.retain(fresh);
                 !list.is_empty()
             });
+            self.prune_above.store(2 * per.len(), Ordering::Relaxed);
         }
         let list = per.entry(namespace.to_string()).or_default();
         list.retain(fresh);
@@ -218,6 +233,26 @@ mod tests {
         let mut c = s.clone();
         cache_form(&mut c);
         c
+    }
+
+    /// Old changes go once many namespaces are recorded, but a fan-out over
+    /// thousands of namespaces does not scan them all at every write.
+    #[test]
+    fn old_changes_are_pruned_now_and_then_not_at_every_write() {
+        let changes = Changes::default();
+        let old = Timestamp::from_second(1_800_000_000).unwrap();
+        changes.secret_written("hub", Before::of(None), &secret("gone", "p", None), old);
+        let now = renewal::add(old, KEEP + Duration::from_secs(1));
+        for n in 0..3 * PRUNE_FROM {
+            changes.secret_written("hub", Before::of(None), &secret(&format!("ns-{n}"), "p", None), now);
+        }
+        assert!(
+            changes.since("gone", "hub", old).is_empty(),
+            "pruned once past {PRUNE_FROM}"
+        );
+        assert_eq!(changes.since("ns-0", "hub", old).len(), 1);
+        let prune_above = changes.prune_above.load(Ordering::Relaxed);
+        assert!(prune_above >= 2 * PRUNE_FROM, "the next pruning waits: {prune_above}");
     }
 
     fn t(s: &str) -> Timestamp {
