@@ -26,6 +26,7 @@ pub mod controller;
 pub mod diagnosis;
 pub mod dockerconfig;
 pub mod error;
+pub mod identity;
 pub mod managed;
 pub mod operator;
 pub mod providers;

@@ -41,9 +41,15 @@ pub mod reason {
     pub const SECRET_CONTROLLED_ELSEWHERE: &str = "SecretControlledElsewhere";
     /// Cleanup on deletion could not remove everything; the finalizer was released anyway.
     pub const CLEANUP_INCOMPLETE: &str = "CleanupIncomplete";
+    /// `PerServiceAccount`: a selected ServiceAccount lacks the annotation naming its identity.
+    pub const IDENTITY_MISSING: &str = "IdentityMissing";
+    /// `PerServiceAccount`: the cloud refused a ServiceAccount's identity (trust policy, unknown role).
+    pub const IDENTITY_REFUSED: &str = "IdentityRefused";
+    /// `PerServiceAccount`: the API server did not issue a ServiceAccount's token.
+    pub const TOKEN_REQUEST_FAILED: &str = "TokenRequestFailed";
 
     /// Every reason above, each documented in `docs/api.md`.
-    pub const ALL: [&str; 26] = [
+    pub const ALL: [&str; 29] = [
         PENDING,
         ISSUED,
         MINT_FAILED,
@@ -70,6 +76,9 @@ pub mod reason {
         SECRET_CONFLICT,
         SECRET_CONTROLLED_ELSEWHERE,
         CLEANUP_INCOMPLETE,
+        IDENTITY_MISSING,
+        IDENTITY_REFUSED,
+        TOKEN_REQUEST_FAILED,
     ];
 }
 

@@ -162,3 +162,39 @@ pub(super) fn exactly_one_acr_auth() -> Rule {
     )
     .message("exactly one of workloadIdentity, managedIdentity or servicePrincipal must be set (omit auth for workload identity)")
 }
+
+/// In `PerServiceAccount` mode the identity comes from each ServiceAccount:
+/// the operator's own credentials (`field`) would silently not be used.
+pub(super) fn per_service_account_without(field: &str, instead: &str) -> Rule {
+    Rule::new(format!(
+        "!has(self.identity) || self.identity != 'PerServiceAccount' || !has(self.{field})"
+    ))
+    .message(Message::Message(format!(
+        "{field} does not apply with identity PerServiceAccount, which mints with {instead}: remove {field}"
+    )))
+}
+
+pub(super) fn per_service_account_needs_provider() -> Rule {
+    Rule::new("!has(self.identity) || self.identity != 'PerServiceAccount' || has(self.workloadIdentityProvider)")
+        .message(
+            "identity PerServiceAccount needs workloadIdentityProvider, the pool provider that trusts this cluster's \
+             ServiceAccount tokens, e.g. //iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/my-pool/providers/my-cluster",
+        )
+}
+
+pub(super) fn token_only_per_service_account() -> Rule {
+    Rule::new(
+        "!has(self.serviceAccountToken) || (has(self.identity) && self.identity == 'PerServiceAccount')",
+    )
+    .message("serviceAccountToken applies only with identity PerServiceAccount")
+}
+
+pub(super) fn workload_identity_provider() -> Rule {
+    Rule::new(matches(
+        r"^//iam\\.googleapis\\.com/projects/[0-9]+/locations/global/workloadIdentityPools/[a-z0-9-]+/providers/[a-z0-9-]+$",
+    ))
+    .message(
+        "must be a workload identity pool provider, e.g. \
+         //iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/my-pool/providers/my-cluster",
+    )
+}

@@ -123,6 +123,9 @@ impl Provider {
 
 /// Amazon ECR.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = grammar::per_service_account_without("auth", "the IAM role each ServiceAccount's eks.amazonaws.com/ecr-role-arn annotation names"))]
+#[x_kube(validation = grammar::per_service_account_without("assumeRole", "the IAM role each ServiceAccount's eks.amazonaws.com/ecr-role-arn annotation names"))]
+#[x_kube(validation = grammar::token_only_per_service_account())]
 #[serde(rename_all = "camelCase")]
 pub struct EcrProvider {
     /// AWS region of the registry, e.g. `us-east-1`.
@@ -152,6 +155,62 @@ pub struct EcrProvider {
     #[schemars(length(max = 2048))]
     #[x_kube(validation = grammar::https_or_http_url())]
     pub endpoint_url: Option<String>,
+
+    /// `Shared` (the default): one credential from the operator's own AWS
+    /// identity for every namespace. `PerServiceAccount`: a credential per
+    /// selected ServiceAccount, from the IAM role its
+    /// `eks.amazonaws.com/ecr-role-arn` annotation names
+    /// (`sts:AssumeRoleWithWebIdentity` with that ServiceAccount's own token),
+    /// in a Secret only that ServiceAccount references. `auth` and
+    /// `assumeRole` do not apply then.
+    #[serde(default, skip_serializing_if = "Identity::is_shared")]
+    pub identity: Identity,
+
+    /// The ServiceAccount tokens regcred requests in `PerServiceAccount` mode.
+    /// Default audience: `sts.amazonaws.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_token: Option<ServiceAccountToken>,
+
+    /// Override the STS endpoint of `PerServiceAccount` mode, e.g. a VPC
+    /// endpoint. Default: the regional STS endpoint (or `AWS_ENDPOINT_URL_STS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = grammar::https_or_http_url())]
+    pub sts_endpoint_url: Option<String>,
+}
+
+/// Whose identity a credential is minted with.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
+pub enum Identity {
+    /// The operator's own: one credential for every targeted namespace.
+    #[default]
+    Shared,
+    /// Each selected ServiceAccount's own, named by its annotation: one
+    /// credential and one Secret per ServiceAccount.
+    PerServiceAccount,
+}
+
+impl Identity {
+    pub fn is_shared(&self) -> bool {
+        *self == Identity::Shared
+    }
+}
+
+/// The ServiceAccount tokens regcred requests (TokenRequest API) to exchange
+/// for each ServiceAccount's credential. They are never stored or logged.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceAccountToken {
+    /// The token's audience, which the cloud's trust configuration must
+    /// accept. Default: `sts.amazonaws.com` (ECR), `https:` followed by
+    /// `workloadIdentityProvider` (Google), `api://AzureADTokenExchange` (ACR).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub audience: Option<String>,
+    /// The token's lifetime, 600 to 3600 seconds. Default 600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 600, max = 3600))]
+    pub expiration_seconds: Option<i64>,
 }
 
 /// AWS credentials read from a Secret in the operator's credentials namespace.
@@ -212,6 +271,9 @@ pub struct AssumeRole {
 
 /// Google Container Registry / Artifact Registry.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = grammar::per_service_account_without("auth", "the Google service account each ServiceAccount's iam.gke.io/gcp-service-account annotation names"))]
+#[x_kube(validation = grammar::per_service_account_needs_provider())]
+#[x_kube(validation = grammar::token_only_per_service_account())]
 #[serde(rename_all = "camelCase")]
 pub struct GcrProvider {
     /// Registry hosts the access token is written for, e.g. `us-docker.pkg.dev`, `gcr.io`.
@@ -222,6 +284,40 @@ pub struct GcrProvider {
     /// A service-account key. Omit to use the metadata server (GKE Workload Identity).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<GcrAuth>,
+
+    /// `Shared` (the default): one access token from the operator's own
+    /// Google identity for every namespace. `PerServiceAccount`: an access
+    /// token per selected ServiceAccount, for the Google service account its
+    /// `iam.gke.io/gcp-service-account` annotation names (STS token exchange
+    /// of that ServiceAccount's own token, then IAM `generateAccessToken`),
+    /// in a Secret only that ServiceAccount references. Needs
+    /// `workloadIdentityProvider`; `auth` does not apply.
+    #[serde(default, skip_serializing_if = "Identity::is_shared")]
+    pub identity: Identity,
+
+    /// The workload identity pool provider that trusts this cluster's
+    /// ServiceAccount tokens, e.g.
+    /// `//iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/my-pool/providers/my-cluster`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    #[x_kube(validation = grammar::workload_identity_provider())]
+    pub workload_identity_provider: Option<String>,
+
+    /// The ServiceAccount tokens regcred requests in `PerServiceAccount` mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_token: Option<ServiceAccountToken>,
+
+    /// Override Google's STS endpoint (`https://sts.googleapis.com`), e.g. Private Service Connect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = grammar::https_or_http_url())]
+    pub sts_endpoint_url: Option<String>,
+
+    /// Override the IAM Service Account Credentials endpoint (`https://iamcredentials.googleapis.com`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = grammar::https_or_http_url())]
+    pub iam_credentials_endpoint_url: Option<String>,
 }
 
 /// How regcred authenticates to Google.
@@ -257,6 +353,8 @@ pub struct SecretKeyRef {
 /// Azure Container Registry.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[x_kube(validation = grammar::acr_login_server())]
+#[x_kube(validation = grammar::per_service_account_without("auth", "the app each ServiceAccount's azure.workload.identity/client-id annotation names"))]
+#[x_kube(validation = grammar::token_only_per_service_account())]
 #[serde(rename_all = "camelCase")]
 pub struct AcrProvider {
     /// Registry host, e.g. `myregistry.azurecr.io`.
@@ -285,6 +383,21 @@ pub struct AcrProvider {
     #[schemars(length(max = 2048))]
     #[x_kube(validation = grammar::https_url())]
     pub authority_host: Option<String>,
+
+    /// `Shared` (the default): one refresh token from the operator's own
+    /// Entra identity for every namespace. `PerServiceAccount`: a refresh
+    /// token per selected ServiceAccount, for the app its
+    /// `azure.workload.identity/client-id` annotation names (in the tenant of
+    /// its `azure.workload.identity/tenant-id` annotation, else `tenantId`),
+    /// from that ServiceAccount's own token, in a Secret only that
+    /// ServiceAccount references. `auth` does not apply.
+    #[serde(default, skip_serializing_if = "Identity::is_shared")]
+    pub identity: Identity,
+
+    /// The ServiceAccount tokens regcred requests in `PerServiceAccount` mode.
+    /// Default audience: `api://AzureADTokenExchange`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_token: Option<ServiceAccountToken>,
 }
 
 /// Entra ID authentication modes. Exactly one is set.

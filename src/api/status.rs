@@ -60,7 +60,18 @@ pub struct RegistryCredentialStatus {
     #[serde(default)]
     pub service_accounts: ServiceAccountCounts,
 
-    /// `synced/targeted` namespaces, e.g. `12/12`.
+    /// `identity: PerServiceAccount` only: how many selected ServiceAccounts
+    /// hold a valid credential of their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identities: Option<IdentityCounts>,
+
+    /// `identity: PerServiceAccount` only: selected ServiceAccounts without a
+    /// valid credential, and why (at most 50 are listed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_service_accounts: Vec<FailedServiceAccount>,
+
+    /// `synced/targeted` namespaces, e.g. `12/12`; with `identity:
+    /// PerServiceAccount`, `valid/selected` ServiceAccounts, e.g. `3/4 SA`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
 
@@ -122,6 +133,46 @@ pub struct FailedNamespace {
     pub reason: String,
     /// What went wrong and what to do.
     pub message: String,
+}
+
+/// ServiceAccounts of `identity: PerServiceAccount` mode.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentityCounts {
+    /// Selected ServiceAccounts in targeted namespaces.
+    #[serde(default)]
+    pub selected: u32,
+    /// Of those, ServiceAccounts holding an unexpired credential of their own identity.
+    #[serde(default)]
+    pub valid: u32,
+    /// Of those, ServiceAccounts without the annotation naming their identity (they get nothing).
+    #[serde(default)]
+    pub without_identity: u32,
+    /// Of those, ServiceAccounts whose exchange or write failed.
+    #[serde(default)]
+    pub failed: u32,
+}
+
+/// A ServiceAccount without a valid credential of its own, and why.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailedServiceAccount {
+    pub namespace: String,
+    /// The ServiceAccount's name.
+    pub name: String,
+    /// `IdentityMissing`, `IdentityRefused`, `Throttled`, `TokenRequestFailed`,
+    /// `MintFailed`, `InvalidProviderResponse` or a write failure's reason.
+    pub reason: String,
+    /// What went wrong and what to do.
+    pub message: String,
+    /// The identity the ServiceAccount names: a role ARN, a Google service
+    /// account, or `<tenant>/<client id>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// When regcred tries this ServiceAccount again (backoff, or the
+    /// provider's `Retry-After`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_time: Option<Time>,
 }
 
 /// ServiceAccount counts.

@@ -66,6 +66,8 @@ pub fn compose(
             patched: fanout.sa_patched,
             failed: fanout.sa_failed,
         },
+        identities: None,
+        failed_service_accounts: Vec::new(),
         summary: Some(format!("{}/{}", fanout.synced, fanout.targeted)),
         pull_auth: checked.pull_auth.clone(),
         // Written by the diagnosis alone (its own field manager).

@@ -1,7 +1,8 @@
 //! Stand-ins for the cloud endpoints regcred mints credentials from, so the
 //! real SDK code paths run offline: AWS through moto behind a counting proxy
-//! ([`moto`]), Google's OAuth token endpoint ([`google`]), Entra ID and ACR's
-//! token exchange ([`azure`]).
+//! ([`moto`]), Google's OAuth token endpoint ([`google`]), Google's workload
+//! identity federation (STS and IAM Credentials, [`google_sts`]), Entra ID and
+//! ACR's token exchange ([`azure`]).
 //!
 //! Every fake serves 127.0.0.1 from a thread of its own with its own tokio
 //! runtime, so it works from any test (sync or async, current-thread or not)
@@ -15,6 +16,7 @@
 
 pub mod azure;
 pub mod google;
+pub mod google_sts;
 pub mod moto;
 
 use std::collections::HashMap;
