@@ -105,6 +105,19 @@ pub struct KeptServiceAccount {
     pub labels: Pairs,
     pub recorded: Option<Box<str>>,
     pub pull_secrets: Box<[Box<str>]>,
+    /// Only for a ServiceAccount that names a cloud identity
+    /// ([`crate::identity::ANNOTATIONS`]): its uid and those annotations.
+    /// One pointer for every other ServiceAccount.
+    pub identity: Option<Box<SaIdentity>>,
+}
+
+/// The identity annotations of a ServiceAccount, and its uid (the key of
+/// its own credential: a ServiceAccount deleted and created again under the
+/// same name is another).
+#[derive(Debug, PartialEq, Eq)]
+pub struct SaIdentity {
+    pub uid: Box<str>,
+    pub annotations: Pairs,
 }
 
 impl Kept for KeptServiceAccount {
@@ -125,11 +138,32 @@ impl Kept for KeptServiceAccount {
                 .flatten()
                 .map(|r| r.name.as_str().into())
                 .collect(),
+            identity: {
+                let annotations = Pairs::of(sa.metadata.annotations.as_ref(), |k| {
+                    crate::identity::ANNOTATIONS.contains(&k)
+                });
+                (!annotations.0.is_empty()).then(|| {
+                    Box::new(SaIdentity {
+                        uid: sa.uid().unwrap_or_default().into(),
+                        annotations,
+                    })
+                })
+            },
         }
     }
 }
 
 impl KeptServiceAccount {
+    /// The value of identity annotation `key` ([`crate::identity::ANNOTATIONS`]).
+    pub fn identity_annotation(&self, key: &str) -> Option<&str> {
+        self.identity.as_ref()?.annotations.get(key)
+    }
+
+    /// The uid, kept only for a ServiceAccount with an identity annotation.
+    pub fn uid(&self) -> Option<&str> {
+        self.identity.as_ref().map(|i| &*i.uid)
+    }
+
     /// The ServiceAccount as far as it was kept.
     pub fn object(&self) -> ServiceAccount {
         ServiceAccount {

@@ -1,14 +1,16 @@
 //! Which of regcred's Secrets a pod being created should name, and the
 //! patch that makes it so. Pure: the same targeting decision the fan-out
 //! makes ([`targets::namespace_targeted`], [`targets::service_account_selected`]),
-//! over what the caches hold.
+//! over what the caches hold. In `identity: PerServiceAccount` mode the
+//! pod names its ServiceAccount's own Secret ([`pull_secret`]).
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation};
 use k8s_openapi::api::core::v1::LocalObjectReference;
 
 use crate::api::Target;
-use crate::cache::KeptNamespace;
+use crate::cache::{KeptNamespace, KeptServiceAccount};
+use crate::identity::{self, PerServiceAccount};
 use crate::targets::{self, Selectable};
 
 /// On a namespace or a pod: `regcred.dev/admission: disabled` keeps the
@@ -43,6 +45,38 @@ pub struct Offer<'a> {
     /// `spec.target.secretName` or the RegistryCredential's name.
     pub secret: String,
     pub target: &'a Target,
+    /// `Some` when the RegistryCredential mints per ServiceAccount.
+    pub per_service_account: Option<PerServiceAccount>,
+}
+
+/// The identity annotations of a ServiceAccount, as far as admission knows them.
+pub trait Annotated {
+    fn identity_annotation(&self, key: &str) -> Option<&str>;
+}
+
+impl Annotated for KeptServiceAccount {
+    fn identity_annotation(&self, key: &str) -> Option<&str> {
+        KeptServiceAccount::identity_annotation(self, key)
+    }
+}
+
+/// The Secret a pod of ServiceAccount `sa` should name for `offer` (which
+/// [`linked`] took in): the shared Secret, or in `PerServiceAccount` mode
+/// that ServiceAccount's own (`<secret>-<sa>`), whether or not it is written
+/// yet; `None` for a ServiceAccount that names no identity of the mode's
+/// kind, which gets nothing (as the reconcile gives it nothing).
+pub fn pull_secret(offer: &Offer<'_>, sa: &(impl Selectable + Annotated)) -> Option<String> {
+    let Some(mode) = &offer.per_service_account else {
+        return Some(offer.secret.clone());
+    };
+    mode.identity(|key| sa.identity_annotation(key))?;
+    Some(identity::secret_name(&offer.secret, sa.name()))
+}
+
+/// Whether any offer mints per ServiceAccount: then admission needs the
+/// ServiceAccount's annotations, not only its name.
+pub fn needs_sa_annotations(offers: &[Offer<'_>]) -> bool {
+    offers.iter().any(|o| o.per_service_account.is_some())
 }
 
 /// The offers whose targets take in a pod of ServiceAccount `sa` in `ns`.
@@ -63,6 +97,20 @@ pub fn linked<'a, 'o>(
         .collect()
 }
 
+/// The offers that take in a pod of ServiceAccount `sa` in `ns`, each with
+/// the Secret the pod should name for it ([`pull_secret`]).
+pub fn pull_secrets<'a, 'o>(
+    offers: &'o [Offer<'a>],
+    credentials_namespace: &str,
+    ns: &KeptNamespace,
+    sa: &(impl Selectable + Annotated),
+) -> Vec<(&'o Offer<'a>, String)> {
+    linked(offers, credentials_namespace, ns, sa)
+        .into_iter()
+        .filter_map(|o| Some((o, pull_secret(o, sa)?)))
+        .collect()
+}
+
 /// Whether selecting the ServiceAccount needs its labels (a selector), or
 /// its name is enough.
 pub fn needs_sa_labels(offers: &[Offer<'_>]) -> bool {
@@ -78,6 +126,12 @@ impl Selectable for NamedServiceAccount<'_> {
         self.0
     }
     fn label(&self, _key: &str) -> Option<&str> {
+        None
+    }
+}
+
+impl Annotated for NamedServiceAccount<'_> {
+    fn identity_annotation(&self, _key: &str) -> Option<&str> {
         None
     }
 }
@@ -229,11 +283,13 @@ mod tests {
                 credential: "a",
                 secret: "a-pull".into(),
                 target: &labelled,
+                per_service_account: None,
             },
             Offer {
                 credential: "b",
                 secret: "b-pull".into(),
                 target: &everywhere_builders,
+                per_service_account: None,
             },
         ];
         let names = |ns: &KeptNamespace, sa: &str| -> Vec<&str> {
@@ -253,6 +309,99 @@ mod tests {
         terminating.terminating = true;
         assert!(names(&terminating, "default").is_empty());
         assert!(!needs_sa_labels(&offers));
+    }
+
+    /// A ServiceAccount as the cache keeps it, with `annotations`.
+    fn kept_sa(name: &str, annotations: &[(&str, &str)]) -> KeptServiceAccount {
+        let mut meta = regcred_meta(name, &[]);
+        meta.namespace = Some("team-a".into());
+        meta.uid = Some(format!("uid-{name}"));
+        meta.annotations = Some(annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+        KeptServiceAccount::keep(&k8s_openapi::api::core::v1::ServiceAccount {
+            metadata: meta,
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn per_service_account_mode_names_each_service_accounts_own_secret_or_nothing() {
+        use crate::api::{AcrProvider, EcrProvider, Identity, ProviderSpec};
+        use crate::identity::{AWS_ROLE_ANNOTATION, AZURE_CLIENT_ID_ANNOTATION};
+        let everywhere = target(NamespaceSelection::default(), ServiceAccountSelection::default());
+        let ecr = EcrProvider {
+            identity: Identity::PerServiceAccount,
+            ..Default::default()
+        };
+        let shared = EcrProvider::default();
+        let offer = |credential, provider| Offer {
+            credential,
+            secret: format!("{credential}-pull"),
+            target: &everywhere,
+            per_service_account: PerServiceAccount::of(provider),
+        };
+        let offers = [
+            offer("per-sa", ProviderSpec::Ecr(&ecr)),
+            offer("shared", ProviderSpec::Ecr(&shared)),
+        ];
+        assert!(needs_sa_annotations(&offers));
+        assert!(!needs_sa_annotations(&offers[1..]));
+        let team = ns("team-a", &[]);
+        let names = |sa: KeptServiceAccount| -> Vec<String> {
+            pull_secrets(&offers, "regcred-system", &team, &sa)
+                .into_iter()
+                .map(|(_, secret)| secret)
+                .collect()
+        };
+        let role = "arn:aws:iam::111111111111:role/team-a";
+        assert_eq!(
+            names(kept_sa("builder", &[(AWS_ROLE_ANNOTATION, role)])),
+            ["per-sa-pull-builder", "shared-pull"],
+            "the annotated ServiceAccount's own Secret, and the shared one of the other credential"
+        );
+        assert_eq!(
+            names(kept_sa("default", &[])),
+            ["shared-pull"],
+            "no annotation: nothing of the per-ServiceAccount credential"
+        );
+        assert_eq!(
+            names(kept_sa("default", &[(AWS_ROLE_ANNOTATION, " ")])),
+            ["shared-pull"],
+            "an empty annotation names no identity"
+        );
+        assert_eq!(
+            names(kept_sa("web", &[(AZURE_CLIENT_ID_ANNOTATION, "c1")])),
+            ["shared-pull"],
+            "another provider's annotation is not this mode's"
+        );
+        // Known by name only (not in the cache, not readable): no annotation known, nothing.
+        let named: Vec<String> = pull_secrets(&offers, "regcred-system", &team, &NamedServiceAccount("builder"))
+            .into_iter()
+            .map(|(_, secret)| secret)
+            .collect();
+        assert_eq!(named, ["shared-pull"]);
+        // Azure: the client id alone names it (the tenant defaults to the spec's).
+        let acr = AcrProvider {
+            identity: Identity::PerServiceAccount,
+            tenant_id: "t".into(),
+            ..Default::default()
+        };
+        let azure = offer("acr", ProviderSpec::Acr(&acr));
+        let sa = kept_sa("web", &[(AZURE_CLIENT_ID_ANNOTATION, "c1")]);
+        assert_eq!(pull_secret(&azure, &sa).as_deref(), Some("acr-pull-web"));
+        // Not selected: nothing, whatever it is annotated with.
+        let builders = target(
+            NamespaceSelection::default(),
+            ServiceAccountSelection {
+                names: vec!["builder".into()],
+                selector: None,
+            },
+        );
+        let only_builders = [Offer {
+            target: &builders,
+            ..offer("per-sa", ProviderSpec::Ecr(&ecr))
+        }];
+        let web = kept_sa("web", &[(AWS_ROLE_ANNOTATION, role)]);
+        assert!(pull_secrets(&only_builders, "regcred-system", &team, &web).is_empty());
     }
 
     #[test]

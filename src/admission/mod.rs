@@ -21,6 +21,13 @@
 //! Secret is appended after them (the API server copies the ServiceAccount's
 //! list only into pods that name none, so such a pod would otherwise never
 //! carry it).
+//!
+//! In `identity: PerServiceAccount` mode a pod names its ServiceAccount's
+//! own Secret, when the ServiceAccount names its identity (else nothing).
+//! Admission never mints or writes for that mode: an exchange is paced and
+//! may take long. It names the Secret even when it is not written yet (the
+//! kubelet reads pull Secrets again at each retry, so the pod pulls once the
+//! reconcile writes it) and asks for a re-sync of the namespace.
 
 pub mod certs;
 pub mod decide;
@@ -41,6 +48,7 @@ use tracing::{debug, info, warn};
 use self::decide::{NamedServiceAccount, Offer};
 use crate::api::RegistryCredential;
 use crate::cache::{Kept, KeptNamespace, KeptServiceAccount};
+use crate::identity::PerServiceAccount;
 use crate::reconcile::apply::{self, Placed};
 use crate::reconcile::{Context, build};
 
@@ -193,7 +201,7 @@ impl Admission {
             .credentials
             .state()
             .into_iter()
-            .filter(|rc| rc.metadata.deletion_timestamp.is_none() && issued(rc))
+            .filter(|rc| rc.metadata.deletion_timestamp.is_none() && (issued(rc) || per_service_account(rc).is_some()))
             .collect();
         if credentials.is_empty() {
             return Ok(Vec::new());
@@ -208,6 +216,7 @@ impl Admission {
                 credential: rc.metadata.name.as_deref().unwrap_or_default(),
                 secret: build::secret_name(rc),
                 target: &rc.spec.target,
+                per_service_account: per_service_account(rc),
             })
             .collect();
         offers.sort_by(|a, b| a.credential.cmp(b.credential));
@@ -224,14 +233,21 @@ impl Admission {
                 .is_some_and(|list| list.iter().any(|r| r.name == secret))
         };
         let mut secrets = Vec::new();
-        for offer in linked {
-            let in_place = named(&offer.secret)
+        let mut resync = false;
+        for (offer, secret) in linked {
+            let in_place = named(&secret)
                 || self
                     .ctx
                     .managed_secrets
-                    .get(Some(namespace), &offer.secret)
+                    .get(Some(namespace), &secret)
                     .is_some_and(|s| s.credential() == Some(offer.credential));
-            let link = in_place || dry_run || {
+            let link = if in_place || dry_run {
+                true
+            } else if offer.per_service_account.is_some() {
+                // Minted by the reconcile only, at its pace: named now, written soon.
+                resync = true;
+                true
+            } else {
                 let rc = credentials
                     .iter()
                     .find(|rc| rc.metadata.name.as_deref() == Some(offer.credential))
@@ -239,8 +255,12 @@ impl Admission {
                 self.place(rc, namespace, calls).await
             };
             if link {
-                secrets.push(offer.secret.clone());
+                secrets.push(secret);
             }
+        }
+        if resync {
+            debug!(namespace = %namespace, "admission: a ServiceAccount's own Secret is not written yet; re-syncing the namespace");
+            self.ctx.resync_namespace(namespace);
         }
         Ok(secrets)
     }
@@ -255,29 +275,30 @@ impl Admission {
         Ok(Arc::new(KeptNamespace::keep(&api.get(name).await?)))
     }
 
-    /// The offers that link a pod of ServiceAccount `sa_name` in `ns`: the
-    /// ServiceAccount as the cache keeps it, else read when an offer
-    /// selects by label, else known by its name alone.
+    /// The offers that link a pod of ServiceAccount `sa_name` in `ns`, each
+    /// with the Secret to name: the ServiceAccount as the cache keeps it,
+    /// else read when an offer selects by label or needs its identity
+    /// annotations, else known by its name alone.
     async fn linked<'o, 'a>(
         &self,
         offers: &'o [Offer<'a>],
         ns: &KeptNamespace,
         sa_name: &str,
         calls: &mut u32,
-    ) -> Result<Vec<&'o Offer<'a>>, kube::Error> {
+    ) -> Result<Vec<(&'o Offer<'a>, String)>, kube::Error> {
         let credentials_namespace = &self.ctx.credentials_namespace;
         if let Some(sa) = self.ctx.service_accounts.get(Some(&ns.name), sa_name) {
-            return Ok(decide::linked(offers, credentials_namespace, ns, &*sa));
+            return Ok(decide::pull_secrets(offers, credentials_namespace, ns, &*sa));
         }
-        if decide::needs_sa_labels(offers) {
+        if decide::needs_sa_labels(offers) || decide::needs_sa_annotations(offers) {
             *calls += 1;
             let api: Api<ServiceAccount> = Api::namespaced(self.ctx.client.clone(), &ns.name);
             if let Some(sa) = api.get_opt(sa_name).await? {
                 let kept = KeptServiceAccount::keep(&sa);
-                return Ok(decide::linked(offers, credentials_namespace, ns, &kept));
+                return Ok(decide::pull_secrets(offers, credentials_namespace, ns, &kept));
             }
         }
-        Ok(decide::linked(
+        Ok(decide::pull_secrets(
             offers,
             credentials_namespace,
             ns,
@@ -359,6 +380,11 @@ impl Admission {
 /// one. Before that, the fan-out links nothing, and neither does admission.
 fn issued(rc: &RegistryCredential) -> bool {
     rc.status.as_ref().is_some_and(|s| s.credential_digest.is_some())
+}
+
+/// The settings of `identity: PerServiceAccount` mode, when `rc` is in it.
+fn per_service_account(rc: &RegistryCredential) -> Option<PerServiceAccount> {
+    rc.spec.provider.selected().and_then(PerServiceAccount::of)
 }
 
 /// The answer to a body that is not a readable review: allowed, with the

@@ -5,7 +5,8 @@ use jiff::Timestamp;
 
 use super::classify::{Hint, Network, unretrieved_secrets};
 use super::{Cause, Detail, Diagnosis, Evidence};
-use crate::api::PullAuthResult;
+use crate::api::{FailedServiceAccount, ProviderKind, PullAuthResult};
+use crate::identity::WorkloadIdentity;
 use crate::pull_auth::ManifestCheck;
 
 /// Everything the checks found about one container's failed pull.
@@ -71,6 +72,28 @@ pub struct CredentialFacts {
     pub service_account_links: Option<bool>,
     /// Whether the pod's own `spec.imagePullSecrets` names the Secret.
     pub pod_links: bool,
+    /// `identity: PerServiceAccount` only: the ServiceAccount's own identity
+    /// (its Secret is then `secret_name`, and `secret_current` says whether
+    /// it holds a credential of the identity the ServiceAccount names now).
+    pub identity: Option<IdentityFacts>,
+}
+
+/// What `identity: PerServiceAccount` mode adds: the identity the pod's
+/// ServiceAccount names, and what status says of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentityFacts {
+    pub kind: ProviderKind,
+    /// The annotation the mode reads, e.g. `eks.amazonaws.com/ecr-role-arn`.
+    pub annotation: String,
+    /// The audience of the ServiceAccount tokens regcred requests.
+    pub audience: String,
+    /// The identity the ServiceAccount's annotations name: `Some(None)` it
+    /// names none, `None` it could not be read.
+    pub named: Option<Option<WorkloadIdentity>>,
+    /// Whether the RegistryCredential selects the ServiceAccount (`None`: could not tell).
+    pub selected: Option<bool>,
+    /// The ServiceAccount's entry in `status.failedServiceAccounts`.
+    pub failure: Option<FailedServiceAccount>,
 }
 
 /// A manifest HEAD and which credential it was made with.
@@ -143,7 +166,9 @@ type Rule = fn(&Findings) -> Option<Verdict>;
 /// 3. Without a RegistryCredential covering the host, the last of these
 ///    answers: the pod's own Secrets are all there is to judge.
 /// 4. With one, its way to the pull, in the order the credential travels:
-///    the namespace is targeted, the Secret is there and regcred's, the pod
+///    the namespace is targeted (in `identity: PerServiceAccount` mode: the
+///    ServiceAccount is selected, names its identity, and the cloud did not
+///    refuse that identity), the Secret is there and regcred's, the pod
 ///    references it, it holds the current credential, unexpired. Then what
 ///    the registry answers the pod's credential now, whether the kubelet
 ///    would send it at all, and last the text's word that it was refused.
@@ -166,6 +191,9 @@ const RULES: &[Rule] = &[
     not_covered,
     // 4. The covering RegistryCredential's way to the pull.
     namespace_not_targeted,
+    service_account_not_selected,
+    identity_missing,
+    identity_refused,
     secret_missing,
     secret_foreign,
     admitted_before_link,
@@ -596,8 +624,122 @@ fn namespace_not_targeted(f: &Findings) -> Option<Verdict> {
     })
 }
 
+/// `identity: PerServiceAccount`: the RegistryCredential does not select the
+/// pod's ServiceAccount, so it mints nothing for it.
+fn service_account_not_selected(f: &Findings) -> Option<Verdict> {
+    let c = f
+        .credential
+        .as_ref()
+        .filter(|c| c.identity.as_ref().is_some_and(|id| id.selected == Some(false)) && !c.pod_links)?;
+    Some(Verdict {
+        cause: Cause::CredentialMissing,
+        detail: Some(Detail::ServiceAccountNotLinked),
+        message: format!(
+            "RegistryCredential {} mints a credential per ServiceAccount and does not select ServiceAccount {}/{}, \
+             so it has no Secret {} and the pull carried no credential for {}",
+            c.name, f.namespace, c.service_account, c.secret_name, f.host
+        ),
+        fix: format!(
+            "select ServiceAccount {} in RegistryCredential {}'s spec.target.serviceAccounts (and annotate it with \
+             {} naming its identity), then recreate the pod",
+            c.service_account,
+            c.name,
+            c.identity.as_ref().map_or("", |id| id.annotation.as_str())
+        ),
+    })
+}
+
+/// `identity: PerServiceAccount`: the pod's ServiceAccount names no identity
+/// (no annotation, or status lists it `IdentityMissing`), so it gets nothing.
+fn identity_missing(f: &Findings) -> Option<Verdict> {
+    let c = f.credential.as_ref()?;
+    let id = c.identity.as_ref()?;
+    let listed = id.failure.as_ref().is_some_and(|e| e.reason == "IdentityMissing");
+    if id.named != Some(None) && !listed {
+        return None;
+    }
+    let recreate = if c.pod_links {
+        String::new()
+    } else {
+        " Then recreate the pod: it was admitted without the Secret".to_string()
+    };
+    Some(Verdict {
+        cause: Cause::CredentialMissing,
+        detail: Some(Detail::IdentityMissing),
+        message: format!(
+            "RegistryCredential {} mints a credential per ServiceAccount from the identity each names, and \
+             ServiceAccount {}/{} has no {} annotation, so regcred mints nothing for it and the pull carried no \
+             credential for {}",
+            c.name, f.namespace, c.service_account, id.annotation, f.host
+        ),
+        fix: format!(
+            "annotate ServiceAccount {ns}/{sa} with {annotation}={placeholder} (kubectl annotate serviceaccount -n \
+             {ns} {sa} {annotation}={example}); regcred then mints its own credential into Secret {secret}.{recreate}",
+            ns = f.namespace,
+            sa = c.service_account,
+            annotation = id.annotation,
+            placeholder = placeholder(id.kind),
+            example = example(id.kind),
+            secret = c.secret_name,
+        ),
+    })
+}
+
+/// `identity: PerServiceAccount`: the cloud refused the identity the pod's
+/// ServiceAccount names (status lists it `IdentityRefused`), and its Secret
+/// holds no valid credential to pull with meanwhile.
+fn identity_refused(f: &Findings) -> Option<Verdict> {
+    let c = f.credential.as_ref()?;
+    let id = c.identity.as_ref()?;
+    let entry = id.failure.as_ref().filter(|e| e.reason == "IdentityRefused")?;
+    if holds_valid(f, c) {
+        return None;
+    }
+    let identity = entry
+        .identity
+        .clone()
+        .or_else(|| id.named.clone().flatten().map(|i| i.name()))
+        .unwrap_or_else(|| "the identity it names".to_string());
+    Some(Verdict {
+        cause: Cause::CredentialRejected,
+        detail: Some(Detail::Refused),
+        message: format!(
+            "the cloud refused {} to ServiceAccount {}/{}, so RegistryCredential {} has no credential for it \
+             (status.failedServiceAccounts: {})",
+            described(id.kind, &identity),
+            f.namespace,
+            c.service_account,
+            c.name,
+            entry.message
+        ),
+        fix: trust_fix(id, &identity, &f.namespace, &c.service_account),
+    })
+}
+
 fn secret_missing(f: &Findings) -> Option<Verdict> {
     let c = f.credential.as_ref().filter(|c| c.secret_exists == Some(false))?;
+    if let Some(id) = &c.identity {
+        return Some(Verdict {
+            cause: Cause::CredentialMissing,
+            detail: Some(Detail::SecretMissing),
+            message: format!(
+                "RegistryCredential {} mints a credential per ServiceAccount, and namespace {} has no Secret {} of \
+                 ServiceAccount {} yet{}",
+                c.name,
+                f.namespace,
+                c.secret_name,
+                c.service_account,
+                failure_said(id)
+            ),
+            fix: failure_fix(f, c, id).unwrap_or_else(|| {
+                format!(
+                    "regcred writes it at the provider's pace while it runs: check that the operator runs and \
+                     RegistryCredential {}'s status.identities and status.failedServiceAccounts",
+                    c.name
+                )
+            }),
+        });
+    }
     Some(Verdict {
         cause: Cause::CredentialMissing,
         detail: Some(Detail::SecretMissing),
@@ -700,6 +842,29 @@ fn link_unknown(f: &Findings) -> Option<Verdict> {
 fn stale_copy(f: &Findings) -> Option<Verdict> {
     let c = f.credential.as_ref().filter(|c| c.secret_current == Some(false))?;
     let secret = secret_path(f, c);
+    if let Some(id) = &c.identity {
+        let names = match id.named.as_ref().and_then(Option::as_ref) {
+            Some(identity) => format!("the {} it names now", identity.describe()),
+            None => "the identity it names now".to_string(),
+        };
+        return Some(Verdict {
+            cause: Cause::CredentialRejected,
+            detail: Some(Detail::StaleCopy),
+            message: format!(
+                "Secret {secret} does not hold ServiceAccount {}'s credential of {names} (minted for another \
+                 identity or an earlier ServiceAccount of that name, or changed since regcred wrote it){}",
+                c.service_account,
+                failure_said(id)
+            ),
+            fix: failure_fix(f, c, id).unwrap_or_else(|| {
+                format!(
+                    "regcred mints it again while it runs; check RegistryCredential {}'s \
+                     status.failedServiceAccounts and who else writes Secret {secret}, then recreate the pod",
+                    c.name
+                )
+            }),
+        });
+    }
     Some(Verdict {
         cause: Cause::CredentialRejected,
         detail: Some(Detail::StaleCopy),
@@ -896,6 +1061,20 @@ fn unretrieved(f: &Findings) -> Option<Vec<String>> {
 }
 
 fn expired(f: &Findings, why: &str) -> Verdict {
+    if let Some((c, id)) = f.credential.as_ref().and_then(|c| Some((c, c.identity.as_ref()?))) {
+        return Verdict {
+            cause: Cause::CredentialExpired,
+            detail: None,
+            message: format!("{why}; the pull used it{}", failure_said(id)),
+            fix: failure_fix(f, c, id).unwrap_or_else(|| {
+                format!(
+                    "regcred renews each ServiceAccount's credential before it expires while it runs: check \
+                     RegistryCredential {}'s status.failedServiceAccounts, then recreate the pod",
+                    c.name
+                )
+            }),
+        };
+    }
     let fix = match &f.credential {
         Some(c) => format!(
             "regcred renews before expiry while it runs: check RegistryCredential {}'s Issued condition and \
@@ -909,6 +1088,126 @@ fn expired(f: &Findings, why: &str) -> Verdict {
         detail: None,
         message: format!("{why}; the pull used it"),
         fix,
+    }
+}
+
+/// Whether the namespace holds the ServiceAccount's (or the shared)
+/// credential, current and unexpired.
+fn holds_valid(f: &Findings, c: &CredentialFacts) -> bool {
+    c.secret_exists == Some(true) && c.secret_current == Some(true) && c.not_after.is_none_or(|t| t > f.now)
+}
+
+/// `; regcred could not mint it: <reason>: <message>`, from the
+/// ServiceAccount's entry in `status.failedServiceAccounts`.
+fn failure_said(id: &IdentityFacts) -> String {
+    match &id.failure {
+        Some(e) => format!(
+            "; regcred could not mint it (status.failedServiceAccounts: {}: {})",
+            e.reason, e.message
+        ),
+        None => String::new(),
+    }
+}
+
+/// What to do about the ServiceAccount's entry in `status.failedServiceAccounts`.
+fn failure_fix(f: &Findings, c: &CredentialFacts, id: &IdentityFacts) -> Option<String> {
+    let e = id.failure.as_ref()?;
+    let retry = match &e.retry_time {
+        Some(t) => format!("regcred tries again at {}", t.0),
+        None => "regcred tries again with backoff".to_string(),
+    };
+    Some(match e.reason.as_str() {
+        "Throttled" => format!(
+            "nothing to change: the provider throttled the exchange and {retry} (the provider's Retry-After); the \
+             kubelet's next retry after that pulls"
+        ),
+        "TokenRequestFailed" => format!(
+            "regcred could not request a token for ServiceAccount {}/{}: check that regcred may create \
+             serviceaccounts/token (its ClusterRole) and the API server's TokenRequest settings; {retry}",
+            f.namespace, c.service_account
+        ),
+        "IdentityRefused" => trust_fix(
+            id,
+            e.identity.as_deref().unwrap_or("the identity it names"),
+            &f.namespace,
+            &c.service_account,
+        ),
+        _ => format!(
+            "see RegistryCredential {}'s status.failedServiceAccounts entry for {}/{} and its Events; {retry}",
+            c.name, f.namespace, c.service_account
+        ),
+    })
+}
+
+/// What the cloud must trust for ServiceAccount `ns`/`sa` to use `identity`.
+fn trust_fix(id: &IdentityFacts, identity: &str, ns: &str, sa: &str) -> String {
+    let subject = format!("system:serviceaccount:{ns}:{sa}");
+    let audience = &id.audience;
+    match id.kind {
+        ProviderKind::Ecr => format!(
+            "the trust policy of role {identity} must allow sts:AssumeRoleWithWebIdentity to the cluster's OIDC \
+             provider with the condition <issuer>:sub = {subject} and <issuer>:aud = {audience}; and the role needs \
+             the ECR pull permissions"
+        ),
+        ProviderKind::Gcr => {
+            let member = google_member(audience, &subject).unwrap_or_else(|| {
+                format!(
+                    "principal://iam.googleapis.com/projects/<number>/locations/global/workloadIdentityPools/<pool>/\
+                     subject/{subject}"
+                )
+            });
+            format!(
+                "grant the workload identity pool's principal for {subject} roles/iam.workloadIdentityUser on Google \
+                 service account {identity} (gcloud iam service-accounts add-iam-policy-binding {identity} --role \
+                 roles/iam.workloadIdentityUser --member {member}); and the service account needs \
+                 roles/artifactregistry.reader"
+            )
+        }
+        ProviderKind::Acr | ProviderKind::Static => format!(
+            "add a federated identity credential to {} with the cluster's service account issuer, subject \
+             {subject} and audience {audience}; and the app needs AcrPull on the registry",
+            described(id.kind, identity)
+        ),
+    }
+}
+
+/// The IAM member of `subject` in the pool of the provider the audience
+/// (`https://iam.googleapis.com/projects/…/workloadIdentityPools/<pool>/providers/<p>`) names.
+fn google_member(audience: &str, subject: &str) -> Option<String> {
+    let provider = audience.strip_prefix("https:")?;
+    let (pool, _) = provider.split_once("/providers/")?;
+    let pool = pool.strip_prefix("//iam.googleapis.com/")?;
+    Some(format!("principal://iam.googleapis.com/{pool}/subject/{subject}"))
+}
+
+/// `role arn:…`, `Google service account …`, `Entra app …`: an identity as
+/// status names it.
+fn described(kind: ProviderKind, identity: &str) -> String {
+    match kind {
+        ProviderKind::Ecr => format!("role {identity}"),
+        ProviderKind::Gcr => format!("Google service account {identity}"),
+        ProviderKind::Acr | ProviderKind::Static => match identity.split_once('/') {
+            Some((tenant, client)) => format!("Entra app {client} in tenant {tenant}"),
+            None => format!("Entra app {identity}"),
+        },
+    }
+}
+
+/// What the annotation of `kind` holds, in words.
+fn placeholder(kind: ProviderKind) -> &'static str {
+    match kind {
+        ProviderKind::Ecr => "<role ARN>",
+        ProviderKind::Gcr => "<Google service account email>",
+        ProviderKind::Acr | ProviderKind::Static => "<Entra app client id>",
+    }
+}
+
+/// An example value of the annotation of `kind`.
+fn example(kind: ProviderKind) -> &'static str {
+    match kind {
+        ProviderKind::Ecr => "arn:aws:iam::<account>:role/<role>",
+        ProviderKind::Gcr => "<name>@<project>.iam.gserviceaccount.com",
+        ProviderKind::Acr | ProviderKind::Static => "<client id>",
     }
 }
 
@@ -990,6 +1289,7 @@ mod tests {
             service_account: "default".into(),
             service_account_links: Some(true),
             pod_links: true,
+            identity: None,
         });
         f.sent = Some(vec![("reg".into(), "reg.io".into())]);
         f.credential.as_mut().unwrap()
@@ -1299,6 +1599,249 @@ mod tests {
         missing.hint = Hint::NotFound;
         missing.manifests = vec![manifest(Some(404), PullAuthResult::ImageNotFound, Some(true))];
         assert_eq!(label(missing), "ImageNotFound/Tag");
+    }
+
+    const ROLE: &str = "arn:aws:iam::111111111111:role/team-a";
+
+    /// Covered by a RegistryCredential in `identity: PerServiceAccount` mode
+    /// (ECR): the pod runs as `builder`, which names role [`ROLE`], and
+    /// carries its own Secret `reg-builder`.
+    fn per_service_account(f: &mut Findings) -> &mut CredentialFacts {
+        let c = covered(f);
+        c.secret_name = crate::identity::secret_name("reg", "builder");
+        c.service_account = "builder".into();
+        c.identity = Some(IdentityFacts {
+            kind: ProviderKind::Ecr,
+            annotation: crate::identity::AWS_ROLE_ANNOTATION.into(),
+            audience: crate::identity::AWS_AUDIENCE.into(),
+            named: Some(Some(WorkloadIdentity::Aws { role_arn: ROLE.into() })),
+            selected: Some(true),
+            failure: None,
+        });
+        f.sent = Some(vec![("reg-builder".into(), "reg.io".into())]);
+        f.credential.as_mut().unwrap()
+    }
+
+    fn identity(f: &mut Findings) -> &mut IdentityFacts {
+        f.credential.as_mut().unwrap().identity.as_mut().unwrap()
+    }
+
+    fn failed(reason: &str, message: &str) -> Option<FailedServiceAccount> {
+        Some(FailedServiceAccount {
+            namespace: "team".into(),
+            name: "builder".into(),
+            reason: reason.into(),
+            message: message.into(),
+            identity: Some(ROLE.into()),
+            retry_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                "2026-11-30T12:05:00Z".parse().unwrap(),
+            )),
+        })
+    }
+
+    /// Not yet written: absent, and neither the ServiceAccount nor the pod names it.
+    fn unwritten(c: &mut CredentialFacts) {
+        c.secret_exists = Some(false);
+        c.secret_current = None;
+        c.service_account_links = Some(false);
+    }
+
+    #[test]
+    fn a_service_account_without_the_identity_annotation_is_identity_missing() {
+        let mut f = findings(Hint::NoCredential);
+        let c = per_service_account(&mut f);
+        unwritten(c);
+        c.pod_links = false;
+        identity(&mut f).named = Some(None);
+        f.sent = Some(vec![]);
+        let d = decide(f.clone());
+        assert_eq!(d.label(), "CredentialMissing/IdentityMissing");
+        assert!(
+            d.message.contains("ServiceAccount team/builder has no eks.amazonaws.com/ecr-role-arn annotation"),
+            "{}",
+            d.message
+        );
+        assert!(
+            d.fix.starts_with(
+                "annotate ServiceAccount team/builder with eks.amazonaws.com/ecr-role-arn=<role ARN> (kubectl \
+                 annotate serviceaccount -n team builder eks.amazonaws.com/ecr-role-arn=arn:aws:iam::<account>:\
+                 role/<role>); regcred then mints its own credential into Secret reg-builder"
+            ),
+            "{}",
+            d.fix
+        );
+        assert!(d.fix.contains("recreate the pod"), "{}", d.fix);
+        // Status says so where the ServiceAccount could not be read.
+        identity(&mut f).named = None;
+        identity(&mut f).failure = failed("IdentityMissing", "no eks.amazonaws.com/ecr-role-arn annotation");
+        assert_eq!(label(f.clone()), "CredentialMissing/IdentityMissing");
+        // Google and Azure name their own annotation.
+        let id = identity(&mut f);
+        id.kind = ProviderKind::Gcr;
+        id.annotation = crate::identity::GOOGLE_SERVICE_ACCOUNT_ANNOTATION.into();
+        let d = decide(f);
+        assert!(
+            d.fix.contains("iam.gke.io/gcp-service-account=<name>@<project>.iam.gserviceaccount.com"),
+            "{}",
+            d.fix
+        );
+    }
+
+    #[test]
+    fn a_refused_identity_is_refused_and_names_the_role_and_what_the_cloud_said() {
+        let said = "AccessDenied: Not authorized to perform sts:AssumeRoleWithWebIdentity";
+        let mut f = findings(Hint::Unauthorized);
+        unwritten(per_service_account(&mut f));
+        identity(&mut f).failure = failed("IdentityRefused", said);
+        f.sent = Some(vec![]);
+        let d = decide(f.clone());
+        assert_eq!(d.label(), "CredentialRejected/Refused");
+        assert!(
+            d.message.contains(&format!("the cloud refused role {ROLE} to ServiceAccount team/builder"))
+                && d.message.contains(said),
+            "{}",
+            d.message
+        );
+        assert!(
+            d.fix.contains("trust policy of role arn:aws:iam::111111111111:role/team-a")
+                && d.fix.contains("sub = system:serviceaccount:team:builder")
+                && d.fix.contains("aud = sts.amazonaws.com"),
+            "{}",
+            d.fix
+        );
+
+        // Google: the pool's principal for the ServiceAccount, from the audience.
+        let mut google = f.clone();
+        let id = identity(&mut google);
+        id.kind = ProviderKind::Gcr;
+        id.audience = "https://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/k".into();
+        id.failure.as_mut().unwrap().identity = Some("puller@proj.iam.gserviceaccount.com".into());
+        let d = decide(google);
+        assert!(d.message.contains("Google service account puller@proj.iam.gserviceaccount.com"), "{}", d.message);
+        assert!(
+            d.fix.contains("roles/iam.workloadIdentityUser")
+                && d.fix.contains(
+                    "--member principal://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/\
+                     subject/system:serviceaccount:team:builder"
+                ),
+            "{}",
+            d.fix
+        );
+
+        // Azure: the app's federated credential.
+        let mut azure = f.clone();
+        let id = identity(&mut azure);
+        id.kind = ProviderKind::Acr;
+        id.audience = crate::identity::AZURE_AUDIENCE.into();
+        id.failure.as_mut().unwrap().identity = Some("t2/c1".into());
+        let d = decide(azure);
+        assert!(d.message.contains("Entra app c1 in tenant t2"), "{}", d.message);
+        assert!(
+            d.fix.contains("federated identity credential")
+                && d.fix.contains("subject system:serviceaccount:team:builder")
+                && d.fix.contains("api://AzureADTokenExchange"),
+            "{}",
+            d.fix
+        );
+
+        // A Secret still valid from before the refusal: the pull is judged on it.
+        let mut held = f;
+        let c = held.credential.as_mut().unwrap();
+        c.secret_exists = Some(true);
+        c.secret_current = Some(true);
+        c.service_account_links = Some(true);
+        held.sent = Some(vec![("reg-builder".into(), "reg.io".into())]);
+        held.manifests = vec![manifest(Some(200), PullAuthResult::Healthy, None)];
+        assert_eq!(label(held), "Unknown");
+    }
+
+    #[test]
+    fn other_failures_of_the_service_account_are_the_closest_cause_with_what_status_says() {
+        // Throttled before the first credential: the Secret is missing.
+        let mut f = findings(Hint::NoCredential);
+        unwritten(per_service_account(&mut f));
+        identity(&mut f).failure = failed("Throttled", "STS answered 429; Retry-After 30s");
+        f.sent = Some(vec![]);
+        let d = decide(f.clone());
+        assert_eq!(d.label(), "CredentialMissing/SecretMissing");
+        assert!(
+            d.message.contains("no Secret reg-builder of ServiceAccount builder")
+                && d.message.contains("Throttled: STS answered 429; Retry-After 30s"),
+            "{}",
+            d.message
+        );
+        assert!(d.fix.contains("tries again at 2026-11-30T12:05:00Z"), "{}", d.fix);
+        // The token request failed and the last credential expired.
+        let mut f = findings(Hint::Forbidden);
+        per_service_account(&mut f).not_after = Some("2026-11-30T11:00:00Z".parse().unwrap());
+        identity(&mut f).failure = failed("TokenRequestFailed", "serviceaccounts/token: forbidden");
+        let d = decide(f);
+        assert_eq!(d.label(), "CredentialExpired");
+        assert!(d.message.contains("TokenRequestFailed: serviceaccounts/token: forbidden"), "{}", d.message);
+        assert!(d.fix.contains("may create serviceaccounts/token"), "{}", d.fix);
+        // The exchange failed after a re-annotation: the Secret is of the old identity.
+        let mut f = findings(Hint::Unauthorized);
+        per_service_account(&mut f).secret_current = Some(false);
+        identity(&mut f).failure = failed("MintFailed", "ECR answered 500");
+        let d = decide(f);
+        assert_eq!(d.label(), "CredentialRejected/StaleCopy");
+        assert!(
+            d.message.contains(&format!("credential of the role {ROLE} it names now"))
+                && d.message.contains("MintFailed: ECR answered 500"),
+            "{}",
+            d.message
+        );
+    }
+
+    #[test]
+    fn in_per_service_account_mode_every_cause_names_the_service_accounts_own_secret() {
+        let mut f = findings(Hint::SecretMissing);
+        unwritten(per_service_account(&mut f));
+        let d = decide(f);
+        assert_eq!(d.label(), "CredentialMissing/SecretMissing");
+        assert!(d.message.contains("Secret reg-builder"), "{}", d.message);
+        assert!(d.fix.contains("status.failedServiceAccounts"), "{}", d.fix);
+
+        let mut f = findings(Hint::NoCredential);
+        per_service_account(&mut f).pod_links = false;
+        let d = decide(f);
+        assert_eq!(d.label(), "CredentialMissing/PodAdmittedBeforeLink");
+        assert!(d.message.contains("references Secret reg-builder now"), "{}", d.message);
+
+        let mut f = findings(Hint::Unauthorized);
+        per_service_account(&mut f);
+        f.pod_secrets = vec![PodSecret {
+            name: "reg-builder".into(),
+            exists: Some(true),
+        }];
+        f.evidence.push(Evidence::new(
+            FAILED_TO_RETRIEVE,
+            "Unable to retrieve some image pull secrets (reg-builder); attempting to pull the image may not succeed.",
+        ));
+        let d = decide(f);
+        assert_eq!(d.label(), "CredentialMissing/NotYetReadable");
+        assert!(d.message.contains("Secret team/reg-builder"), "{}", d.message);
+
+        let mut f = findings(Hint::Forbidden);
+        per_service_account(&mut f).not_after = Some("2026-11-30T11:00:00Z".parse().unwrap());
+        let d = decide(f);
+        assert_eq!(d.label(), "CredentialExpired");
+        assert!(d.message.contains("Secret team/reg-builder expired"), "{}", d.message);
+
+        let mut f = findings(Hint::Unauthorized);
+        per_service_account(&mut f);
+        f.manifests = vec![manifest(Some(403), PullAuthResult::Unauthorized, None)];
+        assert_eq!(label(f), "CredentialRejected/Refused");
+
+        // A ServiceAccount the credential does not select gets nothing.
+        let mut f = findings(Hint::NoCredential);
+        let c = per_service_account(&mut f);
+        unwritten(c);
+        c.pod_links = false;
+        identity(&mut f).selected = Some(false);
+        let d = decide(f);
+        assert_eq!(d.label(), "CredentialMissing/ServiceAccountNotLinked");
+        assert!(d.message.contains("does not select ServiceAccount team/builder"), "{}", d.message);
     }
 
     /// The rules no test above reaches, one case each.

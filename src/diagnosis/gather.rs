@@ -17,6 +17,7 @@ use super::keyring::{self, Entry};
 use super::reach::{self, RegistryChecks};
 use crate::api::RegistryCredential;
 use crate::dockerconfig::{self, RegistryAuth};
+use crate::identity::PerServiceAccount;
 use crate::managed::{NOT_AFTER_ANNOTATION, is_managed_by, secret_name};
 use crate::pull_auth::check_manifest;
 use crate::redact::Sensitive;
@@ -295,6 +296,9 @@ async fn credential_facts(
     host: &str,
     evidence: &mut Vec<Evidence>,
 ) -> (CredentialFacts, Option<RegistryAuth>) {
+    if let Some(mode) = rc.spec.provider.selected().and_then(PerServiceAccount::of) {
+        return super::identity::credential_facts(client, rc, &mode, pod, namespace, host, evidence).await;
+    }
     let name = rc.name_any();
     let secret_name = secret_name(rc);
     let spec = pod.spec.clone().unwrap_or_default();
@@ -328,13 +332,14 @@ async fn credential_facts(
             service_account,
             service_account_links,
             pod_links,
+            identity: None,
         },
         secret.current_auth,
     )
 }
 
 /// Whether `rc` selects `namespace` (`None`: the namespace could not be read).
-async fn namespace_targeted(
+pub(super) async fn namespace_targeted(
     client: &Client,
     rc: &RegistryCredential,
     namespace: &str,
@@ -457,7 +462,7 @@ fn describe_managed_secret(current: Option<bool>, not_after: Option<Timestamp>) 
 }
 
 /// The credential a managed Secret's data holds for `host`.
-fn credential_for_host(secret_name: &str, data: &BTreeMap<String, Vec<u8>>, host: &str) -> Option<RegistryAuth> {
+pub(super) fn credential_for_host(secret_name: &str, data: &BTreeMap<String, Vec<u8>>, host: &str) -> Option<RegistryAuth> {
     let entries = keyring::entries(secret_name, data).ok()?;
     let image = format!("{host}/x");
     keyring::lookup(&entries, &image).first().map(|e| auth_of(host, e))
@@ -588,7 +593,7 @@ fn auth_of(host: &str, entry: &Entry) -> RegistryAuth {
     }
 }
 
-fn secret_data(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
+pub(super) fn secret_data(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
     secret
         .data
         .iter()

@@ -250,6 +250,7 @@ mod tests {
                 service_account: "default".into(),
                 service_account_links: Some(true),
                 pod_links: true,
+                identity: None,
             }),
             credentials_listed: true,
             manifests: registry

@@ -24,6 +24,7 @@ pub mod cli;
 mod decide;
 mod gather;
 pub mod history;
+mod identity;
 pub mod keyring;
 pub mod pod;
 pub mod reach;
@@ -31,7 +32,7 @@ pub mod repair;
 pub mod watch;
 
 pub use self::classify::{Classification, Hint, Network, classify};
-pub use self::decide::{CredentialFacts, Findings, Manifest, PodSecret, decide};
+pub use self::decide::{CredentialFacts, Findings, IdentityFacts, Manifest, PodSecret, decide};
 pub use self::gather::{Target, gather};
 
 use serde::Serialize;
@@ -78,6 +79,8 @@ pub enum Detail {
     PodAdmittedBeforeLink,
     /// The pod names the Secret and it exists, but the kubelet could not read it when it pulled.
     NotYetReadable,
+    /// `identity: PerServiceAccount`: the pod's ServiceAccount names no identity, so it gets no credential.
+    IdentityMissing,
     StaleCopy,
     Refused,
     Anonymous,
@@ -121,7 +124,7 @@ impl Cause {
 
 impl Detail {
     /// Every detail, in declaration order.
-    pub const ALL: [Detail; 18] = [
+    pub const ALL: [Detail; 19] = [
         Detail::Tag,
         Detail::Repository,
         Detail::Blob,
@@ -132,6 +135,7 @@ impl Detail {
         Detail::ServiceAccountNotLinked,
         Detail::PodAdmittedBeforeLink,
         Detail::NotYetReadable,
+        Detail::IdentityMissing,
         Detail::StaleCopy,
         Detail::Refused,
         Detail::Anonymous,
@@ -154,6 +158,7 @@ impl Detail {
             Detail::ServiceAccountNotLinked => "ServiceAccountNotLinked",
             Detail::PodAdmittedBeforeLink => "PodAdmittedBeforeLink",
             Detail::NotYetReadable => "NotYetReadable",
+            Detail::IdentityMissing => "IdentityMissing",
             Detail::StaleCopy => "StaleCopy",
             Detail::Refused => "Refused",
             Detail::Anonymous => "Anonymous",
@@ -244,14 +249,15 @@ mod tests {
             Detail::ServiceAccountNotLinked => 7,
             Detail::PodAdmittedBeforeLink => 8,
             Detail::NotYetReadable => 9,
-            Detail::StaleCopy => 10,
-            Detail::Refused => 11,
-            Detail::Anonymous => 12,
-            Detail::Authenticated => 13,
-            Detail::Dns => 14,
-            Detail::ConnectionRefused => 15,
-            Detail::Timeout => 16,
-            Detail::Tls => 17,
+            Detail::IdentityMissing => 10,
+            Detail::StaleCopy => 11,
+            Detail::Refused => 12,
+            Detail::Anonymous => 13,
+            Detail::Authenticated => 14,
+            Detail::Dns => 15,
+            Detail::ConnectionRefused => 16,
+            Detail::Timeout => 17,
+            Detail::Tls => 18,
         }
     }
 

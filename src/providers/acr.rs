@@ -24,7 +24,7 @@ use crate::redact::Sensitive;
 
 /// The docker username for ACR refresh tokens.
 pub const USERNAME: &str = "00000000-0000-0000-0000-000000000000";
-const SCOPE: &str = "https://containerregistry.azure.net/.default";
+pub(super) const SCOPE: &str = "https://containerregistry.azure.net/.default";
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Provider for AcrProvider {
@@ -48,21 +48,32 @@ impl Provider for AcrProvider {
         let aad = credential.get_token(&[SCOPE], None).await.map_err(|e| {
             MintError::MintFailed(format!("getting an Entra ID token failed: {}", short(&e.to_string())))
         })?;
-        let refresh = exchange(input.http, &self.registry, &self.tenant_id, aad.token.secret()).await?;
-        let not_after = jwt_expiry(&refresh)?;
-        Ok(Credential {
-            auths: vec![RegistryAuth {
-                registry: self.registry.clone(),
-                username: USERNAME.into(),
-                password: Sensitive::new(refresh),
-            }],
-            not_after: Some(not_after),
-        })
+        redeem(input.http, &self.registry, &self.tenant_id, aad.token.secret()).await
     }
 }
 
+/// The registry's credential for an Entra ID token of `tenant`: the
+/// exchanged refresh token as the password of the all-zero user.
+pub(super) async fn redeem(
+    http: &reqwest::Client,
+    registry: &str,
+    tenant: &str,
+    aad_token: &str,
+) -> Result<Credential, MintError> {
+    let refresh = exchange(http, registry, tenant, aad_token).await?;
+    let not_after = jwt_expiry(&refresh)?;
+    Ok(Credential {
+        auths: vec![RegistryAuth {
+            registry: registry.to_string(),
+            username: USERNAME.into(),
+            password: Sensitive::new(refresh),
+        }],
+        not_after: Some(not_after),
+    })
+}
+
 impl AcrProvider {
-    fn client_options(&self, input: &MintInput<'_>) -> ClientOptions {
+    pub(super) fn client_options(&self, input: &MintInput<'_>) -> ClientOptions {
         ClientOptions {
             // One HTTP client for everything regcred calls, with the operator's CA bundle.
             transport: Some(Transport::new(Arc::new(input.http.clone()))),
@@ -144,13 +155,9 @@ pub async fn exchange(
         .map_err(|e| MintError::MintFailed(format!("ACR token exchange at {url} failed: {}", transport_error(&e))))?;
     let status = response.status();
     if status.as_u16() == 429 {
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        return Err(MintError::Throttled { retry_after });
+        return Err(MintError::Throttled {
+            retry_after: retry_after(&response),
+        });
     }
     if status.as_u16() == 401 || status.as_u16() == 403 {
         return Err(MintError::MintFailed(format!(
@@ -204,8 +211,14 @@ pub fn jwt_expiry(jwt: &str) -> Result<Timestamp, MintError> {
     Timestamp::from_second(exp).map_err(|_| invalid())
 }
 
+/// The `Retry-After` of an answer, if it has one.
+pub(super) fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    let value = response.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    super::retry_after(value, Timestamp::now())
+}
+
 /// A reqwest error in a few words.
-fn transport_error(e: &reqwest::Error) -> String {
+pub(super) fn transport_error(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         "timed out".into()
     } else if e.is_connect() {
@@ -215,7 +228,7 @@ fn transport_error(e: &reqwest::Error) -> String {
     }
 }
 
-fn short(s: &str) -> String {
+pub(super) fn short(s: &str) -> String {
     let first = s.lines().next().unwrap_or_default();
     first.chars().take(300).collect()
 }

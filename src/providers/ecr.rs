@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, Region, retry::RetryConfig};
+use aws_config::{BehaviorVersion, ConfigLoader, Region, SdkConfig, retry::RetryConfig};
 use aws_sdk_ecr::config::{Credentials, SharedCredentialsProvider};
 use aws_sdk_ecr::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use base64::Engine;
@@ -43,15 +43,7 @@ impl Provider for EcrProvider {
 
     async fn mint(&self, input: &MintInput<'_>) -> Result<Credential, MintError> {
         let region = Region::new(self.region.clone());
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .region(region.clone())
-            .retry_config(RetryConfig::standard().with_max_attempts(2))
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    .operation_timeout(Duration::from_secs(30))
-                    .build(),
-            );
+        let mut loader = loader(&self.region);
         if let Some(auth) = &self.auth {
             let r = &auth.secret_ref;
             let key_id = input.source_value(&r.name, &r.access_key_id_key)?;
@@ -79,13 +71,41 @@ impl Provider for EcrProvider {
                 .credentials_provider(SharedCredentialsProvider::new(provider))
                 .build();
         }
+        self.authorization(&config).await
+    }
+}
+
+/// The AWS SDK settings of every call regcred makes: the spec's region, one
+/// retry, bounded connect and operation times.
+pub(super) fn loader(region: &str) -> ConfigLoader {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(region.to_string()))
+        .retry_config(RetryConfig::standard().with_max_attempts(2))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_timeout(Duration::from_secs(30))
+                .build(),
+        )
+}
+
+impl EcrProvider {
+    /// `ecr:GetAuthorizationToken` with the credentials of `config`, at
+    /// `endpointUrl`, for the registries of `registryIds` or else the caller's own.
+    pub(super) async fn authorization(&self, config: &SdkConfig) -> Result<Credential, MintError> {
         // endpointUrl overrides ECR only; STS keeps its own (AWS_ENDPOINT_URL_STS).
-        let mut ecr_config = aws_sdk_ecr::config::Builder::from(&config);
+        let mut ecr_config = aws_sdk_ecr::config::Builder::from(config);
         if let Some(url) = &self.endpoint_url {
             ecr_config = ecr_config.endpoint_url(url);
         }
         let client = aws_sdk_ecr::Client::from_conf(ecr_config.build());
-        let out = client.get_authorization_token().send().await.map_err(classify)?;
+        let out = client.get_authorization_token().send().await.map_err(|e| {
+            classify(
+                e,
+                "ECR GetAuthorizationToken",
+                "check the IAM permission ecr:GetAuthorizationToken",
+            )
+        })?;
 
         // One token serves every registry the principal may pull from; ECR
         // names the caller's own, and registryIds add others in the region.
@@ -169,10 +189,11 @@ pub fn hosts(account: &str, region: &str) -> [String; 3] {
     ]
 }
 
-fn classify<E, R>(err: SdkError<E, R>) -> MintError
+/// An AWS SDK error of `operation` as users should read it; `hint` says
+/// what to check when the service refused.
+pub(super) fn classify<E>(err: SdkError<E>, operation: &str, hint: &str) -> MintError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     match &err {
         SdkError::ServiceError(service) => {
@@ -182,18 +203,18 @@ where
                 code,
                 "ThrottlingException" | "TooManyRequestsException" | "Throttling" | "RequestLimitExceeded"
             ) {
-                return MintError::Throttled { retry_after: None };
+                let header = service.raw().headers().get("retry-after");
+                return MintError::Throttled {
+                    retry_after: header.and_then(|v| super::retry_after(v, Timestamp::now())),
+                };
             }
             MintError::MintFailed(format!(
-                "ECR GetAuthorizationToken failed: {code}: {}; check the IAM permission ecr:GetAuthorizationToken",
+                "{operation} failed: {code}: {}; {hint}",
                 e.message().unwrap_or("no message")
             ))
         }
-        SdkError::TimeoutError(_) => MintError::MintFailed("ECR GetAuthorizationToken timed out".into()),
-        _ => MintError::MintFailed(format!(
-            "ECR GetAuthorizationToken failed: {}",
-            DisplayErrorContext(&err)
-        )),
+        SdkError::TimeoutError(_) => MintError::MintFailed(format!("{operation} timed out")),
+        _ => MintError::MintFailed(format!("{operation} failed: {}", DisplayErrorContext(&err))),
     }
 }
 

@@ -11,7 +11,7 @@ use crate::dockerconfig::RegistryAuth;
 use crate::redact::Sensitive;
 
 pub const USERNAME: &str = "oauth2accesstoken";
-const SCOPES: &[&str] = &["https://www.googleapis.com/auth/cloud-platform"];
+pub(super) const SCOPES: &[&str] = &["https://www.googleapis.com/auth/cloud-platform"];
 
 impl Provider for GcrProvider {
     fn kind(&self) -> ProviderKind {
@@ -56,7 +56,7 @@ impl Provider for GcrProvider {
     }
 }
 
-fn credential(registries: &[String], access_token: &str, expires_at: i64) -> Credential {
+pub(super) fn credential(registries: &[String], access_token: &str, expires_at: i64) -> Credential {
     Credential {
         auths: registries
             .iter()
@@ -111,6 +111,7 @@ mod tests {
         let p = GcrProvider {
             registries: vec!["gcr.io".into()],
             auth: None,
+            ..Default::default()
         };
         let input = MintInput {
             source: None,

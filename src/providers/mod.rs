@@ -4,6 +4,7 @@ pub mod acr;
 pub mod ecr;
 mod gcr;
 mod static_creds;
+pub mod workload;
 
 use std::time::Duration;
 
@@ -47,6 +48,12 @@ pub enum MintError {
     },
     #[error("{0}")]
     MintFailed(String),
+    /// The cloud refused the identity a ServiceAccount names
+    /// (`identity: PerServiceAccount`): its trust configuration does not
+    /// admit that ServiceAccount. `identity` is what a user reads, e.g.
+    /// `role arn:aws:iam::111111111111:role/team-a`.
+    #[error("{identity}: {message}")]
+    IdentityRefused { identity: String, message: String },
     #[error("the provider throttled the request; retrying later")]
     Throttled { retry_after: Option<Duration> },
     #[error("the provider's answer was rejected: {0}")]
@@ -64,6 +71,7 @@ impl MintError {
             Self::SourceSecretMissing { .. } => reason::SOURCE_SECRET_MISSING,
             Self::SourceSecretInvalid { .. } => reason::SOURCE_SECRET_INVALID,
             Self::MintFailed(_) => reason::MINT_FAILED,
+            Self::IdentityRefused { .. } => reason::IDENTITY_REFUSED,
             Self::Throttled { .. } => reason::THROTTLED,
             Self::InvalidProviderResponse(_) => reason::INVALID_PROVIDER_RESPONSE,
             Self::CredentialRejected(_) => reason::CREDENTIAL_REJECTED,
@@ -165,26 +173,46 @@ impl ProviderSpec<'_> {
     }
 
     pub async fn mint(&self, input: &MintInput<'_>) -> Result<Credential, MintError> {
-        let mint = async {
+        bounded(self.kind(), async {
             match self {
                 Self::Ecr(p) => p.mint(input).await,
                 Self::Gcr(p) => p.mint(input).await,
                 Self::Acr(p) => p.mint(input).await,
                 Self::Static(p) => p.mint(input).await,
             }
-        };
-        // Not every SDK bounds its own calls (gcp_auth has no timeout): a
-        // hanging provider must not hold a reconcile worker forever.
-        let credential = tokio::time::timeout(MINT_TIMEOUT, mint).await.map_err(|_| {
-            MintError::MintFailed(format!(
-                "the {} provider did not answer within {}s",
-                self.kind().as_str(),
-                MINT_TIMEOUT.as_secs()
-            ))
-        })??;
-        check(&credential)?;
-        Ok(credential)
+        })
+        .await
     }
+}
+
+/// What every mint, shared or per ServiceAccount, goes through: a deadline
+/// and the [`check`] of its answer.
+async fn bounded(
+    kind: ProviderKind,
+    mint: impl Future<Output = Result<Credential, MintError>>,
+) -> Result<Credential, MintError> {
+    // Not every SDK bounds its own calls (gcp_auth has no timeout): a
+    // hanging provider must not hold a reconcile worker forever.
+    let credential = tokio::time::timeout(MINT_TIMEOUT, mint).await.map_err(|_| {
+        MintError::MintFailed(format!(
+            "the {} provider did not answer within {}s",
+            kind.as_str(),
+            MINT_TIMEOUT.as_secs()
+        ))
+    })??;
+    check(&credential)?;
+    Ok(credential)
+}
+
+/// A `Retry-After` value, delay-seconds or an HTTP date, as the wait from
+/// `now`; a date in the past is no wait.
+fn retry_after(value: &str, now: Timestamp) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
+    Some(now.duration_until(at).try_into().unwrap_or(Duration::ZERO))
 }
 
 /// Reject answers that must not be fanned out: no entries, empty or oversized values.
@@ -241,6 +269,7 @@ mod tests {
                     },
                 },
             }),
+            ..Default::default()
         };
         let input = MintInput {
             source: Some(&source),

@@ -80,7 +80,7 @@ fn is_status(e: &kube::Error, code: u16) -> bool {
 }
 
 /// A kube error as users should read it: the API server's message, never a body.
-fn describe(e: &kube::Error) -> String {
+pub fn describe(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) => s.message.clone(),
         other => other.to_string(),

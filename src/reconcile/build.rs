@@ -25,15 +25,26 @@ pub fn desired_secret(
     not_after: Option<&str>,
     fingerprint: &str,
 ) -> Secret {
+    let mut ours = vec![(FINGERPRINT_ANNOTATION, fingerprint.to_string())];
+    ours.extend(not_after.map(|t| (NOT_AFTER_ANNOTATION, t.to_string())));
+    secret_with(rc, namespace, &secret_name(rc), config_json, ours)
+}
+
+/// A managed Secret named `name` in `namespace` holding `config_json`, with
+/// regcred's labels, the spec's labels and annotations, and `ours`.
+pub fn secret_with(
+    rc: &RegistryCredential,
+    namespace: &str,
+    name: &str,
+    config_json: &[u8],
+    ours: Vec<(&str, String)>,
+) -> Secret {
     let target = &rc.spec.target;
     let mut labels = target.secret_labels.clone();
     labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
     labels.insert(CREDENTIAL_LABEL.into(), rc.name_any());
     let mut annotations = target.secret_annotations.clone();
-    if let Some(t) = not_after {
-        annotations.insert(NOT_AFTER_ANNOTATION.into(), t.into());
-    }
-    annotations.insert(FINGERPRINT_ANNOTATION.into(), fingerprint.into());
+    annotations.extend(ours.into_iter().map(|(k, v)| (k.to_string(), v)));
     let written = ManagedMetadata {
         labels: labels.keys().cloned().collect(),
         annotations: annotations.keys().cloned().collect(),
@@ -41,7 +52,7 @@ pub fn desired_secret(
     annotations.insert(MANAGED_METADATA_ANNOTATION.into(), written.encode());
     Secret {
         metadata: ObjectMeta {
-            name: Some(secret_name(rc)),
+            name: Some(name.into()),
             namespace: Some(namespace.into()),
             labels: Some(labels),
             annotations: Some(annotations),

@@ -13,6 +13,7 @@ pub mod events;
 mod fanout;
 #[cfg(test)]
 pub(crate) mod fixtures;
+mod pace;
 mod pull_auth;
 mod sa_writes;
 pub mod scope;
@@ -20,6 +21,7 @@ mod state;
 pub mod status;
 mod tamper;
 pub mod validate;
+pub mod workload;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -84,6 +86,8 @@ pub struct Context {
     ready: tokio::sync::watch::Sender<bool>,
     /// Reconciles asked for out of band (a diagnosed pull failure's repair).
     resync: UnboundedSender<()>,
+    /// The pace of per-ServiceAccount exchanges, per provider.
+    pacers: std::sync::OnceLock<pace::Pacers>,
     /// `--registry-checks`, set once at startup ([`Context::limit_registry_checks`]).
     registry_checks: std::sync::OnceLock<crate::diagnosis::reach::RegistryChecks>,
     resyncs: Mutex<Option<UnboundedReceiver<()>>>,
@@ -139,7 +143,18 @@ impl Context {
             resync,
             resyncs: Mutex::new(Some(resyncs)),
             registry_checks: std::sync::OnceLock::new(),
+            pacers: std::sync::OnceLock::new(),
         }
+    }
+
+    /// `--identity-exchange-rate`: per-ServiceAccount exchanges per second,
+    /// for every provider; set once at startup. Unset: each provider's default.
+    pub fn pace_identity_exchanges(&self, per_second: Option<f64>) {
+        let _ = self.pacers.set(pace::Pacers::new(per_second));
+    }
+
+    fn pacers(&self) -> &pace::Pacers {
+        self.pacers.get_or_init(pace::Pacers::default)
     }
 
     /// Which registry hosts the operator's pull diagnosis may contact; set
@@ -234,6 +249,22 @@ impl Context {
             foreign: &self.memory,
             sa_writes: &self.sa_writes,
             changes: &self.changes,
+        }
+    }
+
+    fn workload_env<'a>(&'a self, held: &'a Mutex<workload::Held>) -> workload::Env<'a> {
+        workload::Env {
+            client: &self.client,
+            namespaces: &self.namespaces,
+            service_accounts: &self.service_accounts,
+            managed_secrets: &self.managed_secrets,
+            credentials_namespace: &self.credentials_namespace,
+            http: &self.http,
+            metrics: &self.metrics,
+            sa_writes: &self.sa_writes,
+            changes: &self.changes,
+            pacers: self.pacers(),
+            held,
         }
     }
 
@@ -457,6 +488,9 @@ async fn apply_credential(rc: &RegistryCredential, ctx: &Context) -> (Vec<Note>,
             return (Vec::new(), written.map(|()| Action::await_change()));
         }
     };
+    if let Some(mode) = crate::identity::PerServiceAccount::of(provider) {
+        return apply_per_service_account(rc, ctx, &mode, provider, &previous, now).await;
+    }
     let source = provider.source_secret().and_then(|n| {
         ctx.source_secrets
             .get(&ObjectRef::new(n).within(&ctx.credentials_namespace))
@@ -478,6 +512,42 @@ async fn apply_credential(rc: &RegistryCredential, ctx: &Context) -> (Vec<Note>,
         Err(e) => Err(e),
         Ok(()) if !fanout.clean_errors.is_empty() => Err(Error::Clean(fanout.clean_errors)),
         Ok(()) => Ok(Action::requeue(requeue_after(planned, now))),
+    };
+    (notes, result)
+}
+
+/// `identity: PerServiceAccount`: each selected ServiceAccount's own
+/// credential ([`workload`]), then status.
+async fn apply_per_service_account(
+    rc: &RegistryCredential,
+    ctx: &Context,
+    mode: &crate::identity::PerServiceAccount,
+    provider: crate::api::ProviderSpec<'_>,
+    previous: &crate::api::RegistryCredentialStatus,
+    now: Timestamp,
+) -> (Vec<Note>, Result<Action>) {
+    let held = ctx.memory.with(&rc.uid().unwrap_or_default(), |s| s.identities.clone());
+    let out = workload::step(&ctx.workload_env(&held), rc, mode, provider, now).await;
+    let new = status::compose_identities(rc, provider.kind(), previous, &out, now);
+    let mut notes = status::transitions(previous, &new);
+    notes.extend(status::identity_transitions(previous, &new));
+    let name = rc.name_any();
+    ctx.metrics
+        .set_expiry(&name, &new.registries, new.not_after.as_ref().map(|t| t.0.as_second()));
+    ctx.metrics.set_namespaces(&name, out.targeted, out.synced);
+    if out.exchanges > 0 || out.writes > 0 {
+        info!(
+            exchanges = out.exchanges,
+            writes = out.writes,
+            valid = out.counts.valid,
+            selected = out.counts.selected,
+            "per-ServiceAccount credentials written"
+        );
+    }
+    let result = match status::write(&ctx.client, rc, new).await {
+        Err(e) => Err(e),
+        Ok(()) if !out.clean_errors.is_empty() => Err(Error::Clean(out.clean_errors)),
+        Ok(()) => Ok(Action::requeue(requeue_after([out.next], now))),
     };
     (notes, result)
 }

@@ -29,6 +29,8 @@ pub struct CredentialState {
     /// Consecutive reconciles in which the API server refused a Secret or
     /// ServiceAccount write, for the write retry.
     pub refused_writes: u32,
+    /// `PerServiceAccount` mode: the failed exchanges of its ServiceAccounts.
+    pub identities: std::sync::Arc<Mutex<super::workload::Held>>,
 }
 
 /// The [`CredentialState`] of every RegistryCredential, by uid.

@@ -86,6 +86,99 @@ pub fn compose(
     }
 }
 
+/// The status after a pass of `identity: PerServiceAccount` mode: each
+/// selected ServiceAccount's own credential. `Issued` says whether every
+/// exchange succeeded, `Synced` whether every selected ServiceAccount holds
+/// one (those without the identity annotation do not), and the pull-auth
+/// check, which proves one shared credential, does not run.
+pub fn compose_identities(
+    rc: &RegistryCredential,
+    provider: ProviderKind,
+    previous: &RegistryCredentialStatus,
+    out: &super::workload::Outcome,
+    now: Timestamp,
+) -> RegistryCredentialStatus {
+    let counts = &out.counts;
+    let first = |pick: &dyn Fn(&str) -> bool| out.failed.iter().find(|f| pick(&f.reason));
+    let exchange_failed = first(&|r| r != reason::IDENTITY_MISSING && r != reason::SERVICE_ACCOUNT_PATCH_FAILED);
+    let described = |f: &crate::api::FailedServiceAccount, n: usize| {
+        let more = if n > 1 { format!(" (and {} more, see status.failedServiceAccounts)", n - 1) } else { String::new() };
+        format!("{}/{}: {}{more}", f.namespace, f.name, f.message)
+    };
+    let issued = match exchange_failed {
+        Some(f) => Cond::new("False", &f.reason, described(f, counts.failed as usize)),
+        None if counts.selected == 0 => Cond::new("Unknown", reason::PENDING, "No selected ServiceAccount to mint for."),
+        None => Cond::new(
+            "True",
+            reason::ISSUED,
+            format!("Every ServiceAccount that names an identity holds its own credential ({} of {}).", counts.valid, counts.selected),
+        ),
+    };
+    let synced = match out.failed.first() {
+        _ if out.targeted == 0 => Cond::new("True", reason::NO_NAMESPACES, "No namespace matches spec.target.namespaces."),
+        Some(f) => Cond::new(
+            "False",
+            &f.reason,
+            format!("{}/{} ServiceAccounts hold a valid credential; {}", counts.valid, counts.selected, described(f, out.failed.len())),
+        ),
+        None => Cond::new(
+            "True",
+            reason::SYNCED,
+            format!("All {} selected ServiceAccounts hold a valid credential of their own identity.", counts.selected),
+        ),
+    };
+    let pull_auth = Cond::new(
+        "Unknown",
+        reason::NOT_CHECKED,
+        "Each ServiceAccount holds its own credential; the shared pull-auth check does not apply (regcred diagnoses failed pulls per ServiceAccount).",
+    );
+    let ready = ready_condition(&issued, &synced, &pull_auth);
+    RegistryCredentialStatus {
+        observed_generation: rc.metadata.generation,
+        provider: Some(provider),
+        registries: out.registries.iter().cloned().collect(),
+        not_after: out.not_after.map(Time),
+        renewal_time: out.next.map(|t| Time(renewal::truncate(t))),
+        namespaces: NamespaceCounts {
+            targeted: out.targeted,
+            synced: out.synced,
+        },
+        identities: Some(counts.clone()),
+        failed_service_accounts: out.listed(),
+        summary: Some(format!("{}/{} SA", counts.valid, counts.selected)),
+        conditions: conditions(
+            &previous.conditions,
+            rc.metadata.generation,
+            &Time(renewal::truncate(now)),
+            [
+                (conditions::ISSUED, &issued),
+                (conditions::SYNCED, &synced),
+                (conditions::PULL_AUTH_HEALTHY, &pull_auth),
+                (conditions::READY, &ready),
+            ],
+        ),
+        ..Default::default()
+    }
+}
+
+/// A Warning Event for each ServiceAccount that newly failed (not for
+/// those merely without the annotation: status lists them).
+pub fn identity_transitions(old: &RegistryCredentialStatus, new: &RegistryCredentialStatus) -> Vec<Note> {
+    let key = |f: &crate::api::FailedServiceAccount| (f.namespace.clone(), f.name.clone(), f.reason.clone());
+    let before: BTreeSet<_> = old.failed_service_accounts.iter().map(key).collect();
+    new.failed_service_accounts
+        .iter()
+        .filter(|f| f.reason != reason::IDENTITY_MISSING && !before.contains(&key(f)))
+        .map(|f| {
+            Note::warning(
+                &f.reason,
+                "MintForServiceAccount",
+                format!("ServiceAccount {}/{}: {}", f.namespace, f.name, f.message),
+            )
+        })
+        .collect()
+}
+
 /// The status of a RegistryCredential whose spec cannot be acted on: what
 /// was known stays, the conditions say why.
 pub fn invalid(

@@ -9,7 +9,12 @@
 //!   issuing ES256 JWTs (certificate chain in `x5c`, signed by the same CA,
 //!   which is the registry's `rootcertbundle`). A user gets `pull` on the
 //!   repositories granted to them and nothing else, so the registry answers
-//!   any other repository with `insufficient_scope`; wrong credentials get 401.
+//!   any other repository with `insufficient_scope`; wrong credentials get 401;
+//! - [`Auth::Verified`]: the same token server, for whoever a check accepts;
+//! - [`Auth::Grants`]: the same token server, the repositories a user may
+//!   pull decided by a function of username *and password*, as cloud
+//!   registries decide by whose token the password is (ECR, Artifact
+//!   Registry and ACR tenants share one username).
 //!
 //! [`Registry::push_image`] pushes a tiny image with plain HTTP calls, as an
 //! admin user the harness adds to the htpasswd file or the token server.
@@ -69,7 +74,20 @@ pub enum Auth {
         verify: Verifier,
         repositories: Vec<String>,
     },
+    /// Bearer tokens from the harness's token server; at each token request
+    /// `grants(username, password)` lists the repositories those credentials
+    /// may pull. An empty list means the credentials are not accepted (401);
+    /// credentials granted other repositories get a token without the access
+    /// asked for, which the registry answers with `insufficient_scope`.
+    Grants { grants: Grants },
 }
+
+/// Which repositories a username and password may pull, asked at each token
+/// request; empty for credentials that are not accepted.
+pub type Grants = Arc<dyn Fn(&str, &str) -> Vec<String> + Send + Sync>;
+
+/// What credentials accepted by a function may pull: `None` if not accepted.
+type Dynamic = Arc<dyn Fn(&str, &str) -> Option<HashSet<String>> + Send + Sync>;
 
 /// Decides, at each token request, whether a username and password may pull.
 pub type Verifier = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
@@ -89,6 +107,7 @@ impl std::fmt::Debug for Auth {
             Auth::Verified { repositories, .. } => {
                 f.debug_struct("Verified").field("repositories", repositories).finish()
             }
+            Auth::Grants { .. } => f.write_str("Grants"),
         }
     }
 }
@@ -162,21 +181,29 @@ impl Registry {
                 let basic = STANDARD.encode(format!("{ADMIN}:{admin_password}"));
                 (Some(config), None, Admin::Basic(format!("Basic {basic}")))
             }
-            auth @ (Auth::Token { .. } | Auth::Verified { .. }) => {
-                let (users, grants, verified) = match auth {
+            auth @ (Auth::Token { .. } | Auth::Verified { .. } | Auth::Grants { .. }) => {
+                let (users, grants, dynamic) = match auth {
                     Auth::Token { users, grants } => (users, grants, None),
-                    Auth::Verified { verify, repositories } => (
-                        Vec::new(),
-                        Vec::new(),
-                        Some((verify, repositories.into_iter().collect())),
-                    ),
+                    Auth::Verified { verify, repositories } => {
+                        let repositories: HashSet<String> = repositories.into_iter().collect();
+                        let dynamic: Dynamic =
+                            Arc::new(move |user, password| verify(user, password).then(|| repositories.clone()));
+                        (Vec::new(), Vec::new(), Some(dynamic))
+                    }
+                    Auth::Grants { grants } => {
+                        let dynamic: Dynamic = Arc::new(move |user, password| {
+                            let repositories: HashSet<String> = grants(user, password).into_iter().collect();
+                            (!repositories.is_empty()).then_some(repositories)
+                        });
+                        (Vec::new(), Vec::new(), Some(dynamic))
+                    }
                     Auth::Anonymous | Auth::Htpasswd { .. } => unreachable!("matched above"),
                 };
                 let issuer = Arc::new(Issuer::new(ca)?);
                 let state = Arc::new(TokenState {
                     users: users.into_iter().collect(),
                     grants: grants.into_iter().collect(),
-                    verified,
+                    dynamic,
                     admin_password: admin_password.clone(),
                     issuer: issuer.clone(),
                     board: board.clone(),
@@ -485,8 +512,9 @@ struct TokenState {
     users: HashMap<String, String>,
     /// `(user, repository)` pairs allowed to pull.
     grants: HashSet<(String, String)>,
-    /// [`Auth::Verified`]: who may pull, and which repositories.
-    verified: Option<(Verifier, HashSet<String>)>,
+    /// [`Auth::Verified`] and [`Auth::Grants`]: what credentials accepted
+    /// by a function may pull.
+    dynamic: Option<Dynamic>,
     admin_password: String,
     issuer: Arc<Issuer>,
     board: Switchboard,
@@ -502,11 +530,8 @@ async fn token(State(state): State<Arc<TokenState>>, headers: HeaderMap, uri: Ur
         return denied("authentication required");
     };
     let is_admin = user == ADMIN && password == state.admin_password;
-    let verified = state
-        .verified
-        .as_ref()
-        .is_some_and(|(verify, _)| verify(&user, &password));
-    if !is_admin && !verified && state.users.get(&user) != Some(&password) {
+    let dynamic = state.dynamic.as_ref().and_then(|grants| grants(&user, &password));
+    if !is_admin && dynamic.is_none() && state.users.get(&user) != Some(&password) {
         return denied("incorrect username or password");
     }
     let mut access = Vec::new();
@@ -527,7 +552,7 @@ async fn token(State(state): State<Arc<TokenState>>, headers: HeaderMap, uri: Ur
                 is_admin
                     || (*action == "pull"
                         && (state.grants.contains(&(user.clone(), name.to_string()))
-                            || (verified && state.verified.as_ref().is_some_and(|(_, repos)| repos.contains(name)))))
+                            || dynamic.as_ref().is_some_and(|repos| repos.contains(name))))
             })
             .collect();
         // Like Docker Hub: a token without the access asked for, not an error.

@@ -16,8 +16,10 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use gcp_auth::TokenProvider;
 use regcred_testenv::fakes::azure::{Azure, Endpoint, Grant};
 use regcred_testenv::fakes::google::{TokenServer, service_account_key_json};
-use regcred_testenv::fakes::moto::Moto;
+use regcred_testenv::fakes::google_sts::{self, GoogleSts};
+use regcred_testenv::fakes::moto::{self, Moto};
 use regcred_testenv::fakes::{Fault, unsigned_jwt};
+use regcred_testenv::registry::{self, Auth, Registry};
 use serde_json::Value;
 
 const ACR_SCOPE: &str = "https://containerregistry.azure.net/.default";
@@ -172,6 +174,168 @@ async fn aws_sdk_assumes_a_role_and_gets_an_ecr_token_through_the_proxy() {
     assert_eq!(moto.ecr_token_calls(), 1);
 }
 
+/// A ServiceAccount token as the TokenRequest API issues it (unsigned here).
+fn service_account_jwt(namespace: &str, name: &str, audience: &str) -> String {
+    unsigned_jwt(&serde_json::json!({
+        "iss": "https://kubernetes.default.svc.cluster.local",
+        "sub": format!("system:serviceaccount:{namespace}:{name}"),
+        "aud": [audience],
+        "iat": unix_now(),
+        "exp": unix_now() + 600,
+        "kubernetes.io": {"namespace": namespace, "serviceaccount": {"name": name}},
+    }))
+}
+
+/// AssumeRoleWithWebIdentity as the AWS SDK frames it (query protocol, unsigned).
+async fn assume_role_with_web_identity(moto: &Moto, role_arn: &str, token: &str) -> (reqwest::StatusCode, String) {
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("Action", "AssumeRoleWithWebIdentity")
+        .append_pair("Version", "2011-06-15")
+        .append_pair("RoleArn", role_arn)
+        .append_pair("RoleSessionName", "regcred")
+        .append_pair("WebIdentityToken", token)
+        .finish();
+    let response = reqwest::Client::new()
+        .post(format!("{}/", moto.url()))
+        .header("content-type", "application/x-www-form-urlencoded; charset=utf-8")
+        .body(body)
+        .send()
+        .await
+        .expect("the proxy answers");
+    (response.status(), response.text().await.unwrap())
+}
+
+fn xml_text(xml: &str, tag: &str) -> String {
+    let start = xml
+        .find(&format!("<{tag}>"))
+        .unwrap_or_else(|| panic!("no <{tag}> in {xml}"))
+        + tag.len()
+        + 2;
+    let end = start + xml[start..].find(&format!("</{tag}>")).unwrap();
+    xml[start..end].to_string()
+}
+
+/// The ECR password and proxy endpoint the AWS SDK gets with the credentials
+/// of an AssumeRoleWithWebIdentity answer.
+async fn ecr_with_assumed_credentials(moto: &Moto, sts_answer: &str) -> (String, String) {
+    let credentials = aws_sdk_ecr::config::Credentials::new(
+        xml_text(sts_answer, "AccessKeyId"),
+        xml_text(sts_answer, "SecretAccessKey"),
+        Some(xml_text(sts_answer, "SessionToken")),
+        None,
+        "web-identity",
+    );
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("eu-west-1"))
+        .endpoint_url(moto.url())
+        .credentials_provider(credentials)
+        .load()
+        .await;
+    let out = aws_sdk_ecr::Client::new(&config)
+        .get_authorization_token()
+        .send()
+        .await
+        .expect("a token from moto");
+    let data = &out.authorization_data()[0];
+    let token = STANDARD.decode(data.authorization_token().unwrap()).unwrap();
+    let token = String::from_utf8(token).unwrap();
+    let password = token.strip_prefix("AWS:").expect("user AWS").to_string();
+    (password, data.proxy_endpoint().unwrap().to_string())
+}
+
+const TEAM_A_ROLE: &str = "arn:aws:iam::111111111111:role/team-a";
+const TEAM_B_ROLE: &str = "arn:aws:iam::222222222222:role/team-b";
+const TEAM_C_ROLE: &str = "arn:aws:iam::111111111111:role/team-c";
+
+#[tokio::test]
+async fn moto_web_identity_gives_each_role_its_own_ecr_password_and_records_the_claims() {
+    regcred_testenv::init_crypto();
+    let moto = Moto::start().await.expect("moto starts");
+    let mut passwords = Vec::new();
+    let mut tokens = Vec::new();
+    for (role, namespace) in [
+        (TEAM_A_ROLE, "team-a"),
+        (TEAM_B_ROLE, "team-b"),
+        (TEAM_C_ROLE, "team-c"),
+    ] {
+        let token = service_account_jwt(namespace, "puller", "sts.amazonaws.com");
+        let (status, answer) = assume_role_with_web_identity(&moto, role, &token).await;
+        assert_eq!(status, 200, "{answer}");
+        let (password, endpoint) = ecr_with_assumed_credentials(&moto, &answer).await;
+        assert_eq!(password, moto::ecr_password_for_role(role));
+        let account = role.split(':').nth(4).unwrap();
+        assert_eq!(endpoint, format!("https://{account}.dkr.ecr.eu-west-1.amazonaws.com"));
+        passwords.push(password);
+        tokens.push(token);
+    }
+    assert_eq!(passwords[0], "111111111111-team-a-auth-token");
+    assert_eq!(passwords[1], "222222222222-team-b-auth-token");
+    assert_eq!(
+        passwords[2], "111111111111-team-c-auth-token",
+        "two roles of one account differ too"
+    );
+
+    let calls = moto.web_identity_calls();
+    assert_eq!(calls.len(), 3);
+    assert_eq!(calls[1].role_arn, TEAM_B_ROLE);
+    assert_eq!(calls[1].session_name, "regcred");
+    assert_eq!(calls[1].claims["sub"], "system:serviceaccount:team-b:puller");
+    assert_eq!(calls[1].claims["aud"], serde_json::json!(["sts.amazonaws.com"]));
+    let recorded = format!("{calls:?}");
+    assert!(
+        tokens.iter().all(|t| !recorded.contains(t.as_str())),
+        "no raw token is kept"
+    );
+    assert_eq!(moto.sts_calls("AssumeRoleWithWebIdentity"), 3);
+    assert_eq!(moto.ecr_token_calls(), 3);
+}
+
+#[tokio::test]
+async fn moto_denies_a_role_and_throttles_web_identity_like_sts() {
+    let moto = Moto::start().await.expect("moto starts");
+    let token = service_account_jwt("team-b", "puller", "sts.amazonaws.com");
+    moto.deny_role(TEAM_B_ROLE);
+    let (status, answer) = assume_role_with_web_identity(&moto, TEAM_B_ROLE, &token).await;
+    assert_eq!(status, 403);
+    assert_eq!(xml_text(&answer, "Type"), "Sender");
+    assert_eq!(xml_text(&answer, "Code"), "AccessDenied");
+    assert_eq!(
+        xml_text(&answer, "Message"),
+        "Not authorized to perform sts:AssumeRoleWithWebIdentity"
+    );
+    assert!(!xml_text(&answer, "RequestId").is_empty());
+    let (status, _) = assume_role_with_web_identity(&moto, TEAM_A_ROLE, &token).await;
+    assert_eq!(status, 200, "other roles pass to moto");
+
+    moto.throttle_web_identity(2);
+    for _ in 0..2 {
+        let (status, answer) = assume_role_with_web_identity(&moto, TEAM_A_ROLE, &token).await;
+        assert_eq!(status, 400);
+        assert_eq!(xml_text(&answer, "Code"), "Throttling");
+        assert_eq!(xml_text(&answer, "Message"), "Rate exceeded");
+    }
+    let (status, _) = assume_role_with_web_identity(&moto, TEAM_A_ROLE, &token).await;
+    assert_eq!(status, 200, "throttling ends after the count");
+
+    moto.allow_role(TEAM_B_ROLE);
+    let (status, _) = assume_role_with_web_identity(&moto, TEAM_B_ROLE, &token).await;
+    assert_eq!(status, 200);
+    let roles: Vec<String> = moto.web_identity_calls().into_iter().map(|c| c.role_arn).collect();
+    assert_eq!(
+        roles,
+        [
+            TEAM_B_ROLE,
+            TEAM_A_ROLE,
+            TEAM_A_ROLE,
+            TEAM_A_ROLE,
+            TEAM_A_ROLE,
+            TEAM_B_ROLE
+        ],
+        "refused calls are recorded too"
+    );
+    assert_eq!(moto.sts_calls("AssumeRoleWithWebIdentity"), 6);
+}
+
 // --------------------------------------------------------------------- Google
 
 #[tokio::test]
@@ -255,6 +419,179 @@ async fn a_dropped_fake_closes_its_port_and_its_hanging_connections() {
     assert!(outcome.expect("the hanging request ends").unwrap().is_err());
     let err = http.post(uri).send().await.unwrap_err();
     assert!(err.is_connect(), "{err}");
+}
+
+const GSA_A: &str = "team-a@project-a.iam.gserviceaccount.com";
+const GSA_B: &str = "team-b@project-b.iam.gserviceaccount.com";
+const WIF_AUDIENCE: &str =
+    "//iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/pool/providers/cluster";
+
+/// The STS token exchange as Google's client libraries send it.
+async fn sts_exchange(sts: &GoogleSts, audience: &str, subject_token: &str) -> reqwest::Response {
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("grant_type", google_sts::TOKEN_EXCHANGE_GRANT)
+        .append_pair("audience", audience)
+        .append_pair("scope", GCP_SCOPE)
+        .append_pair("requested_token_type", google_sts::ACCESS_TOKEN_TYPE)
+        .append_pair("subject_token", subject_token)
+        .append_pair("subject_token_type", google_sts::JWT_TOKEN_TYPE)
+        .finish();
+    reqwest::Client::new()
+        .post(format!("{}/v1/token", sts.url()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .expect("STS answers")
+}
+
+async fn generate_access_token(sts: &GoogleSts, gsa: &str, bearer: Option<&str>) -> reqwest::Response {
+    let mut request = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/projects/-/serviceAccounts/{gsa}:generateAccessToken",
+            sts.url()
+        ))
+        .header("content-type", "application/json")
+        .body(serde_json::json!({"scope": [GCP_SCOPE], "lifetime": "3600s"}).to_string());
+    if let Some(bearer) = bearer {
+        request = request.header("authorization", format!("Bearer {bearer}"));
+    }
+    request.send().await.expect("IAM Credentials answers")
+}
+
+/// STS exchange then generateAccessToken: the access token and its expireTime.
+async fn google_access_token(sts: &GoogleSts, namespace: &str, gsa: &str) -> (String, String) {
+    let jwt = service_account_jwt(namespace, "puller", WIF_AUDIENCE);
+    let response = sts_exchange(sts, WIF_AUDIENCE, &jwt).await;
+    assert_eq!(response.status(), 200);
+    let federated = response.json_body().await;
+    assert_eq!(federated["token_type"], "Bearer");
+    assert_eq!(federated["issued_token_type"], google_sts::ACCESS_TOKEN_TYPE);
+    assert_eq!(federated["expires_in"], 3600);
+    let response = generate_access_token(sts, gsa, federated["access_token"].as_str()).await;
+    assert_eq!(response.status(), 200);
+    let body = response.json_body().await;
+    (
+        body["accessToken"].as_str().unwrap().to_string(),
+        body["expireTime"].as_str().unwrap().to_string(),
+    )
+}
+
+#[tokio::test]
+async fn google_sts_gives_each_service_account_its_own_token_and_records_the_exchange() {
+    let sts = GoogleSts::start().await.unwrap();
+    let before = google_sts::rfc3339(std::time::SystemTime::now() + Duration::from_secs(3600));
+    let (token_a, expiry) = google_access_token(&sts, "team-a", GSA_A).await;
+    let after = google_sts::rfc3339(std::time::SystemTime::now() + Duration::from_secs(3600));
+    assert_eq!(token_a, google_sts::access_token_for(GSA_A, 1));
+    assert_eq!(token_a, "ya29.team-a-1");
+    assert!(before <= expiry && expiry <= after, "{before} <= {expiry} <= {after}");
+    let (token_b, _) = google_access_token(&sts, "team-b", GSA_B).await;
+    assert_eq!(token_b, google_sts::access_token_for(GSA_B, 1));
+    let (again, _) = google_access_token(&sts, "team-a", GSA_A).await;
+    assert_eq!(
+        again,
+        google_sts::access_token_for(GSA_A, 2),
+        "a renewal is a new token"
+    );
+    assert_eq!(sts.issued_for(GSA_A), 2);
+
+    let exchanges = sts.exchanges();
+    assert_eq!(exchanges.len(), 3);
+    assert_eq!(exchanges[1].audience, WIF_AUDIENCE);
+    assert_eq!(exchanges[1].scope, GCP_SCOPE);
+    assert_eq!(exchanges[1].claims["sub"], "system:serviceaccount:team-b:puller");
+    assert_eq!(exchanges[1].claims["aud"], serde_json::json!([WIF_AUDIENCE]));
+    let generated: Vec<String> = sts.generate_calls().into_iter().map(|g| g.service_account).collect();
+    assert_eq!(generated, [GSA_A, GSA_B, GSA_A]);
+    assert_eq!(sts.generate_calls()[0].lifetime.as_deref(), Some("3600s"));
+
+    let owner = sts.token_owner();
+    assert_eq!(owner(&token_a).as_deref(), Some(GSA_A));
+    assert_eq!(owner(&token_b).as_deref(), Some(GSA_B));
+    assert_eq!(owner("ya29.forged"), None);
+    sts.set_lifetime(Duration::from_secs(1));
+    let (short, _) = google_access_token(&sts, "team-b", GSA_B).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(owner(&short), None, "an expired token has no owner");
+    assert_eq!(sts.calls(google_sts::Endpoint::Token), 4);
+    assert_eq!(sts.calls(google_sts::Endpoint::GenerateAccessToken), 4);
+}
+
+#[tokio::test]
+async fn google_sts_refuses_like_google_and_injects_faults() {
+    let sts = GoogleSts::start().await.unwrap();
+    let jwt = service_account_jwt("team-a", "puller", WIF_AUDIENCE);
+    let response = sts_exchange(&sts, "//iam.googleapis.com/projects/1/pool", &jwt).await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(response.json_body().await["error"], "invalid_request");
+    let response = sts_exchange(&sts, WIF_AUDIENCE, "not-a-jwt").await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(response.json_body().await["error"], "invalid_grant");
+
+    let federated = sts_exchange(&sts, WIF_AUDIENCE, &jwt).await.json_body().await["access_token"].clone();
+    let federated = federated.as_str().unwrap();
+    let response = generate_access_token(&sts, GSA_A, None).await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(response.json_body().await["error"]["status"], "UNAUTHENTICATED");
+    let response = generate_access_token(&sts, GSA_A, Some("ya29.forged")).await;
+    assert_eq!(response.status(), 401, "only federated tokens of this STS are accepted");
+
+    sts.deny_service_account(GSA_B);
+    let response = generate_access_token(&sts, GSA_B, Some(federated)).await;
+    assert_eq!(response.status(), 403);
+    assert_eq!(
+        response.json_body().await,
+        serde_json::json!({"error": {
+            "code": 403,
+            "message": "Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist).",
+            "status": "PERMISSION_DENIED",
+        }})
+    );
+    let response = generate_access_token(&sts, GSA_A, Some(federated)).await;
+    assert_eq!(response.status(), 200, "other service accounts are unaffected");
+    sts.allow_service_account(GSA_B);
+    assert_eq!(generate_access_token(&sts, GSA_B, Some(federated)).await.status(), 200);
+
+    let throttled = Fault::Status {
+        code: 429,
+        retry_after: Some(30),
+    };
+    sts.set_fault(google_sts::Endpoint::GenerateAccessToken, throttled.clone());
+    let response = generate_access_token(&sts, GSA_A, Some(federated)).await;
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["retry-after"], "30");
+    assert_eq!(
+        sts_exchange(&sts, WIF_AUDIENCE, &jwt).await.status(),
+        200,
+        "STS is unaffected"
+    );
+    sts.set_fault(google_sts::Endpoint::Token, throttled);
+    assert_eq!(sts_exchange(&sts, WIF_AUDIENCE, &jwt).await.status(), 429);
+    sts.set_fault(google_sts::Endpoint::Token, Fault::None);
+    sts.set_fault(google_sts::Endpoint::GenerateAccessToken, Fault::None);
+    assert_eq!(generate_access_token(&sts, GSA_A, Some(federated)).await.status(), 200);
+    assert_eq!(sts.calls(google_sts::Endpoint::Token), 5);
+    assert_eq!(sts.calls(google_sts::Endpoint::GenerateAccessToken), 7);
+    assert_eq!(sts.generate_calls().len(), 7, "refused and faulted calls are recorded");
+    assert_eq!(sts.issued_for(GSA_A), 2);
+
+    let json = serde_json::json!({
+        "grant_type": google_sts::TOKEN_EXCHANGE_GRANT,
+        "audience": WIF_AUDIENCE,
+        "scope": GCP_SCOPE,
+        "requested_token_type": google_sts::ACCESS_TOKEN_TYPE,
+        "subject_token": jwt,
+        "subject_token_type": google_sts::JWT_TOKEN_TYPE,
+    });
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/token", sts.url()))
+        .header("content-type", "application/json")
+        .body(json.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "STS takes a JSON body too");
 }
 
 // ---------------------------------------------------------------------- Azure
@@ -377,6 +714,147 @@ async fn workload_identity_uses_the_assertion_grant() {
     );
 }
 
+/// A workload identity credential for `client_id` presenting a
+/// ServiceAccount token of `namespace`.
+fn workload_identity(
+    azure: &Azure,
+    dir: &std::path::Path,
+    namespace: &str,
+    client_id: &str,
+) -> Arc<WorkloadIdentityCredential> {
+    let token_file = dir.join(format!("{namespace}-token"));
+    let jwt = service_account_jwt(namespace, "puller", "api://AzureADTokenExchange");
+    std::fs::write(&token_file, jwt).unwrap();
+    WorkloadIdentityCredential::new(Some(WorkloadIdentityCredentialOptions {
+        credential_options: azure_identity::ClientAssertionCredentialOptions {
+            client_options: ClientOptions {
+                retry: RetryOptions::none(),
+                ..azure_options(azure)
+            },
+        },
+        client_id: Some(client_id.into()),
+        tenant_id: Some("tenant-wi".into()),
+        token_file_path: Some(token_file),
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn workload_identities_get_refresh_tokens_of_their_own() {
+    regcred_testenv::init_crypto();
+    let azure = Azure::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let http = http_trusting(&azure);
+    let mut refresh_tokens = Vec::new();
+    for (namespace, client_id) in [("team-a", "client-a"), ("team-b", "client-b")] {
+        let aad = workload_identity(&azure, dir.path(), namespace, client_id)
+            .get_token(&[ACR_SCOPE], None)
+            .await
+            .expect("a token for the federated identity");
+        let response = exchange(&http, &azure, aad.token.secret()).await;
+        assert_eq!(response.status(), 200);
+        let refresh_token = response.json_body().await["refresh_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(claims(&refresh_token)["sub"], client_id);
+        refresh_tokens.push(refresh_token);
+    }
+    assert_ne!(refresh_tokens[0], refresh_tokens[1]);
+    let owner = azure.refresh_token_owner();
+    assert_eq!(owner(&refresh_tokens[0]).as_deref(), Some("client-a"));
+    assert_eq!(owner(&refresh_tokens[1]).as_deref(), Some("client-b"));
+    let forged = unsigned_jwt(&serde_json::json!({"sub": "client-a", "exp": unix_now() + 600}));
+    assert_eq!(owner(&forged), None);
+
+    let calls = azure.assertion_calls();
+    let seen: Vec<(&str, &str)> = calls
+        .iter()
+        .map(|c| (c.client_id.as_str(), c.claims["sub"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("client-a", "system:serviceaccount:team-a:puller"),
+            ("client-b", "system:serviceaccount:team-b:puller"),
+        ]
+    );
+    assert_eq!(calls[0].tenant, "tenant-wi");
+    assert_eq!(
+        calls[0].claims["aud"],
+        serde_json::json!(["api://AzureADTokenExchange"])
+    );
+    let recorded = format!("{calls:?}");
+    assert!(!recorded.contains("eyJ"), "no raw assertion is kept: {recorded}");
+}
+
+#[tokio::test]
+async fn an_unfederated_workload_identity_is_refused_like_entra() {
+    regcred_testenv::init_crypto();
+    let azure = Azure::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let http = http_trusting(&azure);
+    azure.deny_client("client-b");
+    let err = workload_identity(&azure, dir.path(), "team-b", "client-b")
+        .get_token(&[ACR_SCOPE], None)
+        .await
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("AADSTS700213"), "{err:?}");
+    workload_identity(&azure, dir.path(), "team-a", "client-a")
+        .get_token(&[ACR_SCOPE], None)
+        .await
+        .expect("other clients are unaffected");
+    let form: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("grant_type", "client_credentials")
+        .append_pair("client_id", "client-b")
+        .append_pair("scope", ACR_SCOPE)
+        .append_pair(
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        )
+        .append_pair(
+            "client_assertion",
+            &service_account_jwt("team-b", "puller", "api://AzureADTokenExchange"),
+        )
+        .finish();
+    let response = http
+        .post(format!("{}tenant-wi/oauth2/v2.0/token", azure.authority_host()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body = response.json_body().await;
+    assert_eq!(body["error"], "invalid_client");
+    let description = body["error_description"].as_str().unwrap();
+    assert!(
+        description.starts_with("AADSTS700213: No matching federated identity record found for presented assertion subject 'system:serviceaccount:team-b:puller'"),
+        "{description}"
+    );
+
+    let calls = azure.assertion_calls();
+    let seen: Vec<(&str, &str)> = calls
+        .iter()
+        .map(|c| (c.client_id.as_str(), c.claims["sub"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("client-b", "system:serviceaccount:team-b:puller"),
+            ("client-a", "system:serviceaccount:team-a:puller"),
+            ("client-b", "system:serviceaccount:team-b:puller"),
+        ],
+        "refused calls are recorded too"
+    );
+    assert_eq!(azure.token_calls(Grant::ClientAssertion), 3);
+    azure.allow_client("client-b");
+    workload_identity(&azure, dir.path(), "team-b", "client-b")
+        .get_token(&[ACR_SCOPE], None)
+        .await
+        .expect("an allowed client gets its token again");
+}
+
 #[tokio::test]
 async fn azure_faults_and_the_sdk_retry_policy() {
     regcred_testenv::init_crypto();
@@ -479,4 +957,84 @@ impl JsonBody for reqwest::Response {
     async fn json_body(self) -> Value {
         serde_json::from_slice(&self.bytes().await.expect("a body")).expect("a JSON body")
     }
+}
+
+// ------------------------------------------------------------------- Registry
+
+/// The registry's answer to pulling `repository:v1` with Basic credentials
+/// through the Bearer token flow: the token server's status, then (if it gave
+/// a token) the manifest's status and `WWW-Authenticate`.
+async fn pull(registry: &Registry, user: &str, password: &str, repository: &str) -> (u16, Option<(u16, String)>) {
+    let ca = reqwest::Certificate::from_pem(registry.ca_pem().as_bytes()).unwrap();
+    let http = reqwest::Client::builder().tls_certs_only([ca]).build().unwrap();
+    let realm = registry.realm().expect("a token server");
+    let token = http
+        .get(format!(
+            "{realm}?service={}&scope=repository:{repository}:pull",
+            registry::SERVICE
+        ))
+        .basic_auth(user, Some(password))
+        .send()
+        .await
+        .unwrap();
+    let status = token.status().as_u16();
+    if status != 200 {
+        return (status, None);
+    }
+    let token = token.json_body().await["token"].as_str().unwrap().to_string();
+    let manifest = http
+        .get(format!("https://{}/v2/{repository}/manifests/v1", registry.host()))
+        .header("accept", "application/vnd.oci.image.manifest.v1+json")
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let challenge = manifest
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, Some((manifest.status().as_u16(), challenge)))
+}
+
+#[tokio::test]
+async fn registry_grants_repositories_by_password_for_one_shared_username() {
+    regcred_testenv::init_crypto();
+    let grants: registry::Grants = Arc::new(|user, password| {
+        let repository = match password {
+            p if p == moto::ecr_password_for_role(TEAM_A_ROLE) => "team-a/app",
+            p if p == moto::ecr_password_for_role(TEAM_B_ROLE) => "team-b/app",
+            _ => return Vec::new(),
+        };
+        if user == "AWS" {
+            vec![repository.to_string()]
+        } else {
+            Vec::new()
+        }
+    });
+    let registry = Registry::start(Auth::Grants { grants })
+        .await
+        .expect("the registry starts");
+    registry.push_image("team-a/app", "v1").await.unwrap();
+    registry.push_image("team-b/app", "v1").await.unwrap();
+    let password_a = moto::ecr_password_for_role(TEAM_A_ROLE);
+    let password_b = moto::ecr_password_for_role(TEAM_B_ROLE);
+
+    let (token, manifest) = pull(&registry, "AWS", &password_a, "team-a/app").await;
+    assert_eq!((token, manifest.map(|m| m.0)), (200, Some(200)));
+    let (token, manifest) = pull(&registry, "AWS", &password_b, "team-b/app").await;
+    assert_eq!((token, manifest.map(|m| m.0)), (200, Some(200)));
+
+    let (token, manifest) = pull(&registry, "AWS", &password_a, "team-b/app").await;
+    assert_eq!(token, 200, "known credentials get a token without the access");
+    let (status, challenge) = manifest.unwrap();
+    assert_eq!(status, 401);
+    assert!(challenge.contains("insufficient_scope"), "{challenge}");
+
+    assert_eq!(
+        pull(&registry, "AWS", "123456789012-auth-token", "team-a/app").await,
+        (401, None)
+    );
+    assert_eq!(pull(&registry, "someone", &password_a, "team-a/app").await, (401, None));
+    assert_eq!(registry.token_requests(), 5);
 }

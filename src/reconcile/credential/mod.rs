@@ -18,7 +18,7 @@ use kube::{Client, ResourceExt};
 use tracing::{info, warn};
 
 pub use self::decide::{Decision, Facts, HeldView, decide};
-pub use self::fingerprint::{Fingerprint, credential_digest};
+pub use self::fingerprint::{Fingerprint, credential_digest, unit_interval};
 use super::build;
 use super::cond::Cond;
 use super::events::Note;

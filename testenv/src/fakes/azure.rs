@@ -16,6 +16,16 @@
 //! with headers `x-identity-header: <IDENTITY_HEADER>` and `metadata: true`;
 //! it expects `{access_token, expires_on, token_type, resource}` where
 //! `expires_on` is Unix seconds *as a string*.
+//!
+//! Per-identity answers: an access token carries the client id as `appid`,
+//! and the ACR refresh token it is exchanged for carries it as `sub`, so two
+//! clients (two tenants' workload identities) get different refresh tokens,
+//! that is different registry passwords; [`Azure::refresh_token_owner`] tells
+//! a registry whose a refresh token is. Every `client_assertion` request is
+//! recorded with the assertion's claims (never the assertion), and
+//! [`Azure::deny_client`] refuses a client as Entra ID refuses an assertion
+//! no federated identity credential matches (400 `invalid_client`,
+//! AADSTS700213).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,7 +38,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use http::{HeaderMap, StatusCode};
 
-use super::{Fault, Server, Switchboard, form, unix_now, unsigned_jwt};
+use super::{Fault, Server, Switchboard, form, jwt_claims, unix_now, unsigned_jwt};
 use crate::pki::TestCa;
 
 /// The lifetime of an access token from Entra ID or managed identity.
@@ -86,6 +96,17 @@ pub struct TokenRequest {
     pub grant: Grant,
 }
 
+/// One `client_assertion` request to the Entra ID token endpoint, as
+/// received (faulted and refused ones included).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AssertionCall {
+    pub tenant: String,
+    pub client_id: String,
+    /// The assertion's claims (`sub`, `aud`, `iss`, ...), unverified; `Null`
+    /// if it is not a JWT.
+    pub claims: serde_json::Value,
+}
+
 /// The last request the managed-identity endpoint answered.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ManagedIdentityRequest {
@@ -119,6 +140,10 @@ struct AzureState {
     last_token: Option<TokenRequest>,
     last_managed_identity: Option<ManagedIdentityRequest>,
     last_exchange: Option<ExchangeRequest>,
+    assertion_calls: Vec<AssertionCall>,
+    denied_clients: HashSet<String>,
+    /// Refresh tokens issued: token → client id.
+    refresh_tokens: HashMap<String, String>,
 }
 
 type Shared = (Switchboard, Arc<Mutex<AzureState>>);
@@ -143,6 +168,9 @@ impl Azure {
             last_token: None,
             last_managed_identity: None,
             last_exchange: None,
+            assertion_calls: Vec::new(),
+            denied_clients: HashSet::new(),
+            refresh_tokens: HashMap::new(),
         }));
         let app = Router::new()
             .route("/{tenant}/oauth2/v2.0/token", post(entra_token))
@@ -217,6 +245,35 @@ impl Azure {
         self.board.set_fault(endpoint.key(), fault);
     }
 
+    /// Every `client_assertion` token request received, in order.
+    pub fn assertion_calls(&self) -> Vec<AssertionCall> {
+        lock(&self.state).assertion_calls.clone()
+    }
+
+    /// From now on, a `client_assertion` request for `client_id` answers 400
+    /// `invalid_client` AADSTS700213, as Entra ID does when no federated
+    /// identity credential of the app matches the assertion's subject.
+    pub fn deny_client(&self, client_id: &str) {
+        lock(&self.state).denied_clients.insert(client_id.to_string());
+    }
+
+    /// Lift [`Azure::deny_client`].
+    pub fn allow_client(&self, client_id: &str) {
+        lock(&self.state).denied_clients.remove(client_id);
+    }
+
+    /// For a registry standing in for ACR: the client id a refresh token
+    /// was issued to (by the exchange, from that client's access token), if
+    /// it was issued here and has not expired.
+    pub fn refresh_token_owner(&self) -> impl Fn(&str) -> Option<String> + Send + Sync + 'static {
+        let state = self.state.clone();
+        move |token| {
+            let client = lock(&state).refresh_tokens.get(token).cloned()?;
+            let exp = jwt_claims(token)?["exp"].as_u64()?;
+            (unix_now() < exp).then_some(client)
+        }
+    }
+
     /// The lifetime (`exp - iat`) of the refresh tokens issued from now on;
     /// ACR documents 3 hours but has been seen issuing 75 minutes.
     pub fn set_refresh_token_lifetime(&self, lifetime: Duration) {
@@ -253,6 +310,7 @@ async fn entra_token(State((board, state)): State<Shared>, Path(tenant): Path<St
         None
     };
     let counter = grant.map_or("token:other", Grant::counter);
+    let subject = (grant == Some(Grant::ClientAssertion)).then(|| record_assertion(&state, &tenant, &form));
     if let Some(faulted) = board.enter(counter, Endpoint::Token.key()).await {
         return faulted;
     }
@@ -286,6 +344,16 @@ async fn entra_token(State((board, state)): State<Shared>, Path(tenant): Path<St
         );
     }
     let mut state = lock(&state);
+    if let Some(subject) = subject
+        && state.denied_clients.contains(client_id)
+    {
+        let description = format!(
+            "AADSTS700213: No matching federated identity record found for presented assertion subject \
+             '{subject}'. Please check your federated identity credential Subject, Audience and Issuer against the \
+             presented assertion."
+        );
+        return aad_error(StatusCode::BAD_REQUEST, "invalid_client", &description);
+    }
     let audience = scope.strip_suffix("/.default").unwrap_or(scope);
     let access_token = state.issue_access_token(audience, &tenant, client_id);
     state.last_token = Some(TokenRequest {
@@ -366,29 +434,48 @@ async fn acr_exchange(State((board, state)): State<Shared>, body: Bytes) -> Resp
         return acr_error(StatusCode::BAD_REQUEST, "service is required");
     }
     let mut state = lock(&state);
-    if !state.issued.contains(field("access_token")) {
+    let access_token = field("access_token");
+    if !state.issued.contains(access_token) {
         return acr_error(
             StatusCode::UNAUTHORIZED,
             "the access token was not issued by this tenant",
         );
     }
+    let client_id = jwt_claims(access_token)
+        .and_then(|claims| claims["appid"].as_str().map(String::from))
+        .unwrap_or_default();
     let now = unix_now();
     let refresh_token = unsigned_jwt(&serde_json::json!({
-        "sub": "00000000-0000-0000-0000-000000000000",
+        "sub": client_id,
         "iss": "Azure Container Registry",
         "aud": service,
         "iat": now,
         "nbf": now,
         "exp": now + state.refresh_token_lifetime.as_secs(),
         "grant_type": "refresh_token",
+        "jti": format!("{:x}", state.refresh_tokens.len() + 1),
         "tenant": form.get("tenant"),
         "version": "1.0",
     }));
+    state.refresh_tokens.insert(refresh_token.clone(), client_id);
     state.last_exchange = Some(ExchangeRequest {
         service: service.to_string(),
         tenant: form.get("tenant").cloned(),
     });
     Json(serde_json::json!({"refresh_token": refresh_token})).into_response()
+}
+
+/// Record a `client_assertion` request; returns the assertion's subject.
+fn record_assertion(state: &Mutex<AzureState>, tenant: &str, form: &HashMap<String, String>) -> String {
+    let assertion = form.get("client_assertion").map_or("", String::as_str);
+    let claims = jwt_claims(assertion).unwrap_or_default();
+    let subject = claims["sub"].as_str().unwrap_or_default().to_string();
+    lock(state).assertion_calls.push(AssertionCall {
+        tenant: tenant.to_string(),
+        client_id: form.get("client_id").cloned().unwrap_or_default(),
+        claims,
+    });
+    subject
 }
 
 fn aad_error(status: StatusCode, error: &str, description: &str) -> Response {

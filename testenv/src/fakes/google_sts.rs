@@ -123,7 +123,10 @@ impl GoogleSts {
         let state = Arc::new(Mutex::new(StsState::default()));
         let app = Router::new()
             .route("/v1/token", post(token_exchange))
-            .route("/v1/projects/{project}/serviceAccounts/{call}", post(generate_access_token))
+            .route(
+                "/v1/projects/{project}/serviceAccounts/{call}",
+                post(generate_access_token),
+            )
             .with_state((board.clone(), state.clone()));
         let server = Server::start("google-sts", app, None)?;
         Ok(Self { server, board, state })
@@ -175,11 +178,7 @@ impl GoogleSts {
 
     /// Access tokens issued for `service_account` so far.
     pub fn issued_for(&self, service_account: &str) -> usize {
-        lock(&self.state)
-            .per_account
-            .get(service_account)
-            .copied()
-            .unwrap_or(0)
+        lock(&self.state).per_account.get(service_account).copied().unwrap_or(0)
     }
 
     /// For a registry standing in for Artifact Registry: the GSA an access
@@ -343,8 +342,9 @@ fn parse_seconds(lifetime: &str) -> Option<Duration> {
     (secs > 0.0).then(|| Duration::from_secs_f64(secs))
 }
 
-/// `2026-12-06T13:22:09Z`, as Google writes `expireTime` (whole seconds).
-fn rfc3339(time: SystemTime) -> String {
+/// `2026-12-06T13:22:09Z`: how the fake writes `expireTime` (UTC, whole
+/// seconds, so two such strings compare in time order).
+pub fn rfc3339(time: SystemTime) -> String {
     let secs = time.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let (days, rest) = (secs / 86_400, secs % 86_400);
     // Howard Hinnant's civil_from_days, for days since 1970-01-01.

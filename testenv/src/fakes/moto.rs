@@ -244,7 +244,10 @@ impl WebIdentity {
 
 /// STS's query-protocol error document.
 fn sts_error(status: StatusCode, code: &str, message: &str) -> Response {
-    let request_id = format!("{:032x}", std::time::UNIX_EPOCH.elapsed().unwrap_or_default().as_nanos());
+    let request_id = format!(
+        "{:032x}",
+        std::time::UNIX_EPOCH.elapsed().unwrap_or_default().as_nanos()
+    );
     let body = format!(
         "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
          <Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>\
@@ -327,7 +330,9 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
         _ if parts.status != StatusCode::OK => body,
         Intercept::WebIdentity(role_arn) => {
             if let Some(access_key) = xml_text(&body, "AccessKeyId") {
-                lock(&proxy.web_identity).roles_by_access_key.insert(access_key, role_arn);
+                lock(&proxy.web_identity)
+                    .roles_by_access_key
+                    .insert(access_key, role_arn);
             }
             body
         }
@@ -384,9 +389,10 @@ impl Proxy {
             .await
             .map_err(|e| (StatusCode::BAD_GATEWAY, format!("moto_server unreachable: {e}")).into_response())?;
         let (parts, body) = response.into_parts();
-        let body = body.collect().await.map_err(|e| {
-            (StatusCode::BAD_GATEWAY, format!("reading moto_server's answer: {e}")).into_response()
-        })?;
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| (StatusCode::BAD_GATEWAY, format!("reading moto_server's answer: {e}")).into_response())?;
         Ok((parts, body.to_bytes()))
     }
 }
