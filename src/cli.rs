@@ -101,6 +101,14 @@ pub struct RunArgs {
     #[arg(long, value_delimiter = ',', env = "REGCRED_EXCLUDED_NAMESPACES")]
     pub excluded_namespaces: Vec<String>,
 
+    /// Per-ServiceAccount exchanges (`identity: PerServiceAccount`) per
+    /// second, per provider. Default: 50 for ECR, 20 for Google, 10 for ACR,
+    /// well under each provider's documented quota, which other callers in
+    /// the account share. A provider's throttling answer (and its
+    /// `Retry-After`) pauses that provider's exchanges besides.
+    #[arg(long, env = "REGCRED_IDENTITY_EXCHANGE_RATE", value_parser = positive_rate)]
+    pub identity_exchange_rate: Option<f64>,
+
     /// Serve the Pod admission webhook over HTTPS on this address (e.g.
     /// 0.0.0.0:9443, path /mutate-pods). Unset: no webhook.
     #[arg(long, env = "REGCRED_ADMISSION_ADDR")]
@@ -191,4 +199,11 @@ pub enum KubectlCommand {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+fn positive_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("{text:?} is not a positive number of exchanges per second, e.g. 20")),
+    }
 }

@@ -73,6 +73,7 @@ async fn run(args: RunArgs) -> Result<()> {
     // replica, and a standby that becomes the leader starts warm.
     let watches = controller::start(client.clone(), &config);
     watches.ctx.limit_registry_checks(args.registry_checks);
+    watches.ctx.pace_identity_exchanges(args.identity_exchange_rate);
     let serving = match args.admission_addr {
         Some(addr) => Some(start_admission(&args, addr, &client, &watches, &credentials_namespace).await?),
         None => None,
