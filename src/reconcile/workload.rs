@@ -85,7 +85,25 @@ pub struct Env<'a> {
 /// the backoff survives between reconciles (not restarts: a restarted
 /// operator tries each once more).
 #[derive(Default)]
-pub struct Held(HashMap<String, Attempt>);
+pub struct Held {
+    attempts: HashMap<String, Attempt>,
+    /// Credentials written by this process, until the Secret cache shows
+    /// them: a reconcile that its own writes' watch events start must not
+    /// take a Secret the cache has not caught up with for a missing one.
+    written: HashMap<String, Written>,
+}
+
+/// A credential written for a ServiceAccount (by uid).
+#[derive(Clone)]
+struct Written {
+    identity: String,
+    fingerprint: String,
+    at: Timestamp,
+    kept: Kept,
+}
+
+/// How long a write is believed without the cache showing it.
+const CACHE_LAG: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 struct Attempt {
@@ -122,6 +140,7 @@ struct Item {
 }
 
 /// A ServiceAccount's Secret as the last write left it.
+#[derive(Clone)]
 struct Kept {
     not_after: Option<Timestamp>,
     renew_at: Timestamp,
@@ -138,6 +157,7 @@ pub async fn step(
     let base = build::secret_name(rc);
     let fingerprint = super::credential::Fingerprint::of(rc, None);
     let (targeted, items) = selected(env, rc, mode, &base);
+    forget_stale(env.held, &items, now);
     let mut out = Outcome {
         targeted: targeted.len() as u32,
         ..Default::default()
@@ -150,7 +170,9 @@ pub async fn step(
             out.failed.push(missing(mode, &item.sa));
             continue;
         };
-        match still_good(env, rc, item, identity, fingerprint.as_str(), now) {
+        let good = still_good(env, rc, item, identity, fingerprint.as_str(), now)
+            .or_else(|| just_written(env.held, &item.sa, identity, fingerprint.as_str(), now));
+        match good {
             Some(kept) => {
                 out.counts.valid += 1;
                 out.note_valid(&kept);
@@ -287,6 +309,30 @@ fn still_good(
     })
 }
 
+/// Drop writes the cache has had time to show, and attempts of
+/// ServiceAccounts no longer selected.
+fn forget_stale(held: &std::sync::Mutex<Held>, items: &[Item], now: Timestamp) {
+    let live: std::collections::HashSet<&str> = items.iter().filter_map(|i| i.sa.uid()).collect();
+    let mut held = held.lock().expect("held lock");
+    held.written.retain(|_, w| now < renewal::add(w.at, CACHE_LAG));
+    held.attempts.retain(|uid, _| live.contains(uid.as_str()));
+}
+
+/// What this process wrote for the ServiceAccount within [`CACHE_LAG`],
+/// for this identity and spec.
+fn just_written(
+    held: &std::sync::Mutex<Held>,
+    sa: &KeptServiceAccount,
+    identity: &WorkloadIdentity,
+    fingerprint: &str,
+    now: Timestamp,
+) -> Option<Kept> {
+    let held = held.lock().expect("held lock");
+    let w = held.written.get(sa.uid()?)?;
+    let recent = now < renewal::add(w.at, CACHE_LAG) && w.kept.renew_at > now;
+    (recent && w.identity == identity.name() && w.fingerprint == fingerprint).then(|| w.kept.clone())
+}
+
 /// Exchange and write for every ServiceAccount in `due`, paced; each
 /// one's result.
 async fn exchange_all<'i>(
@@ -328,7 +374,7 @@ async fn one(
     let uid = item.sa.uid().unwrap_or_default().to_string();
     let waiting = {
         let held = env.held.lock().expect("held lock");
-        held.0
+        held.attempts
             .get(&uid)
             .filter(|a| a.identity == identity.name() && a.retry_at > now)
             .map(|a| a.failure.clone())
@@ -338,7 +384,7 @@ async fn one(
         return Err(failure);
     }
     let result = mint_and_write(env, rc, mode, provider, fingerprint, item, identity, now).await;
-    let result = record(env.held, &uid, item, identity, result, now);
+    let result = record(env.held, &uid, item, (identity, fingerprint), result, now);
     if result.is_err() {
         drop_other_identity(env, rc, item, identity).await;
     }
@@ -351,20 +397,27 @@ fn record(
     held: &std::sync::Mutex<Held>,
     uid: &str,
     item: &Item,
-    identity: &WorkloadIdentity,
+    (identity, fingerprint): (&WorkloadIdentity, &str),
     result: Result<Kept, Failure>,
     now: Timestamp,
 ) -> Result<Kept, FailedServiceAccount> {
     let mut held = held.lock().expect("held lock");
     let (reason, message, retry_after) = match result {
         Ok(kept) => {
-            held.0.remove(uid);
+            held.attempts.remove(uid);
+            let written = Written {
+                identity: identity.name(),
+                fingerprint: fingerprint.to_string(),
+                at: now,
+                kept: kept.clone(),
+            };
+            held.written.insert(uid.to_string(), written);
             return Ok(kept);
         }
         Err(e) => e,
     };
     let failures = held
-        .0
+        .attempts
         .get(uid)
         .filter(|a| a.identity == identity.name())
         .map_or(1, |a| a.failures.saturating_add(1));
@@ -377,7 +430,7 @@ fn record(
         identity: Some(identity.name()),
         retry_time: Some(Time(renewal::truncate(retry_at))),
     };
-    held.0.insert(
+    held.attempts.insert(
         uid.to_string(),
         Attempt {
             identity: identity.name(),
