@@ -204,6 +204,8 @@ pub enum LogFormat {
 fn positive_rate(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
-        _ => Err(format!("{text:?} is not a positive number of exchanges per second, e.g. 20")),
+        _ => Err(format!(
+            "{text:?} is not a positive number of exchanges per second, e.g. 20"
+        )),
     }
 }

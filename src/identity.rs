@@ -2,7 +2,7 @@
 //! identity a ServiceAccount names, with the annotation keys of the kubelet
 //! credential-provider plugins (so one annotation serves both), the audience
 //! of the token regcred requests for it, and the name of its own Secret.
-//! Pure: the exchange is in [`crate::providers::workload`], the reconcile
+//! Pure: the exchange is in `providers::workload`, the reconcile
 //! step in `reconcile::workload`.
 
 use crate::api::{Identity, ProviderKind, ProviderSpec, ServiceAccountToken};
@@ -180,7 +180,10 @@ mod tests {
             ..Default::default()
         };
         let mode = PerServiceAccount::of(ProviderSpec::Ecr(&ecr)).unwrap();
-        assert_eq!((mode.audience.as_str(), mode.expiration_seconds), ("sts.amazonaws.com", 600));
+        assert_eq!(
+            (mode.audience.as_str(), mode.expiration_seconds),
+            ("sts.amazonaws.com", 600)
+        );
         let role = "arn:aws:iam::111111111111:role/team-a";
         let found = mode.identity(|k| (k == AWS_ROLE_ANNOTATION).then_some(role));
         assert_eq!(found, Some(WorkloadIdentity::Aws { role_arn: role.into() }));

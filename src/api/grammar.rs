@@ -183,10 +183,8 @@ pub(super) fn per_service_account_needs_provider() -> Rule {
 }
 
 pub(super) fn token_only_per_service_account() -> Rule {
-    Rule::new(
-        "!has(self.serviceAccountToken) || (has(self.identity) && self.identity == 'PerServiceAccount')",
-    )
-    .message("serviceAccountToken applies only with identity PerServiceAccount")
+    Rule::new("!has(self.serviceAccountToken) || (has(self.identity) && self.identity == 'PerServiceAccount')")
+        .message("serviceAccountToken applies only with identity PerServiceAccount")
 }
 
 pub(super) fn workload_identity_provider() -> Rule {

@@ -119,7 +119,10 @@ mod tests {
         }
         let took = start.elapsed();
         // The burst is free; 20 more at 10/s take 2 s.
-        assert!(took >= Duration::from_millis(1900) && took <= Duration::from_millis(2100), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(1900) && took <= Duration::from_millis(2100),
+            "{took:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -102,29 +102,50 @@ pub fn compose_identities(
     let first = |pick: &dyn Fn(&str) -> bool| out.failed.iter().find(|f| pick(&f.reason));
     let exchange_failed = first(&|r| r != reason::IDENTITY_MISSING && r != reason::SERVICE_ACCOUNT_PATCH_FAILED);
     let described = |f: &crate::api::FailedServiceAccount, n: usize| {
-        let more = if n > 1 { format!(" (and {} more, see status.failedServiceAccounts)", n - 1) } else { String::new() };
+        let more = if n > 1 {
+            format!(" (and {} more, see status.failedServiceAccounts)", n - 1)
+        } else {
+            String::new()
+        };
         format!("{}/{}: {}{more}", f.namespace, f.name, f.message)
     };
     let issued = match exchange_failed {
         Some(f) => Cond::new("False", &f.reason, described(f, counts.failed as usize)),
-        None if counts.selected == 0 => Cond::new("Unknown", reason::PENDING, "No selected ServiceAccount to mint for."),
+        None if counts.selected == 0 => {
+            Cond::new("Unknown", reason::PENDING, "No selected ServiceAccount to mint for.")
+        }
         None => Cond::new(
             "True",
             reason::ISSUED,
-            format!("Every ServiceAccount that names an identity holds its own credential ({} of {}).", counts.valid, counts.selected),
+            format!(
+                "Every ServiceAccount that names an identity holds its own credential ({} of {}).",
+                counts.valid, counts.selected
+            ),
         ),
     };
     let synced = match out.failed.first() {
-        _ if out.targeted == 0 => Cond::new("True", reason::NO_NAMESPACES, "No namespace matches spec.target.namespaces."),
+        _ if out.targeted == 0 => Cond::new(
+            "True",
+            reason::NO_NAMESPACES,
+            "No namespace matches spec.target.namespaces.",
+        ),
         Some(f) => Cond::new(
             "False",
             &f.reason,
-            format!("{}/{} ServiceAccounts hold a valid credential; {}", counts.valid, counts.selected, described(f, out.failed.len())),
+            format!(
+                "{}/{} ServiceAccounts hold a valid credential; {}",
+                counts.valid,
+                counts.selected,
+                described(f, out.failed.len())
+            ),
         ),
         None => Cond::new(
             "True",
             reason::SYNCED,
-            format!("All {} selected ServiceAccounts hold a valid credential of their own identity.", counts.selected),
+            format!(
+                "All {} selected ServiceAccounts hold a valid credential of their own identity.",
+                counts.selected
+            ),
         ),
     };
     let pull_auth = Cond::new(
@@ -568,5 +589,68 @@ mod tests {
         assert_eq!(listed[0].namespace, "ns-00");
         let c = synced_condition(30, 0, &listed, 0);
         assert!(c.message.contains("and 19 more"), "{}", c.message);
+    }
+
+    fn sa_failure(ns: &str, reason_: &str) -> crate::api::FailedServiceAccount {
+        crate::api::FailedServiceAccount {
+            namespace: ns.into(),
+            name: "default".into(),
+            reason: reason_.into(),
+            message: format!("{reason_} in {ns}"),
+            identity: None,
+            retry_time: None,
+        }
+    }
+
+    /// Per ServiceAccount: a missing annotation fails Synced but not
+    /// Issued; a refused identity fails both; the summary counts
+    /// ServiceAccounts, and the shared pull-auth check is not claimed.
+    #[test]
+    fn per_service_account_status_names_what_each_service_account_lacks() {
+        let rc = super::super::fixtures::rc();
+        let now: Timestamp = "2026-12-06T12:00:00Z".parse().unwrap();
+        let mut out = crate::reconcile::workload::Outcome {
+            targeted: 3,
+            synced: 1,
+            counts: crate::api::IdentityCounts {
+                selected: 3,
+                valid: 1,
+                without_identity: 1,
+                failed: 0,
+            },
+            failed: vec![sa_failure("b", reason::IDENTITY_MISSING)],
+            ..Default::default()
+        };
+        let s = compose_identities(&rc, ProviderKind::Ecr, &Default::default(), &out, now);
+        let cond = |t: &str| s.conditions.iter().find(|c| c.type_ == t).unwrap().clone();
+        assert_eq!(s.summary.as_deref(), Some("1/3 SA"));
+        assert_eq!(cond("Issued").status, "True");
+        assert_eq!(
+            (cond("Synced").status.as_str(), cond("Synced").reason.as_str()),
+            ("False", "IdentityMissing")
+        );
+        assert_eq!(cond("PullAuthHealthy").reason, "NotChecked");
+        assert_eq!(cond("Ready").status, "False");
+
+        out.counts.failed = 1;
+        out.failed.push(sa_failure("c", reason::IDENTITY_REFUSED));
+        let s2 = compose_identities(&rc, ProviderKind::Ecr, &s, &out, now);
+        let issued = s2.conditions.iter().find(|c| c.type_ == "Issued").unwrap();
+        assert_eq!(
+            (issued.status.as_str(), issued.reason.as_str()),
+            ("False", "IdentityRefused")
+        );
+        assert!(issued.message.contains("c/default"), "{}", issued.message);
+        assert_eq!(s2.failed_service_accounts.len(), 2);
+        let events = identity_transitions(&s, &s2);
+        assert_eq!(
+            events.len(),
+            1,
+            "one Warning for the newly refused ServiceAccount, none for the missing annotation"
+        );
+        assert!(
+            identity_transitions(&s2, &s2).is_empty(),
+            "no repeat while it stays refused"
+        );
     }
 }

@@ -200,7 +200,8 @@ pub async fn step(
     }
     out.synced = synced_namespaces(&targeted, &out.failed);
     clean(env, rc, &items, &mut out).await;
-    out.failed.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    out.failed
+        .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     out
 }
 
@@ -370,7 +371,10 @@ async fn one(
     item: &Item,
     now: Timestamp,
 ) -> Result<Kept, FailedServiceAccount> {
-    let identity = item.identity.as_ref().expect("only ServiceAccounts with an identity are due");
+    let identity = item
+        .identity
+        .as_ref()
+        .expect("only ServiceAccounts with an identity are due");
     let uid = item.sa.uid().unwrap_or_default().to_string();
     let waiting = {
         let held = env.held.lock().expect("held lock");
@@ -488,7 +492,10 @@ async fn mint_and_write(
             (build::NOT_AFTER_ANNOTATION, not_after_annotation(schedule.not_after)),
             (RENEW_AT_ANNOTATION, not_after_annotation(schedule.renew_at)),
             (SERVICE_ACCOUNT_ANNOTATION, item.sa.name.to_string()),
-            (SERVICE_ACCOUNT_UID_ANNOTATION, item.sa.uid().unwrap_or_default().to_string()),
+            (
+                SERVICE_ACCOUNT_UID_ANNOTATION,
+                item.sa.uid().unwrap_or_default().to_string(),
+            ),
             (IDENTITY_ANNOTATION, identity.name()),
             (DATA_DIGEST_ANNOTATION, build::data_digest(&json)),
             (REGISTRIES_ANNOTATION, credential.registries().join(",")),

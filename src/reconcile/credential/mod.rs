@@ -523,6 +523,7 @@ mod tests {
                     gcr: Some(GcrProvider {
                         registries: vec!["us-docker.pkg.dev".into(), "gcr.io".into()],
                         auth: None,
+                        ..Default::default()
                     }),
                     ..Default::default()
                 },
