@@ -76,6 +76,8 @@ fn full_status() -> RegistryCredentialStatus {
             message: "Secret ci/regcred-ecr exists and was not created by regcred; delete it or set existingSecretPolicy: Adopt".into(),
         }],
         service_accounts: ServiceAccountCounts { patched: 22, failed: 0 },
+        identities: None,
+        failed_service_accounts: Vec::new(),
         summary: Some("11/12".into()),
         pull_auth: Some(PullAuth {
             result: PullAuthResult::Healthy,

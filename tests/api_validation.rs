@@ -255,6 +255,79 @@ fn invalid_cases() -> Vec<Invalid> {
             "spec.provider.static.registry",
             "must be a registry host without scheme or path",
         ),
+        // identity: PerServiceAccount.
+        invalid(
+            "PerServiceAccount ECR with auth",
+            set(
+                set(ecr(), "/provider/ecr/identity", json!("PerServiceAccount")),
+                "/provider/ecr/auth",
+                json!({ "secretRef": { "name": "aws-creds" } }),
+            ),
+            "spec.provider.ecr",
+            "auth does not apply with identity PerServiceAccount",
+        ),
+        invalid(
+            "PerServiceAccount ECR with assumeRole",
+            set(
+                set(ecr(), "/provider/ecr/identity", json!("PerServiceAccount")),
+                "/provider/ecr/assumeRole",
+                json!({ "roleArn": "arn:aws:iam::210987654321:role/ecr-pull" }),
+            ),
+            "spec.provider.ecr",
+            "assumeRole does not apply with identity PerServiceAccount",
+        ),
+        invalid(
+            "PerServiceAccount GCR without workloadIdentityProvider",
+            set(gcr(), "/provider/gcr/identity", json!("PerServiceAccount")),
+            "spec.provider.gcr",
+            "identity PerServiceAccount needs workloadIdentityProvider",
+        ),
+        invalid(
+            "workloadIdentityProvider not a pool provider",
+            set(
+                set(gcr(), "/provider/gcr/identity", json!("PerServiceAccount")),
+                "/provider/gcr/workloadIdentityProvider",
+                json!("projects/123/locations/global/workloadIdentityPools/pool/providers/cluster"),
+            ),
+            "spec.provider.gcr.workloadIdentityProvider",
+            "must be a workload identity pool provider",
+        ),
+        invalid(
+            "PerServiceAccount ACR with auth",
+            set(
+                set(acr(), "/provider/acr/identity", json!("PerServiceAccount")),
+                "/provider/acr/auth",
+                json!({ "workloadIdentity": {} }),
+            ),
+            "spec.provider.acr",
+            "auth does not apply with identity PerServiceAccount",
+        ),
+        invalid(
+            "serviceAccountToken in Shared mode",
+            set(
+                ecr(),
+                "/provider/ecr/serviceAccountToken",
+                json!({ "expirationSeconds": 600 }),
+            ),
+            "spec.provider.ecr",
+            "serviceAccountToken applies only with identity PerServiceAccount",
+        ),
+        invalid(
+            "serviceAccountToken of 100 seconds",
+            set(
+                set(ecr(), "/provider/ecr/identity", json!("PerServiceAccount")),
+                "/provider/ecr/serviceAccountToken",
+                json!({ "expirationSeconds": 100 }),
+            ),
+            "spec.provider.ecr.serviceAccountToken.expirationSeconds",
+            "should be greater than or equal to 600",
+        ),
+        invalid(
+            "unknown identity",
+            set(ecr(), "/provider/ecr/identity", json!("PerNamespace")),
+            "spec.provider.ecr.identity",
+            "supported values: \"Shared\", \"PerServiceAccount\"",
+        ),
         // ACR.
         invalid(
             "ACR registry that is not an ACR login server",
@@ -631,6 +704,36 @@ fn valid_cases() -> Vec<(&'static str, Value)> {
             set(ecr(), "/healthCheck", json!({ "mode": "Disabled" })),
         ),
         ("Adopt", set(ecr(), "/target/existingSecretPolicy", json!("Adopt"))),
+        (
+            "PerServiceAccount ECR with token settings",
+            set(
+                set(ecr(), "/provider/ecr/identity", json!("PerServiceAccount")),
+                "/provider/ecr/serviceAccountToken",
+                json!({ "audience": "sts.amazonaws.com", "expirationSeconds": 3600 }),
+            ),
+        ),
+        (
+            "PerServiceAccount GCR",
+            set(
+                set(gcr(), "/provider/gcr/identity", json!("PerServiceAccount")),
+                "/provider/gcr/workloadIdentityProvider",
+                json!(
+                    "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/pool/providers/cluster"
+                ),
+            ),
+        ),
+        (
+            "PerServiceAccount ACR",
+            set(acr(), "/provider/acr/identity", json!("PerServiceAccount")),
+        ),
+        (
+            "explicit Shared with auth",
+            set(
+                set(ecr(), "/provider/ecr/identity", json!("Shared")),
+                "/provider/ecr/auth",
+                json!({ "secretRef": { "name": "aws-creds" } }),
+            ),
+        ),
     ]
 }
 

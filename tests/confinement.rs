@@ -449,3 +449,68 @@ async fn regcreds_token_changes_only_the_ca_bundle_of_its_webhook() {
         &["only the caBundle of its MutatingWebhookConfiguration regcred"],
     );
 }
+
+/// ServiceAccount tokens (`identity: PerServiceAccount`): regcred may ask
+/// for one only for a cloud audience (confinement.tokenAudiences or a
+/// Google pool), for at most an hour, outside the excluded namespaces;
+/// never for the API server, whose token would let it act as that
+/// ServiceAccount in the cluster.
+#[tokio::test]
+async fn regcreds_token_requests_only_cloud_audience_tokens() {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    let (_cp, admin, regcred) = confined_plane().await;
+    create_service_account(&admin, "kube-system", "default", &[]).await;
+    let request = |audiences: &[&str], seconds: i64| TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: audiences.iter().map(|a| a.to_string()).collect(),
+            expiration_seconds: Some(seconds),
+            bound_object_ref: None,
+        },
+        ..Default::default()
+    };
+    let pp = PostParams::default();
+    let team: Api<ServiceAccount> = Api::namespaced(regcred.clone(), TEAM);
+    for audience in [
+        "sts.amazonaws.com",
+        "api://AzureADTokenExchange",
+        "https://iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/pool/providers/cluster",
+    ] {
+        let answer = assert_allowed(
+            audience,
+            team.create_token_request("default", &pp, &request(&[audience], 600)).await,
+        );
+        let token = answer.status.expect("a token").token;
+        assert!(!token.is_empty(), "{audience}: an empty token");
+    }
+    assert_denied(
+        "a token for the API server",
+        team.create_token_request("default", &pp, &request(&["https://kubernetes.default.svc.cluster.local"], 600))
+            .await,
+        &["only for one cloud audience", "default"],
+    );
+    assert_denied(
+        "a token with the API server's default audience (none named)",
+        team.create_token_request("default", &pp, &request(&[], 600)).await,
+        &["only for one cloud audience"],
+    );
+    assert_denied(
+        "two audiences",
+        team.create_token_request("default", &pp, &request(&["sts.amazonaws.com", "kubernetes"], 600))
+            .await,
+        &["only for one cloud audience"],
+    );
+    assert_denied(
+        "a day-long token",
+        team.create_token_request("default", &pp, &request(&["sts.amazonaws.com"], 86_400))
+            .await,
+        &["at most 3600 seconds"],
+    );
+    let system: Api<ServiceAccount> = Api::namespaced(regcred.clone(), "kube-system");
+    assert_denied(
+        "a token in kube-system",
+        system
+            .create_token_request("default", &pp, &request(&["sts.amazonaws.com"], 600))
+            .await,
+        &["may not request ServiceAccount tokens in namespace kube-system"],
+    );
+}

@@ -1676,3 +1676,125 @@ async fn a_cached_image_the_pods_credentials_did_not_pull_is_not_present_under_n
     operator_says(&s, "dx-unpulled", "app", "ImageNotPresent/PullPolicyNever").await;
     s.report();
 }
+
+/// `identity: PerServiceAccount` (GCR, against the Google STS fake): a pod
+/// whose ServiceAccount names no Google service account is
+/// `CredentialMissing/IdentityMissing` with the annotation to add, and one
+/// whose Google service account the fake refuses is
+/// `CredentialRejected/Refused` naming it and what must trust whom. Both
+/// pulls are the kubelet's own, without a credential: regcred wrote none.
+#[tokio::test]
+async fn per_service_account_pulls_name_the_missing_annotation_and_the_refused_identity() {
+    use regcred_testenv::fakes::google_sts::GoogleSts;
+    const HOST: &str = "psa.gar.regcred.test";
+    const NS: &str = "dx-identity";
+    const REFUSED: &str = "refused@proj.iam.gserviceaccount.com";
+    const PROVIDER: &str = "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/k";
+    let s = Scene::new("per_service_account").await;
+    let sts = GoogleSts::start().await.expect("Google STS fake");
+    sts.deny_service_account(REFUSED);
+    let owner = sts.token_owner();
+    let registry = Registry::start(Auth::Verified {
+        verify: Arc::new(move |user, password| user == "oauth2accesstoken" && owner(password).is_some()),
+        repositories: vec!["team/app".into()],
+    })
+    .await
+    .expect("registry accepting only the fake's Google tokens");
+    app_image(&registry, "team/app").await;
+    s.bed.node.route_registry(HOST, &registry).unwrap();
+    namespace_with_default_sa(&s.client, NS, &[]).await;
+    let builder: k8s_openapi::api::core::v1::ServiceAccount = serde_json::from_value(json!({
+        "metadata": {"name": "builder", "namespace": NS,
+                     "annotations": {"iam.gke.io/gcp-service-account": REFUSED}},
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(s.client.clone(), NS)
+        .create(&PostParams::default(), &builder)
+        .await
+        .expect("ServiceAccount builder");
+    let provider = json!({"gcr": {
+        "registries": [HOST],
+        "identity": "PerServiceAccount",
+        "workloadIdentityProvider": PROVIDER,
+        "stsEndpointUrl": sts.url(),
+        "iamCredentialsEndpointUrl": sts.url(),
+    }});
+    let spec = json!({
+        "provider": provider,
+        "target": {"namespaces": {"names": [NS]}, "serviceAccounts": {"names": ["default", "builder"]}},
+        "healthCheck": {"mode": "Disabled"},
+    });
+    apply_rc(&s.client, registry_credential(NS, spec)).await;
+    let rcs = Api::<regcred::api::RegistryCredential>::all(s.client.clone());
+    let failed = eventually(
+        POD_TIMEOUT,
+        "both ServiceAccounts in status.failedServiceAccounts",
+        || async {
+            let failed = rcs.get(NS).await.ok()?.status?.failed_service_accounts;
+            let reason = |sa: &str| failed.iter().find(|f| f.name == sa).map(|f| f.reason.clone());
+            (reason("default")? == "IdentityMissing" && reason("builder")? == "IdentityRefused").then_some(failed)
+        },
+    )
+    .await;
+    eprintln!("{}: status.failedServiceAccounts {failed:#?}", s.name);
+
+    for (pod, sa) in [("plain", "default"), ("builder", "builder")] {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": pod, "namespace": NS},
+            "spec": {
+                "nodeName": s.node().name(),
+                "hostNetwork": true,
+                "dnsPolicy": "Default",
+                "serviceAccountName": sa,
+                "automountServiceAccountToken": false,
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{"name": "app", "image": format!("{HOST}/team/app:1"), "imagePullPolicy": "Always"}],
+            },
+        }))
+        .unwrap();
+        Api::<Pod>::namespaced(s.client.clone(), NS)
+            .create(&PostParams::default(), &pod)
+            .await
+            .expect("pod created");
+    }
+    s.wait_pull_failed(NS, "plain").await;
+    s.wait_pull_failed(NS, "builder").await;
+
+    let all = diagnoses(&s, NS, None).await;
+    let plain = of(&all, "plain");
+    assert_cause(plain, "CredentialMissing", Some("IdentityMissing"));
+    let fix = plain["fix"].as_str().unwrap();
+    assert!(
+        fix.starts_with(&format!(
+            "annotate ServiceAccount {NS}/default with iam.gke.io/gcp-service-account=<Google service account email>"
+        )) && fix.contains("Secret dx-identity-default"),
+        "{plain:#}"
+    );
+    assert!(
+        evidence(plain, "annotation iam.gke.io/gcp-service-account").starts_with("absent"),
+        "{plain:#}"
+    );
+    let refused = of(&all, "builder");
+    assert_cause(refused, "CredentialRejected", Some("Refused"));
+    let message = refused["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("Google service account {REFUSED}")),
+        "{refused:#}"
+    );
+    let fix = refused["fix"].as_str().unwrap();
+    assert!(
+        fix.contains("roles/iam.workloadIdentityUser")
+            && fix.contains(&format!(
+                "principal://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/subject/\
+                 system:serviceaccount:{NS}:builder"
+            )),
+        "{refused:#}"
+    );
+    assert!(
+        evidence(refused, "status.failedServiceAccounts").starts_with("IdentityRefused"),
+        "{refused:#}"
+    );
+    operator_says(&s, NS, "plain", "CredentialMissing/IdentityMissing").await;
+    operator_says(&s, NS, "builder", "CredentialRejected/Refused").await;
+    s.report();
+}

@@ -316,7 +316,12 @@ mod tests {
         let mut meta = regcred_meta(name, &[]);
         meta.namespace = Some("team-a".into());
         meta.uid = Some(format!("uid-{name}"));
-        meta.annotations = Some(annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+        meta.annotations = Some(
+            annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
         KeptServiceAccount::keep(&k8s_openapi::api::core::v1::ServiceAccount {
             metadata: meta,
             ..Default::default()
@@ -327,7 +332,13 @@ mod tests {
     fn per_service_account_mode_names_each_service_accounts_own_secret_or_nothing() {
         use crate::api::{AcrProvider, EcrProvider, Identity, ProviderSpec};
         use crate::identity::{AWS_ROLE_ANNOTATION, AZURE_CLIENT_ID_ANNOTATION};
-        let everywhere = target(NamespaceSelection::default(), ServiceAccountSelection::default());
+        let everywhere = target(
+            NamespaceSelection::default(),
+            ServiceAccountSelection {
+                names: vec!["*".into()],
+                selector: None,
+            },
+        );
         let ecr = EcrProvider {
             identity: Identity::PerServiceAccount,
             ..Default::default()

@@ -377,7 +377,10 @@ impl Admission {
 }
 
 /// A RegistryCredential whose Secrets hold a credential: status vouches for
-/// one. Before that, the fan-out links nothing, and neither does admission.
+/// one. Before that, the fan-out links nothing, and neither does admission
+/// (except in `identity: PerServiceAccount` mode, which has no shared
+/// credential: there each ServiceAccount's own Secret is named as soon as
+/// it names its identity).
 fn issued(rc: &RegistryCredential) -> bool {
     rc.status.as_ref().is_some_and(|s| s.credential_digest.is_some())
 }

@@ -1657,7 +1657,8 @@ mod tests {
         let d = decide(f.clone());
         assert_eq!(d.label(), "CredentialMissing/IdentityMissing");
         assert!(
-            d.message.contains("ServiceAccount team/builder has no eks.amazonaws.com/ecr-role-arn annotation"),
+            d.message
+                .contains("ServiceAccount team/builder has no eks.amazonaws.com/ecr-role-arn annotation"),
             "{}",
             d.message
         );
@@ -1681,7 +1682,8 @@ mod tests {
         id.annotation = crate::identity::GOOGLE_SERVICE_ACCOUNT_ANNOTATION.into();
         let d = decide(f);
         assert!(
-            d.fix.contains("iam.gke.io/gcp-service-account=<name>@<project>.iam.gserviceaccount.com"),
+            d.fix
+                .contains("iam.gke.io/gcp-service-account=<name>@<project>.iam.gserviceaccount.com"),
             "{}",
             d.fix
         );
@@ -1697,13 +1699,15 @@ mod tests {
         let d = decide(f.clone());
         assert_eq!(d.label(), "CredentialRejected/Refused");
         assert!(
-            d.message.contains(&format!("the cloud refused role {ROLE} to ServiceAccount team/builder"))
+            d.message
+                .contains(&format!("the cloud refused role {ROLE} to ServiceAccount team/builder"))
                 && d.message.contains(said),
             "{}",
             d.message
         );
         assert!(
-            d.fix.contains("trust policy of role arn:aws:iam::111111111111:role/team-a")
+            d.fix
+                .contains("trust policy of role arn:aws:iam::111111111111:role/team-a")
                 && d.fix.contains("sub = system:serviceaccount:team:builder")
                 && d.fix.contains("aud = sts.amazonaws.com"),
             "{}",
@@ -1714,10 +1718,16 @@ mod tests {
         let mut google = f.clone();
         let id = identity(&mut google);
         id.kind = ProviderKind::Gcr;
-        id.audience = "https://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/k".into();
+        id.audience =
+            "https://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/k".into();
         id.failure.as_mut().unwrap().identity = Some("puller@proj.iam.gserviceaccount.com".into());
         let d = decide(google);
-        assert!(d.message.contains("Google service account puller@proj.iam.gserviceaccount.com"), "{}", d.message);
+        assert!(
+            d.message
+                .contains("Google service account puller@proj.iam.gserviceaccount.com"),
+            "{}",
+            d.message
+        );
         assert!(
             d.fix.contains("roles/iam.workloadIdentityUser")
                 && d.fix.contains(
@@ -1777,7 +1787,12 @@ mod tests {
         identity(&mut f).failure = failed("TokenRequestFailed", "serviceaccounts/token: forbidden");
         let d = decide(f);
         assert_eq!(d.label(), "CredentialExpired");
-        assert!(d.message.contains("TokenRequestFailed: serviceaccounts/token: forbidden"), "{}", d.message);
+        assert!(
+            d.message
+                .contains("TokenRequestFailed: serviceaccounts/token: forbidden"),
+            "{}",
+            d.message
+        );
         assert!(d.fix.contains("may create serviceaccounts/token"), "{}", d.fix);
         // The exchange failed after a re-annotation: the Secret is of the old identity.
         let mut f = findings(Hint::Unauthorized);
@@ -1786,7 +1801,8 @@ mod tests {
         let d = decide(f);
         assert_eq!(d.label(), "CredentialRejected/StaleCopy");
         assert!(
-            d.message.contains(&format!("credential of the role {ROLE} it names now"))
+            d.message
+                .contains(&format!("credential of the role {ROLE} it names now"))
                 && d.message.contains("MintFailed: ECR answered 500"),
             "{}",
             d.message
@@ -1841,7 +1857,11 @@ mod tests {
         identity(&mut f).selected = Some(false);
         let d = decide(f);
         assert_eq!(d.label(), "CredentialMissing/ServiceAccountNotLinked");
-        assert!(d.message.contains("does not select ServiceAccount team/builder"), "{}", d.message);
+        assert!(
+            d.message.contains("does not select ServiceAccount team/builder"),
+            "{}",
+            d.message
+        );
     }
 
     /// The rules no test above reaches, one case each.

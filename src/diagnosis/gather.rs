@@ -3,6 +3,8 @@
 //! not make (RBAC) is evidence too, never an error: the diagnosis works with
 //! what it could see.
 
+mod per_service_account;
+
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
@@ -297,7 +299,7 @@ async fn credential_facts(
     evidence: &mut Vec<Evidence>,
 ) -> (CredentialFacts, Option<RegistryAuth>) {
     if let Some(mode) = rc.spec.provider.selected().and_then(PerServiceAccount::of) {
-        return super::identity::credential_facts(client, rc, &mode, pod, namespace, host, evidence).await;
+        return per_service_account::credential_facts(client, rc, &mode, pod, namespace, host, evidence).await;
     }
     let name = rc.name_any();
     let secret_name = secret_name(rc);
@@ -339,7 +341,7 @@ async fn credential_facts(
 }
 
 /// Whether `rc` selects `namespace` (`None`: the namespace could not be read).
-pub(super) async fn namespace_targeted(
+async fn namespace_targeted(
     client: &Client,
     rc: &RegistryCredential,
     namespace: &str,
@@ -462,7 +464,7 @@ fn describe_managed_secret(current: Option<bool>, not_after: Option<Timestamp>) 
 }
 
 /// The credential a managed Secret's data holds for `host`.
-pub(super) fn credential_for_host(secret_name: &str, data: &BTreeMap<String, Vec<u8>>, host: &str) -> Option<RegistryAuth> {
+fn credential_for_host(secret_name: &str, data: &BTreeMap<String, Vec<u8>>, host: &str) -> Option<RegistryAuth> {
     let entries = keyring::entries(secret_name, data).ok()?;
     let image = format!("{host}/x");
     keyring::lookup(&entries, &image).first().map(|e| auth_of(host, e))
@@ -593,7 +595,7 @@ fn auth_of(host: &str, entry: &Entry) -> RegistryAuth {
     }
 }
 
-pub(super) fn secret_data(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
+fn secret_data(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
     secret
         .data
         .iter()

@@ -24,7 +24,6 @@ pub mod cli;
 mod decide;
 mod gather;
 pub mod history;
-mod identity;
 pub mod keyring;
 pub mod pod;
 pub mod reach;

@@ -456,7 +456,7 @@ impl Watch {
     /// on the pod (`ImagePullRepaired`); or say why it did not take effect.
     async fn repair(&self, rc: &RegistryCredential, pod: &Pod, d: &Diagnosis, repair: Repair) -> Result<(), String> {
         let name = rc.name_any();
-        let secret = secret_name(rc);
+        let secret = pods_secret(rc, pod);
         let ns = &d.namespace;
         match repair {
             Repair::Resync => {
@@ -630,9 +630,19 @@ struct Judged {
 }
 
 /// The repair the contract prescribes for `d` under `rc`'s spec, if any.
+/// With `identity: PerServiceAccount`, only recreating a pod: a re-sync and
+/// a mint are of the shared Secret, which that mode does not have, and the
+/// reconcile mints each ServiceAccount's credential at the provider's pace.
 fn own_repair(rc: &RegistryCredential, pod: &Pod, d: &Diagnosis) -> Option<Repair> {
-    let provider = rc.spec.provider.selected().map(|p| p.kind());
-    repair::repair_for(d, provider, rc.spec.target.recreate_pods_missing_link, pod)
+    let provider = rc.spec.provider.selected();
+    let repair = repair::repair_for(
+        d,
+        provider.map(|p| p.kind()),
+        rc.spec.target.recreate_pods_missing_link,
+        pod,
+    )?;
+    let per_service_account = provider.and_then(crate::identity::PerServiceAccount::of).is_some();
+    (!per_service_account || repair == Repair::RecreatePod).then_some(repair)
 }
 
 /// Whether a write of the namespace's Secret (a re-sync, a renewal) is what
@@ -650,6 +660,20 @@ fn secret_write_repairs(d: &Diagnosis) -> bool {
 /// key it (empty when none covers the image).
 fn credential_label(d: &Diagnosis) -> String {
     d.credential.clone().unwrap_or_default()
+}
+
+/// The Secret of `rc` the pod should carry: the shared one, or with
+/// `identity: PerServiceAccount` its ServiceAccount's own.
+fn pods_secret(rc: &RegistryCredential, pod: &Pod) -> String {
+    let per_service_account = rc
+        .spec
+        .provider
+        .selected()
+        .and_then(crate::identity::PerServiceAccount::of);
+    match per_service_account {
+        Some(_) => crate::identity::secret_name(&secret_name(rc), &service_account_of(pod)),
+        None => secret_name(rc),
+    }
 }
 
 fn service_account_of(pod: &Pod) -> String {

@@ -173,7 +173,7 @@ impl ProviderSpec<'_> {
     }
 
     pub async fn mint(&self, input: &MintInput<'_>) -> Result<Credential, MintError> {
-        bounded(self.kind(), async {
+        guarded(self.kind(), async {
             match self {
                 Self::Ecr(p) => p.mint(input).await,
                 Self::Gcr(p) => p.mint(input).await,
@@ -187,7 +187,7 @@ impl ProviderSpec<'_> {
 
 /// What every mint, shared or per ServiceAccount, goes through: a deadline
 /// and the [`check`] of its answer.
-async fn bounded(
+async fn guarded(
     kind: ProviderKind,
     mint: impl Future<Output = Result<Credential, MintError>>,
 ) -> Result<Credential, MintError> {

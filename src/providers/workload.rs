@@ -60,7 +60,7 @@ pub async fn mint_for(
     input: &MintInput<'_>,
 ) -> Result<Credential, MintError> {
     let ex = Exchange::new(identity, token.expose());
-    super::bounded(provider.kind(), async {
+    super::guarded(provider.kind(), async {
         let minted = match (provider, identity) {
             (ProviderSpec::Ecr(p), WorkloadIdentity::Aws { role_arn }) => aws(p, &ex, role_arn, session_name).await,
             (ProviderSpec::Gcr(p), WorkloadIdentity::Google { service_account }) => {
@@ -140,13 +140,20 @@ impl<'a> Exchange<'a> {
     /// A provider's own words, fit for an error: first line, no token, short.
     fn quote(&self, text: &str) -> String {
         let first = text.lines().next().unwrap_or_default();
-        let clean = scrub(&first.replace(self.token, "<token>"));
-        acr::short(&clean)
+        acr::short(&self.hide(first))
+    }
+
+    /// `text` without the token in hand or anything token-shaped.
+    fn hide(&self, text: &str) -> String {
+        if self.token.is_empty() {
+            return scrub(text);
+        }
+        scrub(&text.replace(self.token, "<token>"))
     }
 
     /// The last guard: error texts built from SDK errors pass through here too.
     fn scrub_error(&self, err: MintError) -> MintError {
-        let clean = |m: String| scrub(&m.replace(self.token, "<token>"));
+        let clean = |m: String| self.hide(&m);
         match err {
             MintError::MintFailed(m) => MintError::MintFailed(clean(m)),
             MintError::InvalidProviderResponse(m) => MintError::InvalidProviderResponse(clean(m)),
@@ -165,7 +172,9 @@ fn scrub(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut word = String::new();
     let flush = |word: &mut String, out: &mut String| {
-        if word.len() > MAX_WORD {
+        // A resource name (`//iam.googleapis.com/projects/…` of a principal
+        // to grant) is long but no token starts with `//`.
+        if word.len() > MAX_WORD && !word.starts_with("//") {
             out.push_str("<redacted>");
         } else {
             out.push_str(word);
@@ -510,7 +519,14 @@ fn entra_error(err: &azure_core::Error, ex: &Exchange<'_>) -> MintError {
         error_description: String,
         error_codes: Vec<i64>,
     }
-    let answer: Answer = raw.and_then(|r| r.body().json().ok()).unwrap_or_default();
+    let mut answer: Answer = raw.and_then(|r| r.body().json().ok()).unwrap_or_default();
+    // The description leads with the code too (`AADSTS700213: ...`), for
+    // answers without `error_codes`.
+    let leading: Option<i64> = answer.error_description.strip_prefix("AADSTS").and_then(|rest| {
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    });
+    answer.error_codes.extend(leading);
     let said = ex.quote(&format!("{}: {}", answer.error, answer.error_description));
     if entra_refuses(&answer.error, &answer.error_codes) {
         return ex.refused(format!(
@@ -703,6 +719,8 @@ mod tests {
                 "the words around stay: {text}"
             );
         }
+        let empty = Exchange::new(&identity, "");
+        assert_eq!(empty.quote("AccessDenied: no"), "AccessDenied: no");
         let names = "role arn:aws:iam::111111111111:role/a-role-name-of-sixty-four-characters-is-allowed-by-iam-aaaaa";
         assert_eq!(scrub(names), names, "names are not tokens");
     }
@@ -728,7 +746,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.reason(), "MintFailed");
         assert!(
-            err.to_string().contains("cannot be used with the ecr provider"),
+            err.to_string().contains("cannot be used with the ECR provider"),
             "{err}"
         );
     }
@@ -880,5 +898,73 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.retry_after(), Some(Duration::from_secs(7)), "{err}");
+    }
+
+    /// The Entra exchange end to end against the Azure fake (HTTPS, its own CA).
+    #[tokio::test]
+    async fn entra_assertion_and_acr_exchange_against_the_fake() {
+        use regcred_testenv::fakes::Fault;
+        use regcred_testenv::fakes::azure::{Azure, Endpoint};
+        crate::connect::init_crypto();
+        let azure = Azure::start().await.unwrap();
+        let ca = reqwest::Certificate::from_pem_bundle(azure.ca_pem().as_bytes()).unwrap();
+        let http = reqwest::Client::builder().tls_certs_merge(ca).build().unwrap();
+        let tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+        let acr = AcrProvider {
+            registry: azure.registry_host(),
+            tenant_id: tenant.into(),
+            authority_host: Some(azure.authority_host()),
+            custom_login_server: true,
+            identity: Identity::PerServiceAccount,
+            ..Default::default()
+        };
+        let identity = |client: &str| WorkloadIdentity::Azure {
+            client_id: client.into(),
+            tenant_id: tenant.into(),
+        };
+        let token = Sensitive::new(sa_token(
+            "system:serviceaccount:team-a:builder",
+            "api://AzureADTokenExchange",
+        ));
+        let c = mint_for(ProviderSpec::Acr(&acr), &identity("app-a"), &token, "s", &input(&http))
+            .await
+            .unwrap();
+        assert_eq!(c.registries(), [azure.registry_host()]);
+        assert_eq!(c.auths[0].username, acr::USERNAME);
+        assert_eq!(
+            azure.refresh_token_owner()(c.auths[0].password.expose()).as_deref(),
+            Some("app-a")
+        );
+        let call = &azure.assertion_calls()[0];
+        assert_eq!((call.tenant.as_str(), call.client_id.as_str()), (tenant, "app-a"));
+        assert_eq!(call.claims["sub"], "system:serviceaccount:team-a:builder");
+
+        azure.deny_client("app-b");
+        let err = mint_for(ProviderSpec::Acr(&acr), &identity("app-b"), &token, "s", &input(&http))
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.reason(), "IdentityRefused", "{text}");
+        assert!(
+            text.starts_with(&format!("Entra app app-b in tenant {tenant}: ")),
+            "{text}"
+        );
+        assert!(
+            text.contains("AADSTS700213") && text.contains("system:serviceaccount:team-a:builder"),
+            "{text}"
+        );
+        assert!(!text.contains(token.expose().as_str()), "{text}");
+
+        azure.set_fault(
+            Endpoint::Token,
+            Fault::Status {
+                code: 429,
+                retry_after: Some(9),
+            },
+        );
+        let err = mint_for(ProviderSpec::Acr(&acr), &identity("app-a"), &token, "s", &input(&http))
+            .await
+            .unwrap_err();
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(9)), "{err}");
     }
 }

@@ -99,8 +99,48 @@ pub fn compose_identities(
     now: Timestamp,
 ) -> RegistryCredentialStatus {
     let counts = &out.counts;
-    let first = |pick: &dyn Fn(&str) -> bool| out.failed.iter().find(|f| pick(&f.reason));
-    let exchange_failed = first(&|r| r != reason::IDENTITY_MISSING && r != reason::SERVICE_ACCOUNT_PATCH_FAILED);
+    let (issued, synced) = identity_conditions(out);
+    let pull_auth = Cond::new(
+        "Unknown",
+        reason::NOT_CHECKED,
+        "Each ServiceAccount holds its own credential; the shared pull-auth check does not apply (regcred diagnoses failed pulls per ServiceAccount).",
+    );
+    let ready = ready_condition(&issued, &synced, &pull_auth);
+    RegistryCredentialStatus {
+        observed_generation: rc.metadata.generation,
+        provider: Some(provider),
+        registries: out.registries.iter().cloned().collect(),
+        not_after: out.not_after.map(Time),
+        renewal_time: out.next.map(|t| Time(renewal::truncate(t))),
+        namespaces: NamespaceCounts {
+            targeted: out.targeted,
+            synced: out.synced,
+        },
+        identities: Some(counts.clone()),
+        failed_service_accounts: out.listed(),
+        summary: Some(format!("{}/{} SA", counts.valid, counts.selected)),
+        conditions: conditions(
+            &previous.conditions,
+            rc.metadata.generation,
+            &Time(renewal::truncate(now)),
+            [
+                (conditions::ISSUED, &issued),
+                (conditions::SYNCED, &synced),
+                (conditions::PULL_AUTH_HEALTHY, &pull_auth),
+                (conditions::READY, &ready),
+            ],
+        ),
+        ..Default::default()
+    }
+}
+
+/// `Issued` and `Synced` of `PerServiceAccount` mode.
+fn identity_conditions(out: &super::workload::Outcome) -> (Cond, Cond) {
+    let counts = &out.counts;
+    let exchange_failed = out
+        .failed
+        .iter()
+        .find(|f| f.reason != reason::IDENTITY_MISSING && f.reason != reason::SERVICE_ACCOUNT_PATCH_FAILED);
     let described = |f: &crate::api::FailedServiceAccount, n: usize| {
         let more = if n > 1 {
             format!(" (and {} more, see status.failedServiceAccounts)", n - 1)
@@ -148,38 +188,7 @@ pub fn compose_identities(
             ),
         ),
     };
-    let pull_auth = Cond::new(
-        "Unknown",
-        reason::NOT_CHECKED,
-        "Each ServiceAccount holds its own credential; the shared pull-auth check does not apply (regcred diagnoses failed pulls per ServiceAccount).",
-    );
-    let ready = ready_condition(&issued, &synced, &pull_auth);
-    RegistryCredentialStatus {
-        observed_generation: rc.metadata.generation,
-        provider: Some(provider),
-        registries: out.registries.iter().cloned().collect(),
-        not_after: out.not_after.map(Time),
-        renewal_time: out.next.map(|t| Time(renewal::truncate(t))),
-        namespaces: NamespaceCounts {
-            targeted: out.targeted,
-            synced: out.synced,
-        },
-        identities: Some(counts.clone()),
-        failed_service_accounts: out.listed(),
-        summary: Some(format!("{}/{} SA", counts.valid, counts.selected)),
-        conditions: conditions(
-            &previous.conditions,
-            rc.metadata.generation,
-            &Time(renewal::truncate(now)),
-            [
-                (conditions::ISSUED, &issued),
-                (conditions::SYNCED, &synced),
-                (conditions::PULL_AUTH_HEALTHY, &pull_auth),
-                (conditions::READY, &ready),
-            ],
-        ),
-        ..Default::default()
-    }
+    (issued, synced)
 }
 
 /// A Warning Event for each ServiceAccount that newly failed (not for

@@ -194,7 +194,7 @@ pub async fn step(
             Err(failure) => {
                 out.counts.failed += 1;
                 out.next = earliest(out.next, failure.retry_time.as_ref().map(|t| t.0));
-                out.failed.push(failure);
+                out.failed.push(*failure);
             }
         }
     }
@@ -344,7 +344,7 @@ async fn exchange_all<'i>(
     fingerprint: &str,
     due: &[&'i Item],
     now: Timestamp,
-) -> Vec<(&'i Item, Result<Kept, FailedServiceAccount>)> {
+) -> Vec<(&'i Item, Result<Kept, Box<FailedServiceAccount>>)> {
     // Boxed futures made up front: a closure returning borrowing futures
     // trips the compiler's `Send` check of the reconcile future.
     let exchanges: Vec<_> = due
@@ -370,7 +370,7 @@ async fn one(
     fingerprint: &str,
     item: &Item,
     now: Timestamp,
-) -> Result<Kept, FailedServiceAccount> {
+) -> Result<Kept, Box<FailedServiceAccount>> {
     let identity = item
         .identity
         .as_ref()
@@ -381,7 +381,7 @@ async fn one(
         held.attempts
             .get(&uid)
             .filter(|a| a.identity == identity.name() && a.retry_at > now)
-            .map(|a| a.failure.clone())
+            .map(|a| Box::new(a.failure.clone()))
     };
     if let Some(failure) = waiting {
         drop_other_identity(env, rc, item, identity).await;
@@ -404,7 +404,7 @@ fn record(
     (identity, fingerprint): (&WorkloadIdentity, &str),
     result: Result<Kept, Failure>,
     now: Timestamp,
-) -> Result<Kept, FailedServiceAccount> {
+) -> Result<Kept, Box<FailedServiceAccount>> {
     let mut held = held.lock().expect("held lock");
     let (reason, message, retry_after) = match result {
         Ok(kept) => {
@@ -443,7 +443,7 @@ fn record(
             failure: failure.clone(),
         },
     );
-    Err(failure)
+    Err(Box::new(failure))
 }
 
 type Failure = (String, String, Option<Duration>);

@@ -11,10 +11,10 @@ use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
 use kube::api::Api;
 use kube::{Client, ResourceExt};
 
-use super::Evidence;
-use super::decide::{CredentialFacts, IdentityFacts};
-use super::gather::{credential_for_host, namespace_targeted, not_read, secret_data};
+use super::{credential_for_host, namespace_targeted, not_read, secret_data};
 use crate::api::{FailedServiceAccount, RegistryCredential};
+use crate::diagnosis::Evidence;
+use crate::diagnosis::decide::{CredentialFacts, IdentityFacts};
 use crate::dockerconfig::{self, RegistryAuth};
 use crate::identity::{self, PerServiceAccount, WorkloadIdentity};
 use crate::managed::{self, NOT_AFTER_ANNOTATION, is_managed_by};
@@ -73,7 +73,11 @@ pub(super) async fn credential_facts(
         uid: sa.as_ref().and_then(|sa| sa.as_ref()?.uid()),
     };
     let secret = check_own_secret(client, rc, namespace, &secret_name, &expected, host, evidence).await;
-    let targeted = if secret.managed { targeted.or(Some(true)) } else { targeted };
+    let targeted = if secret.managed {
+        targeted.or(Some(true))
+    } else {
+        targeted
+    };
     let pod_links = spec.image_pull_secrets.iter().flatten().any(|r| r.name == secret_name);
     let facts = CredentialFacts {
         name,
@@ -112,7 +116,12 @@ async fn read_service_account(
         .await
     {
         Ok(Some(sa)) => {
-            let names: Vec<&str> = sa.image_pull_secrets.iter().flatten().map(|r| r.name.as_str()).collect();
+            let names: Vec<&str> = sa
+                .image_pull_secrets
+                .iter()
+                .flatten()
+                .map(|r| r.name.as_str())
+                .collect();
             evidence.push(Evidence::new(check, format!("[{}]", names.join(", "))));
             Some(Some(sa))
         }
@@ -162,7 +171,10 @@ fn failed_entry(
         .find(|e| e.namespace == namespace && e.name == service_account)
         .cloned();
     evidence.push(Evidence::new(
-        format!("status.failedServiceAccounts of {} for {namespace}/{service_account}", rc.name_any()),
+        format!(
+            "status.failedServiceAccounts of {} for {namespace}/{service_account}",
+            rc.name_any()
+        ),
         match &entry {
             None => "not listed".to_string(),
             Some(e) => {
@@ -278,13 +290,22 @@ fn own_current(secret: &Secret, expected: &Expected) -> (Option<bool>, String) {
         None => "without regcred.dev/identity".to_string(),
     };
     let Some(named) = &expected.identity else {
-        return (None, format!("{minted}; the ServiceAccount could not be read to compare"));
+        return (
+            None,
+            format!("{minted}; the ServiceAccount could not be read to compare"),
+        );
     };
     let Some(named) = named else {
-        return (Some(false), format!("{minted}, but the ServiceAccount names no identity now"));
+        return (
+            Some(false),
+            format!("{minted}, but the ServiceAccount names no identity now"),
+        );
     };
     if minted_for != Some(named.name().as_str()) {
-        return (Some(false), format!("{minted}, but the ServiceAccount names {} now", named.name()));
+        return (
+            Some(false),
+            format!("{minted}, but the ServiceAccount names {} now", named.name()),
+        );
     }
     let uid = annotations.get(SERVICE_ACCOUNT_UID_ANNOTATION);
     if expected.uid.is_some() && uid.is_some() && uid != expected.uid.as_ref() {
