@@ -606,3 +606,134 @@ async fn a_node_dropped_by_a_panic_leaves_nothing_behind() {
     assert!(!dir.exists(), "{} left behind", dir.display());
     s.report();
 }
+
+/// `identity: PerServiceAccount`, two tenants on one node: each namespace's
+/// `default` ServiceAccount names its own IAM role (in its own account),
+/// regcred exchanges that ServiceAccount's token for the role's ECR
+/// credential and links the Secret from that ServiceAccount only. The
+/// registry behind both ECR hosts lets each role's password pull its own
+/// team's repository only, as ECR's repository policies would. A pod of each
+/// tenant pulls its team's image through the ServiceAccount link (the
+/// namespaces do not opt in to the bed's admission webhook) and fails to
+/// pull the other team's: the registry refuses the tenant's own credential.
+#[tokio::test]
+async fn per_service_account_tenants_pull_only_their_own_images() {
+    use regcred_testenv::fakes::moto::ecr_password_for_role;
+    const RC: &str = "node-ecr-tenants";
+    const ROLE_A: &str = "arn:aws:iam::111111111111:role/team-a";
+    const ROLE_B: &str = "arn:aws:iam::222222222222:role/team-b";
+    const HOST_A: &str = "111111111111.dkr.ecr.us-east-1.amazonaws.com";
+    const HOST_B: &str = "222222222222.dkr.ecr.us-east-1.amazonaws.com";
+    let s = Scene::new("per_service_account").await;
+    let moto = Moto::start().await.expect("moto");
+    let (password_a, password_b) = (ecr_password_for_role(ROLE_A), ecr_password_for_role(ROLE_B));
+    let grants: regcred_testenv::registry::Grants = Arc::new(move |user, password| match (user, password) {
+        ("AWS", p) if p == password_a => vec!["team-a/app".into()],
+        ("AWS", p) if p == password_b => vec!["team-b/app".into()],
+        _ => Vec::new(),
+    });
+    let registry = Registry::start(Auth::Grants { grants })
+        .await
+        .expect("registry granting each role its own repository");
+    app_image(&registry, "team-a/app").await;
+    app_image(&registry, "team-b/app").await;
+    s.node().route_registry(HOST_A, &registry).unwrap();
+    s.node().route_registry(HOST_B, &registry).unwrap();
+    for (ns, role) in [("tenant-a", ROLE_A), ("tenant-b", ROLE_B)] {
+        create_namespace(&s.client, ns, &[]).await;
+        let mut sa = regcred_testenv::objects::service_account("default", &[]);
+        sa.metadata.annotations = Some([(regcred::identity::AWS_ROLE_ANNOTATION.to_string(), role.to_string())].into());
+        Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(s.client.clone(), ns)
+            .create(&PostParams::default(), &sa)
+            .await
+            .expect("annotated ServiceAccount created");
+    }
+    let provider = json!({"ecr": {
+        "region": "us-east-1",
+        "identity": "PerServiceAccount",
+        "endpointUrl": moto.url(),
+        "stsEndpointUrl": moto.url(),
+    }});
+    let t0 = Instant::now();
+    apply_rc(&s.client, rc(RC, provider, json!({"names": ["tenant-a", "tenant-b"]}))).await;
+    let status = s
+        .wait_status(RC, "status identities valid = 2", |st| {
+            st.identities.as_ref().is_some_and(|i| i.valid == 2)
+        })
+        .await;
+    eprintln!(
+        "BENCH node: per-ServiceAccount credentials for 2 tenants valid {:?} after the RegistryCredential; identities {:?}",
+        t0.elapsed(),
+        status.identities
+    );
+    let calls = moto.web_identity_calls();
+    let mut roles: Vec<&str> = calls.iter().map(|c| c.role_arn.as_str()).collect();
+    roles.sort();
+    assert_eq!(
+        roles,
+        [ROLE_A, ROLE_B],
+        "one exchange per ServiceAccount, each for its own role"
+    );
+    let secret = regcred::identity::secret_name(RC, "default");
+
+    for (ns, own, other, own_host) in [
+        (
+            "tenant-a",
+            format!("{HOST_A}/team-a/app:1"),
+            format!("{HOST_A}/team-b/app:1"),
+            HOST_A,
+        ),
+        (
+            "tenant-b",
+            format!("{HOST_B}/team-b/app:1"),
+            format!("{HOST_B}/team-a/app:1"),
+            HOST_B,
+        ),
+    ] {
+        let sa = s.wait_pull_secrets(ns, "default", &[secret.as_str()]).await;
+        assert_eq!(pull_secret_names(&sa), [secret.as_str()]);
+        let written = s.secrets(ns).get(&secret).await.expect("the tenant's Secret");
+        let hosts: Vec<String> = docker_config(&written)["auths"]
+            .as_object()
+            .expect("auths")
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(hosts, [own_host], "{ns}'s Secret is for its own account's registry");
+
+        let admitted = s.create_pod(ns, "own", &own).await;
+        let named: Vec<String> = admitted
+            .spec
+            .and_then(|p| p.image_pull_secrets)
+            .into_iter()
+            .flatten()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(
+            named,
+            [secret.as_str()],
+            "the ServiceAccount admission copies the tenant's own Secret"
+        );
+        let pulled = Instant::now();
+        s.wait_running(ns, "own").await;
+        eprintln!(
+            "per_service_account: {ns} pulls {own}: Running {:?} after creation",
+            pulled.elapsed()
+        );
+
+        s.create_pod(ns, "other", &other).await;
+        let events = s.wait_pull_failed(ns, "other").await;
+        eprintln!(
+            "per_service_account: {ns} pulling {other}, the kubelet says:\n  {}",
+            events.join("\n  ")
+        );
+        assert!(
+            events
+                .iter()
+                .any(|e| e.starts_with("Failed: ") && e.contains("insufficient_scope")),
+            "the registry accepts {ns}'s own credential but refuses it the other team's repository: {events:#?}"
+        );
+    }
+    assert_eq!(moto.web_identity_calls().len(), 2, "nothing exchanged again");
+    s.report();
+}

@@ -38,9 +38,17 @@ pub struct Config {
     /// once, each with its ServiceAccount and `admission_burst_pods` pods.
     pub admission_burst_namespaces: usize,
     pub admission_burst_pods: usize,
+    /// Per-ServiceAccount identity (part `identity`): namespaces, each with
+    /// one annotated `default` ServiceAccount, and the distinct IAM roles
+    /// (one account each) they name, round robin.
+    pub identity_namespaces: usize,
+    pub identity_roles: usize,
+    /// Appended to the result file's name (after the scale's), e.g. `-identity`.
+    pub results_suffix: String,
     /// Which parts run: `scale` (fan-out, rotation, RSS, CPU, latency, idle,
     /// unrelated Secrets), `admission` (the Pod webhook at each size: on the
-    /// control plane `scale` made, or on one of its own without `scale`) and `multi`.
+    /// control plane `scale` made, or on one of its own without `scale`), `multi`
+    /// and `identity` (per-ServiceAccount identity, src/reconcile/workload.rs).
     pub parts: Vec<String>,
     pub operator: PathBuf,
     pub results_dir: PathBuf,
@@ -89,7 +97,7 @@ impl Config {
              or point REGCRED_BENCH_OPERATOR at one",
             operator.display()
         );
-        let parts = std::env::var("BENCH_PARTS").unwrap_or_else(|_| "scale,admission,multi".into());
+        let parts = std::env::var("BENCH_PARTS").unwrap_or_else(|_| "scale,admission,multi,identity".into());
         Ok(Self {
             sizes,
             latency_samples: env_or("BENCH_LATENCY_SAMPLES", pick(200, 50))?,
@@ -114,6 +122,9 @@ impl Config {
             admission_burst_namespaces: env_or("BENCH_ADMISSION_BURST_NAMESPACES", 50)?,
             admission_burst_pods: env_or("BENCH_ADMISSION_BURST_PODS", 10)?,
             concurrency: 16,
+            identity_namespaces: env_or("BENCH_IDENTITY_NAMESPACES", pick(1_000, 100))?,
+            identity_roles: env_or("BENCH_IDENTITY_ROLES", 10)?,
+            results_suffix: std::env::var("BENCH_RESULTS_SUFFIX").unwrap_or_default(),
             parts: parts.split(',').map(|s| s.trim().to_string()).collect(),
             operator,
             results_dir: std::env::var_os("BENCH_RESULTS_DIR")

@@ -10,6 +10,7 @@ mod admission;
 mod audit;
 mod config;
 mod floor;
+mod identity;
 mod procstat;
 mod report;
 mod scenario;
@@ -38,6 +39,9 @@ by the API server through the chart's MutatingWebhookConfiguration (helm templat
 client sees it, each pod created with the webhook paired with one without (labelled regcred.dev/admission: disabled, which
 the chart's objectSelector skips), one at a time; 'added' is the difference of their percentiles. API requests per pod come
 from regcred_admission_api_requests_total, its own answer time from regcred_admission_duration_seconds.
+Per-ServiceAccount identity (part `identity`, bench/src/identity.rs): moto behind the testenv's counting proxy for STS and ECR,
+exchanges counted there; its floor is a plain client doing per ServiceAccount a TokenRequest, the STS and ECR calls (unsigned)
+in a slot of regcred's default pacing (50/s after a burst of 10), a Secret create and a ServiceAccount patch, 16 at once.
 RSS and CPU come from /proc/<pid>/status VmRSS and /proc/<pid>/stat utime+stime. One control plane per size (etcd with
 --unsafe-no-fsync, API Priority and Fairness off); the machine may be shared, see the load averages above.";
 
@@ -130,6 +134,17 @@ async fn main() -> ExitCode {
             .push(Row::failed("many RCs", "scenario did not finish", first_line(&e)));
         errors.push(format!("multiple RegistryCredentials: {e:#}"));
     }
+    if cfg.parts.iter().any(|p| p == "identity")
+        && let Err(e) = identity::run(&cfg, &mut out).await
+    {
+        eprintln!("bench: per-ServiceAccount identity: {e:#}");
+        out.rows.push(Row::failed(
+            format!("per-SA identity, {} ns", cfg.identity_namespaces),
+            "scenario did not finish",
+            first_line(&e),
+        ));
+        errors.push(format!("per-ServiceAccount identity: {e:#}"));
+    }
     let took = clock.elapsed();
     let finished_at = jiff::Timestamp::now();
 
@@ -185,9 +200,9 @@ async fn main() -> ExitCode {
         "table": table,
     });
     let suffix = if cfg.scale == "full" {
-        String::new()
+        cfg.results_suffix.clone()
     } else {
-        format!("-{}", cfg.scale)
+        format!("-{}{}", cfg.scale, cfg.results_suffix)
     };
     let path = cfg
         .results_dir

@@ -105,7 +105,15 @@ pub fn compose_identities(
         reason::NOT_CHECKED,
         "Each ServiceAccount holds its own credential; the shared pull-auth check does not apply (regcred diagnoses failed pulls per ServiceAccount).",
     );
-    let ready = ready_condition(&issued, &synced, &pull_auth);
+    let ready = if issued.is_true() && synced.is_true() {
+        Cond::new(
+            "True",
+            reason::READY,
+            "Every selected ServiceAccount holds a valid credential of its own identity; the registry's answer to each is seen in its pulls (see pullFailures).",
+        )
+    } else {
+        ready_condition(&issued, &synced, &pull_auth)
+    };
     RegistryCredentialStatus {
         observed_generation: rc.metadata.generation,
         provider: Some(provider),

@@ -176,20 +176,21 @@ pub async fn step(
             Some(kept) => {
                 out.counts.valid += 1;
                 out.note_valid(&kept);
-                link(env, rc, &item.sa, &item.secret, &mut out).await;
+                refresh_metadata(env, rc, item, &mut out).await;
+                out.linked(link(env, rc, &item.sa, &item.secret).await);
             }
             None => due.push(item),
         }
     }
     let minted = exchange_all(env, rc, mode, provider, fingerprint.as_str(), &due, now).await;
-    for (item, result) in minted {
+    for (result, linked) in minted {
+        out.linked(linked);
         match result {
             Ok(kept) => {
                 out.counts.valid += 1;
                 out.exchanges += 1;
                 out.writes += 1;
                 out.note_valid(&kept);
-                link(env, rc, &item.sa, &item.secret, &mut out).await;
             }
             Err(failure) => {
                 out.counts.failed += 1;
@@ -334,8 +335,60 @@ fn just_written(
     (recent && w.identity == identity.name() && w.fingerprint == fingerprint).then(|| w.kept.clone())
 }
 
-/// Exchange and write for every ServiceAccount in `due`, paced; each
-/// one's result.
+/// The annotations regcred writes on a per-ServiceAccount Secret along
+/// with its credential, carried over when only the spec's labels or
+/// annotations change.
+const CREDENTIAL_ANNOTATIONS: [&str; 8] = [
+    build::FINGERPRINT_ANNOTATION,
+    build::NOT_AFTER_ANNOTATION,
+    RENEW_AT_ANNOTATION,
+    SERVICE_ACCOUNT_ANNOTATION,
+    SERVICE_ACCOUNT_UID_ANNOTATION,
+    IDENTITY_ANNOTATION,
+    DATA_DIGEST_ANNOTATION,
+    REGISTRIES_ANNOTATION,
+];
+
+/// A still-valid Secret gets the spec's current `secretLabels` and
+/// `secretAnnotations` (and loses dropped ones) without a new exchange:
+/// its data is left as it is.
+async fn refresh_metadata(env: &Env<'_>, rc: &RegistryCredential, item: &Item, out: &mut Outcome) {
+    let Some(kept) = env.managed_secrets.get(Some(&item.sa.namespace), &item.secret) else {
+        return;
+    };
+    let existing = kept.object();
+    let carried: Vec<(&str, String)> = CREDENTIAL_ANNOTATIONS
+        .iter()
+        .filter_map(|k| existing.annotations().get(*k).map(|v| (*k, v.clone())))
+        .collect();
+    let mut desired = build::secret_with(rc, &item.sa.namespace, &item.secret, &[], carried);
+    desired.data = None;
+    if build::secret_up_to_date(&existing, &desired)
+        && build::ManagedMetadata::of(&existing) == build::ManagedMetadata::of(&desired)
+    {
+        return;
+    }
+    let policy = rc.spec.target.existing_secret_policy;
+    let uid = rc.uid().unwrap_or_default();
+    match apply::ensure_secret(
+        env.client,
+        &rc.name_any(),
+        &uid,
+        &desired,
+        Some(Arc::new(existing)),
+        policy,
+    )
+    .await
+    {
+        Ok(w) => out.writes += w.writes,
+        Err(f) => {
+            warn!(namespace = %f.namespace, message = %f.message, "updating a per-ServiceAccount Secret's metadata failed")
+        }
+    }
+}
+
+/// Exchange, write and link for every ServiceAccount in `due`, paced;
+/// each one's result.
 async fn exchange_all<'i>(
     env: &Env<'_>,
     rc: &RegistryCredential,
@@ -344,14 +397,23 @@ async fn exchange_all<'i>(
     fingerprint: &str,
     due: &[&'i Item],
     now: Timestamp,
-) -> Vec<(&'i Item, Result<Kept, Box<FailedServiceAccount>>)> {
+) -> Vec<(Result<Kept, Box<FailedServiceAccount>>, Linked)> {
     // Boxed futures made up front: a closure returning borrowing futures
     // trips the compiler's `Send` check of the reconcile future.
     let exchanges: Vec<_> = due
         .iter()
         .map(|item| {
             let item: &'i Item = item;
-            Box::pin(async move { (item, one(env, rc, mode, provider, fingerprint, item, now).await) })
+            Box::pin(async move {
+                let result = one(env, rc, mode, provider, fingerprint, item, now).await;
+                // Linked as soon as its Secret is written, not after the
+                // whole (paced) pass: a pod created meanwhile pulls with it.
+                let linked = match &result {
+                    Ok(_) => link(env, rc, &item.sa, &item.secret).await,
+                    Err(_) => Ok(0),
+                };
+                (result, linked)
+            })
         })
         .collect();
     futures::stream::iter(exchanges)
@@ -567,29 +629,38 @@ async fn write(env: &Env<'_>, rc: &RegistryCredential, desired: &Secret) -> Resu
 }
 
 /// Reference `secret` from `sa` (only it), if it does not yet.
-async fn link(env: &Env<'_>, rc: &RegistryCredential, sa: &KeptServiceAccount, secret: &str, out: &mut Outcome) {
+async fn link(env: &Env<'_>, rc: &RegistryCredential, sa: &KeptServiceAccount, secret: &str) -> Linked {
     let rc_name = rc.name_any();
     let object = sa.object();
     if build::sa_change(&object, secret, &rc_name, true).is_none() {
-        return;
+        return Ok(0);
     }
     let entry = apply::SaEntry {
         secret: secret.into(),
         rc_name,
         selected: true,
     };
-    match env.sa_writes.write(env.client, &object, entry).await {
-        Ok(n) => out.writes += n,
-        Err(e) => {
-            warn!(namespace = %sa.namespace, service_account = %sa.name, error = %e, "ServiceAccount not linked");
-            out.failed.push(FailedServiceAccount {
-                namespace: sa.namespace.to_string(),
-                name: sa.name.to_string(),
-                reason: reason::SERVICE_ACCOUNT_PATCH_FAILED.into(),
-                message: e.to_string(),
-                identity: None,
-                retry_time: None,
-            });
+    env.sa_writes.write(env.client, &object, entry).await.map_err(|e| {
+        warn!(namespace = %sa.namespace, service_account = %sa.name, error = %e, "ServiceAccount not linked");
+        Box::new(FailedServiceAccount {
+            namespace: sa.namespace.to_string(),
+            name: sa.name.to_string(),
+            reason: reason::SERVICE_ACCOUNT_PATCH_FAILED.into(),
+            message: e.to_string(),
+            identity: None,
+            retry_time: None,
+        })
+    })
+}
+
+/// The writes of a ServiceAccount's link, or why it failed.
+type Linked = Result<u32, Box<FailedServiceAccount>>;
+
+impl Outcome {
+    fn linked(&mut self, linked: Linked) {
+        match linked {
+            Ok(n) => self.writes += n,
+            Err(f) => self.failed.push(*f),
         }
     }
 }
