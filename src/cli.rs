@@ -102,9 +102,9 @@ pub struct RunArgs {
     pub excluded_namespaces: Vec<String>,
 
     /// Per-ServiceAccount exchanges (`identity: PerServiceAccount`) per
-    /// second, per provider. Default: 50 for ECR, 20 for Google, 10 for ACR,
-    /// well under each provider's documented quota, which other callers in
-    /// the account share. A provider's throttling answer (and its
+    /// second, per provider. Default: 50 for ECR (a quarter of ECR's
+    /// documented 200/s GetAuthorizationToken quota, which other callers in
+    /// the account share), 20 for Google, 10 for ACR. A provider's throttling answer (and its
     /// `Retry-After`) pauses that provider's exchanges besides.
     #[arg(long, env = "REGCRED_IDENTITY_EXCHANGE_RATE", value_parser = positive_rate)]
     pub identity_exchange_rate: Option<f64>,

@@ -2,12 +2,15 @@
 //! shared by every RegistryCredential of that provider, and a pause when
 //! the provider says to slow down (`Retry-After`, throttling errors).
 //!
-//! Defaults, each well under the provider's documented quota, which other
-//! callers in the account share: AWS STS `AssumeRoleWithWebIdentity` 600
-//! requests/s per account and region, ECR `GetAuthorizationToken` 500/s →
-//! 50/s; Google STS token exchange and IAM `generateAccessToken` (per-project
-//! quotas per minute) → 20/s; Entra ID token issuance, throttled per app and
-//! tenant, and ACR's exchange → 10/s. `--identity-exchange-rate` overrides all.
+//! Defaults, each well under what the provider documents, which other
+//! callers in the account share: ECR's `GetAuthorizationToken` quota is
+//! 200 requests/s per account and Region (Amazon ECR service quotas), and
+//! every ECR exchange also makes one STS `AssumeRoleWithWebIdentity` call
+//! (STS throttles per account and Region too) → 50/s. Google's STS and IAM
+//! Credentials and Entra ID publish per-project or per-tenant quotas rather
+//! than a per-call rate; regcred takes 20/s for Google and 10/s for ACR
+//! (Entra plus the registry's exchange). `--identity-exchange-rate`
+//! overrides all three.
 
 use std::sync::Mutex;
 use std::time::Duration;

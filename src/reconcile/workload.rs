@@ -182,7 +182,15 @@ pub async fn step(
             None => due.push(item),
         }
     }
-    let minted = exchange_all(env, rc, mode, provider, fingerprint.as_str(), &due, now).await;
+    let pass = Pass {
+        env,
+        rc,
+        mode,
+        provider,
+        fingerprint: fingerprint.as_str(),
+        now,
+    };
+    let minted = exchange_all(pass, &due).await;
     for (result, linked) in minted {
         out.linked(linked);
         match result {
@@ -387,17 +395,20 @@ async fn refresh_metadata(env: &Env<'_>, rc: &RegistryCredential, item: &Item, o
     }
 }
 
+/// What every exchange of one pass shares.
+#[derive(Clone, Copy)]
+struct Pass<'a> {
+    env: &'a Env<'a>,
+    rc: &'a RegistryCredential,
+    mode: &'a PerServiceAccount,
+    provider: ProviderSpec<'a>,
+    fingerprint: &'a str,
+    now: Timestamp,
+}
+
 /// Exchange, write and link for every ServiceAccount in `due`, paced;
 /// each one's result.
-async fn exchange_all<'i>(
-    env: &Env<'_>,
-    rc: &RegistryCredential,
-    mode: &PerServiceAccount,
-    provider: ProviderSpec<'_>,
-    fingerprint: &str,
-    due: &[&'i Item],
-    now: Timestamp,
-) -> Vec<(Result<Kept, Box<FailedServiceAccount>>, Linked)> {
+async fn exchange_all<'i>(pass: Pass<'_>, due: &[&'i Item]) -> Vec<(Result<Kept, Box<FailedServiceAccount>>, Linked)> {
     // Boxed futures made up front: a closure returning borrowing futures
     // trips the compiler's `Send` check of the reconcile future.
     let exchanges: Vec<_> = due
@@ -405,11 +416,11 @@ async fn exchange_all<'i>(
         .map(|item| {
             let item: &'i Item = item;
             Box::pin(async move {
-                let result = one(env, rc, mode, provider, fingerprint, item, now).await;
+                let result = one(pass, item).await;
                 // Linked as soon as its Secret is written, not after the
                 // whole (paced) pass: a pod created meanwhile pulls with it.
                 let linked = match &result {
-                    Ok(_) => link(env, rc, &item.sa, &item.secret).await,
+                    Ok(_) => link(pass.env, pass.rc, &item.sa, &item.secret).await,
                     Err(_) => Ok(0),
                 };
                 (result, linked)
@@ -424,15 +435,14 @@ async fn exchange_all<'i>(
 
 /// One ServiceAccount: unless its backoff holds it, a token, an exchange
 /// and its Secret.
-async fn one(
-    env: &Env<'_>,
-    rc: &RegistryCredential,
-    mode: &PerServiceAccount,
-    provider: ProviderSpec<'_>,
-    fingerprint: &str,
-    item: &Item,
-    now: Timestamp,
-) -> Result<Kept, Box<FailedServiceAccount>> {
+async fn one(pass: Pass<'_>, item: &Item) -> Result<Kept, Box<FailedServiceAccount>> {
+    let Pass {
+        env,
+        rc,
+        fingerprint,
+        now,
+        ..
+    } = pass;
     let identity = item
         .identity
         .as_ref()
@@ -449,7 +459,7 @@ async fn one(
         drop_other_identity(env, rc, item, identity).await;
         return Err(failure);
     }
-    let result = mint_and_write(env, rc, mode, provider, fingerprint, item, identity, now).await;
+    let result = mint_and_write(pass, item, identity).await;
     let result = record(env.held, &uid, item, (identity, fingerprint), result, now);
     if result.is_err() {
         drop_other_identity(env, rc, item, identity).await;
@@ -510,17 +520,15 @@ fn record(
 
 type Failure = (String, String, Option<Duration>);
 
-#[allow(clippy::too_many_arguments)]
-async fn mint_and_write(
-    env: &Env<'_>,
-    rc: &RegistryCredential,
-    mode: &PerServiceAccount,
-    provider: ProviderSpec<'_>,
-    fingerprint: &str,
-    item: &Item,
-    identity: &WorkloadIdentity,
-    now: Timestamp,
-) -> Result<Kept, Failure> {
+async fn mint_and_write(pass: Pass<'_>, item: &Item, identity: &WorkloadIdentity) -> Result<Kept, Failure> {
+    let Pass {
+        env,
+        rc,
+        mode,
+        provider,
+        fingerprint,
+        now,
+    } = pass;
     let pacer = env.pacers.of(mode.kind);
     pacer.acquire().await;
     let token = request_token(env.client, &item.sa, mode).await?;
