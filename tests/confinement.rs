@@ -477,15 +477,20 @@ async fn regcreds_token_requests_only_cloud_audience_tokens() {
     ] {
         let answer = assert_allowed(
             audience,
-            team.create_token_request("default", &pp, &request(&[audience], 600)).await,
+            team.create_token_request("default", &pp, &request(&[audience], 600))
+                .await,
         );
         let token = answer.status.expect("a token").token;
         assert!(!token.is_empty(), "{audience}: an empty token");
     }
     assert_denied(
         "a token for the API server",
-        team.create_token_request("default", &pp, &request(&["https://kubernetes.default.svc.cluster.local"], 600))
-            .await,
+        team.create_token_request(
+            "default",
+            &pp,
+            &request(&["https://kubernetes.default.svc.cluster.local"], 600),
+        )
+        .await,
         &["only for one cloud audience", "default"],
     );
     assert_denied(
