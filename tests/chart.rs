@@ -163,14 +163,17 @@ fn selects(selector: &Value, labels: &[(&str, &str)]) -> bool {
 }
 
 /// The confinement policies and their bindings (`confinement.enabled`, on
-/// by default): Secrets, ServiceAccounts, pods, RegistryCredentials and the
-/// webhook configuration; `tests/confinement.rs` proves what they do.
-const CONFINEMENT_KINDS: [&str; 10] = [
+/// by default): Secrets, ServiceAccounts, pods, RegistryCredentials, the
+/// webhook configuration and ServiceAccount tokens; `tests/confinement.rs`
+/// proves what they do.
+const CONFINEMENT_KINDS: [&str; 12] = [
     "ValidatingAdmissionPolicy",
     "ValidatingAdmissionPolicy",
     "ValidatingAdmissionPolicy",
     "ValidatingAdmissionPolicy",
     "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
     "ValidatingAdmissionPolicyBinding",
     "ValidatingAdmissionPolicyBinding",
     "ValidatingAdmissionPolicyBinding",
