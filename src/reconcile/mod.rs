@@ -385,13 +385,18 @@ impl Context {
 
     /// `(namespace, name)` of every Secret the cache says `rc_name` manages.
     fn ours(&self, rc_name: &str) -> Vec<(String, String)> {
-        self.managed_secrets
-            .state()
-            .iter()
-            .filter(|s| s.credential() == Some(rc_name))
-            .map(|s| (s.namespace.to_string(), s.name.to_string()))
-            .collect()
+        ours(&self.managed_secrets, rc_name)
     }
+}
+
+/// `(namespace, name)` of every Secret `managed_secrets` says `rc_name` manages.
+fn ours(managed_secrets: &Cache<KeptSecret>, rc_name: &str) -> Vec<(String, String)> {
+    managed_secrets
+        .state()
+        .iter()
+        .filter(|s| s.credential() == Some(rc_name))
+        .map(|s| (s.namespace.to_string(), s.name.to_string()))
+        .collect()
 }
 
 /// Entry point from the controller.

@@ -37,7 +37,7 @@ use tracing::{debug, warn};
 use super::apply;
 use super::build;
 use super::changes::{Before, Changes};
-use super::credential::{credential_digest, not_after_annotation};
+use super::credential::not_after_annotation;
 use super::events::Note;
 use super::pace::Pacers;
 use super::sa_writes::SaWrites;
@@ -256,7 +256,7 @@ fn selected(
         .state()
         .into_iter()
         .filter(|sa| targeted.contains(&*sa.namespace))
-        .filter(|sa| targets::service_account_selected(&target.service_accounts, &sa.object()))
+        .filter(|sa| targets::service_account_selected(&target.service_accounts, &**sa))
         .map(|sa| Item {
             secret: identity::secret_name(base, &sa.name),
             identity: mode.identity(|k| sa.identity_annotation(k)),
@@ -294,10 +294,8 @@ fn still_good(
     now: Timestamp,
 ) -> Option<Kept> {
     let secret = env.managed_secrets.get(Some(&item.sa.namespace), &item.secret)?;
-    let secret = secret.object();
-    let a = secret.annotations();
-    let get = |k: &str| a.get(k).map(String::as_str);
-    let ours = build::is_managed_by(&secret, &rc.name_any())
+    let get = |k: &str| secret.annotations.get(k);
+    let ours = secret.credential() == Some(rc.name_any().as_str())
         && get(SERVICE_ACCOUNT_UID_ANNOTATION) == item.sa.uid()
         && get(IDENTITY_ANNOTATION) == Some(identity.name().as_str())
         && get(build::FINGERPRINT_ANNOTATION) == Some(fingerprint)
@@ -572,7 +570,7 @@ async fn mint_and_write(pass: Pass<'_>, item: &Item, identity: &WorkloadIdentity
         ],
     );
     write(env, rc, &desired).await?;
-    debug!(namespace = %item.sa.namespace, service_account = %item.sa.name, digest = %credential_digest(&rc.uid().unwrap_or_default(), &json), "wrote a per-ServiceAccount credential");
+    debug!(namespace = %item.sa.namespace, service_account = %item.sa.name, "wrote a per-ServiceAccount credential");
     Ok(Kept {
         not_after: Some(schedule.not_after),
         renew_at: schedule.renew_at,
@@ -679,11 +677,10 @@ async fn drop_other_identity(env: &Env<'_>, rc: &RegistryCredential, item: &Item
     let Some(secret) = env.managed_secrets.get(Some(&item.sa.namespace), &item.secret) else {
         return;
     };
-    let secret = secret.object();
-    let a = secret.annotations();
-    let same = a.get(IDENTITY_ANNOTATION) == Some(&identity.name())
-        && a.get(SERVICE_ACCOUNT_UID_ANNOTATION).map(String::as_str) == item.sa.uid();
-    if same || !build::is_managed_by(&secret, &rc.name_any()) {
+    let a = &secret.annotations;
+    let same = a.get(IDENTITY_ANNOTATION) == Some(identity.name().as_str())
+        && a.get(SERVICE_ACCOUNT_UID_ANNOTATION) == item.sa.uid();
+    if same || secret.credential() != Some(rc.name_any().as_str()) {
         return;
     }
     let sas = [Arc::new(item.sa.object())];
@@ -708,23 +705,22 @@ async fn clean(env: &Env<'_>, rc: &RegistryCredential, items: &[Item], out: &mut
         .map(|i| (&*i.sa.namespace, i.secret.as_str()))
         .collect();
     let rc_name = rc.name_any();
-    let stale: Vec<(String, String)> = env
-        .managed_secrets
-        .state()
-        .iter()
-        .filter(|s| s.credential() == Some(rc_name.as_str()))
-        .filter(|s| !keep.contains(&(&*s.namespace, &*s.name)))
-        .map(|s| (s.namespace.to_string(), s.name.to_string()))
-        .collect();
-    for (ns, secret) in stale {
-        let sas: Vec<Arc<ServiceAccount>> = env
-            .service_accounts
-            .state()
-            .iter()
-            .filter(|sa| *sa.namespace == *ns)
-            .map(|sa| Arc::new(sa.object()))
-            .collect();
-        match apply::clean_namespace(env.client, &rc_name, &ns, &secret, &sas).await {
+    let mut stale = super::ours(env.managed_secrets, &rc_name);
+    stale.retain(|(ns, name)| !keep.contains(&(ns.as_str(), name.as_str())));
+    if stale.is_empty() {
+        return;
+    }
+    let namespaces: BTreeSet<&str> = stale.iter().map(|(ns, _)| ns.as_str()).collect();
+    let mut sas_by_ns: HashMap<&str, Vec<Arc<ServiceAccount>>> = HashMap::new();
+    let all = env.service_accounts.state();
+    for sa in &all {
+        if namespaces.contains(&*sa.namespace) {
+            sas_by_ns.entry(&sa.namespace).or_default().push(Arc::new(sa.object()));
+        }
+    }
+    for (ns, secret) in &stale {
+        let sas = sas_by_ns.get(ns.as_str()).map(Vec::as_slice).unwrap_or_default();
+        match apply::clean_namespace(env.client, &rc_name, ns, secret, sas).await {
             Ok(n) => out.writes += n,
             Err(e) => {
                 warn!(error = %e, "cleaning a per-ServiceAccount Secret failed");
