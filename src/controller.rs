@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Event, Secret};
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
@@ -400,7 +400,7 @@ pub fn start(client: Client, config: &ControllerConfig) -> Watches {
             credentials,
             touched,
         },
-        Recorder::new(client, reporter),
+        reconcile::events::Publisher::new(client, reporter),
         config.http.clone(),
         config.health.metrics.clone(),
     ));

@@ -1,6 +1,7 @@
 //! The status subresource as users and the operator see it: a full status
 //! round-trips, spec and status writes stay apart, and `kubectl get` shows
-//! the printer columns the contract names.
+//! the printer columns the contract names; and regcred's Events, each note
+//! its own, as `kubectl describe` lists them.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -281,4 +282,74 @@ async fn table_shows_the_printer_columns() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// Two notes of one reason on one object are two Events, as the operator
+/// publishes them (a diagnosis refined by its registry check, a re-sync
+/// after a repair found earlier): kube's `Recorder` alone folds the second
+/// into the first's series and keeps the first note, which is why
+/// `regcred::reconcile::events::Publisher` exists.
+#[tokio::test]
+async fn each_note_is_an_event_of_its_own() {
+    use k8s_openapi::api::core::v1::{ConfigMap, Event as CoreEvent};
+    use kube::Resource;
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let cp = ControlPlane::shared().await;
+    let client = cp.client().await.unwrap();
+    let reporter = Reporter::from("regcred-test");
+    let notes = |first: &str, second: &str| {
+        [first, second].map(|note| Event {
+            type_: EventType::Warning,
+            reason: "ImagePullDiagnosed".into(),
+            note: Some(note.into()),
+            action: "Diagnose".into(),
+            secondary: None,
+        })
+    };
+    let configmaps = Api::<ConfigMap>::namespaced(client.clone(), "default");
+    let events = Api::<CoreEvent>::namespaced(client.clone(), "default");
+    let listed = |name: &'static str| {
+        let events = events.clone();
+        async move {
+            let params = ListParams::default().fields(&format!("involvedObject.name={name}"));
+            let mut notes: Vec<String> = events
+                .list(&params)
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .filter_map(|e| e.message)
+                .collect();
+            notes.sort();
+            notes
+        }
+    };
+    let object = |name: &str| -> ConfigMap { serde_json::from_value(json!({"metadata": {"name": name}})).unwrap() };
+
+    let folded = configmaps
+        .create(&PostParams::default(), &object("notes-folded"))
+        .await
+        .unwrap();
+    let recorder = Recorder::new(client.clone(), reporter.clone());
+    for event in notes("Unknown: first", "CredentialRejected/StaleCopy: second") {
+        recorder.publish(&event, &folded.object_ref(&())).await.unwrap();
+    }
+    assert_eq!(
+        listed("notes-folded").await,
+        ["Unknown: first"],
+        "kube's Recorder keeps one Event per reason and object; if this changed, Publisher may go"
+    );
+
+    let apart = configmaps
+        .create(&PostParams::default(), &object("notes-apart"))
+        .await
+        .unwrap();
+    let publisher = regcred::reconcile::events::Publisher::new(client.clone(), reporter);
+    for event in notes("Unknown: first", "CredentialRejected/StaleCopy: second") {
+        publisher.publish(&event, &apart.object_ref(&())).await.unwrap();
+    }
+    assert_eq!(
+        listed("notes-apart").await,
+        ["CredentialRejected/StaleCopy: second", "Unknown: first"]
+    );
 }

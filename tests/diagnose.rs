@@ -14,6 +14,7 @@
 
 mod support;
 
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -83,22 +84,73 @@ impl Scene {
     ) -> Vec<String> {
         let events = Api::<Event>::namespaced(self.client.clone(), ns);
         let params = ListParams::default().fields(&format!("involvedObject.name={pod},reason={reason}"));
-        eventually(
-            timeout,
-            &format!("the operator's {reason} Event on {ns}/{pod}"),
-            || async {
-                let notes: Vec<String> = events
-                    .list(&params)
-                    .await
-                    .ok()?
-                    .items
-                    .into_iter()
-                    .filter_map(|e| e.message)
-                    .collect();
-                notes.iter().any(|n| wanted(n)).then_some(notes)
-            },
+        let found = regcred_testenv::poll_until(timeout, || async {
+            let Ok(list) = events.list(&params).await else {
+                return ControlFlow::Continue(());
+            };
+            let notes: Vec<String> = list.items.into_iter().filter_map(|e| e.message).collect();
+            match notes.iter().any(|n| wanted(n)) {
+                true => ControlFlow::Break(notes),
+                false => ControlFlow::Continue(()),
+            }
+        })
+        .await;
+        match found {
+            Ok(notes) => notes,
+            Err(()) => panic!(
+                "timed out after {timeout:?} waiting for the operator's {reason} Event on {ns}/{pod}; {}",
+                self.what_happened(ns, pod).await
+            ),
+        }
+    }
+
+    /// What a failed wait on `ns/pod` shows, for the panic message (a CI
+    /// log keeps its head): the pod's state, every Event about it, and the
+    /// operator's log lines naming the namespace.
+    async fn what_happened(&self, ns: &str, pod: &str) -> String {
+        let state = Api::<Pod>::namespaced(self.client.clone(), ns)
+            .get(pod)
+            .await
+            .ok()
+            .and_then(|p| p.status)
+            .map(|s| {
+                let waiting = s
+                    .container_statuses
+                    .and_then(|c| c.first()?.state.clone()?.waiting?.reason)
+                    .unwrap_or_default();
+                format!("{} {waiting}", s.phase.unwrap_or_default())
+            });
+        let params = ListParams::default().fields(&format!("involvedObject.name={pod}"));
+        let events: Vec<String> = Api::<Event>::namespaced(self.client.clone(), ns)
+            .list(&params)
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| {
+                let at = e.last_timestamp.map(|t| t.0.to_string()).unwrap_or_default();
+                let message: String = e.message.unwrap_or_default().chars().take(300).collect();
+                format!(
+                    "{at} {} x{}: {message}",
+                    e.reason.unwrap_or_default(),
+                    e.count.unwrap_or(1)
+                )
+            })
+            .collect();
+        let needle = format!("{ns}/");
+        let logs: Vec<String> = self
+            .bed
+            .operator
+            .logs()
+            .lines()
+            .filter(|l| l.contains(&needle) || l.contains(&format!("\"{ns}\"")) || l.contains(&format!("={ns}")))
+            .map(|l| l.chars().take(400).collect())
+            .collect();
+        format!(
+            "pod {ns}/{pod}: {state:?}\nits Events:\n  {}\nthe operator's log lines on {ns}:\n  {}",
+            events.join("\n  "),
+            logs.join("\n  ")
         )
-        .await
     }
 
     /// The entry for `pod` in RegistryCredential `rc`'s `status.pullFailures`,

@@ -51,8 +51,63 @@ fn failing_containers(pod: &Pod) -> Vec<&ContainerStatus> {
 }
 
 /// Whether a container of `pod` waits on a failed pull now.
-pub fn pull_failing(pod: &Pod) -> bool {
+fn pull_failing(pod: &Pod) -> bool {
     !failing_containers(pod).is_empty()
+}
+
+/// Where a pod named by one of the kubelet's pull Events stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullState {
+    /// A container waits on a failed pull.
+    Failing,
+    /// A container has not started and waits on nothing else: its pull may
+    /// be under way, or failed a moment before the kubelet's status says so.
+    Pending,
+    /// Every container started, ended, or waits for another reason (a
+    /// crash loop, a missing ConfigMap): nothing to wait for. The kubelet
+    /// repeats `FailedToRetrieveImagePullSecret` at each sync of a running
+    /// pod whose pull Secret is missing.
+    Settled,
+}
+
+/// Waiting reasons of a container that has not started yet and may still
+/// be pulling.
+const NOT_STARTED: [&str; 2] = ["ContainerCreating", "PodInitializing"];
+
+/// Where `pod` stands, from its status alone.
+pub fn pull_state(pod: &Pod) -> PullState {
+    if pull_failing(pod) {
+        return PullState::Failing;
+    }
+    let Some(status) = pod.status.as_ref() else {
+        return PullState::Pending;
+    };
+    if matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
+        return PullState::Settled;
+    }
+    let statuses: Vec<&ContainerStatus> = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten())
+        .collect();
+    let declared = pod
+        .spec
+        .as_ref()
+        .map(|s| s.init_containers.as_ref().map_or(0, Vec::len) + s.containers.len())
+        .unwrap_or_default();
+    let not_started = statuses.iter().any(|c| {
+        let waiting = c.state.as_ref().and_then(|s| s.waiting.as_ref());
+        c.state
+            .as_ref()
+            .is_none_or(|s| s.running.is_none() && s.terminated.is_none() && s.waiting.is_none())
+            || waiting.is_some_and(|w| w.reason.as_deref().is_none_or(|r| NOT_STARTED.contains(&r)))
+    });
+    if statuses.len() < declared || not_started {
+        PullState::Pending
+    } else {
+        PullState::Settled
+    }
 }
 
 /// A diagnosis per container of `pod` that is waiting on a failed pull.
@@ -224,7 +279,72 @@ async fn pull_events(client: &Client, pod: &Pod) -> Result<Vec<Event>, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::normalized;
+    use super::{PullState, normalized, pull_state};
+    use k8s_openapi::api::core::v1::Pod;
+
+    fn pod(phase: &str, states: &[serde_json::Value]) -> Pod {
+        let statuses: Vec<serde_json::Value> = states
+            .iter()
+            .enumerate()
+            .map(|(i, state)| serde_json::json!({"name": format!("c{i}"), "image": "app:1", "imageID": "", "ready": false, "restartCount": 0, "state": state}))
+            .collect();
+        let containers: Vec<serde_json::Value> = (0..states.len().max(1))
+            .map(|i| serde_json::json!({"name": format!("c{i}"), "image": "app:1"}))
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "app", "namespace": "team"},
+            "spec": {"containers": containers},
+            "status": {"phase": phase, "containerStatuses": statuses},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_pod_is_waited_for_only_while_a_pull_may_be_under_way() {
+        let waiting = |reason: &str| serde_json::json!({"waiting": {"reason": reason}});
+        let running = serde_json::json!({"running": {}});
+        let cases = [
+            ("no status yet", pod("Pending", &[]), PullState::Pending),
+            (
+                "creating",
+                pod("Pending", &[waiting("ContainerCreating")]),
+                PullState::Pending,
+            ),
+            (
+                "back-off",
+                pod("Pending", &[waiting("ImagePullBackOff")]),
+                PullState::Failing,
+            ),
+            (
+                "one running, one failing",
+                pod("Pending", &[running.clone(), waiting("ErrImagePull")]),
+                PullState::Failing,
+            ),
+            (
+                "running",
+                pod("Running", std::slice::from_ref(&running)),
+                PullState::Settled,
+            ),
+            (
+                "crash loop",
+                pod("Running", &[waiting("CrashLoopBackOff")]),
+                PullState::Settled,
+            ),
+            (
+                "one running, one creating",
+                pod("Pending", &[running, waiting("ContainerCreating")]),
+                PullState::Pending,
+            ),
+            (
+                "done",
+                pod("Succeeded", &[serde_json::json!({"terminated": {"exitCode": 0}})]),
+                PullState::Settled,
+            ),
+        ];
+        for (what, pod, want) in cases {
+            assert_eq!(pull_state(&pod), want, "{what}");
+        }
+    }
 
     #[test]
     fn images_compare_as_the_kubelet_names_them() {

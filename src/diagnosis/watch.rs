@@ -30,6 +30,7 @@ use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
 use super::gather::{self, RegistryCheck};
+use super::pod::PullState;
 use super::repair::{self, EVENT_INTERVAL, Limiter, MINT_INTERVAL, Pacer, RESYNC_INTERVAL, Repair};
 use super::{Cause, Detail, Diagnosis, Evidence, Findings, decide, history, pod};
 use crate::api::{PullFailure, RegistryCredential};
@@ -140,13 +141,15 @@ impl Watch {
         // The pod's Events, read with the pod, say it better; this one if they cannot be read.
         let failed_at = history::last_failure(std::slice::from_ref(&event));
         tokio::spawn(async move {
-            let Ok(permit) = this.running.acquire().await else {
-                return;
-            };
             let (namespace, name) = &key;
             let Some(pod) = this.failing_pod(namespace, name, uid.as_deref()).await else {
                 // Not failing (yet or any more): let the next Event look again.
                 this.pods.lock().expect("pods lock").forget(&key);
+                return;
+            };
+            // Taken once the pod fails: waiting for its status holds none,
+            // so pods that never fail cannot hold up those that do.
+            let Ok(permit) = this.running.acquire().await else {
                 return;
             };
             let mut read = Vec::new();
@@ -220,14 +223,18 @@ impl Watch {
     }
 
     /// The pod once the kubelet has marked its pull failed (its Event may
-    /// come a moment before the status), or `None` if it does not.
+    /// come a moment before the status), or `None` if it does not: at once
+    /// when nothing of it waits to start ([`PullState::Settled`]).
     async fn failing_pod(&self, namespace: &str, name: &str, uid: Option<&str>) -> Option<Pod> {
         let pods: Api<Pod> = Api::namespaced(self.ctx.client.clone(), namespace);
         for _ in 0..25 {
             match pods.get_opt(name).await {
                 Ok(Some(pod)) if uid.is_some() && pod.uid().as_deref() != uid => return None,
-                Ok(Some(pod)) if pod::pull_failing(&pod) => return Some(pod),
-                Ok(Some(_)) => {}
+                Ok(Some(pod)) => match pod::pull_state(&pod) {
+                    PullState::Failing => return Some(pod),
+                    PullState::Settled => return None,
+                    PullState::Pending => {}
+                },
                 Ok(None) => return None,
                 Err(e) => {
                     debug!(error = %e, pod = %format!("{namespace}/{name}"), "reading a pod named by a pull failure failed");
@@ -578,7 +585,7 @@ impl Watch {
             action: action.into(),
             secondary: None,
         };
-        if let Err(e) = self.ctx.recorder.publish(&note, &pod.object_ref(&())).await {
+        if let Err(e) = self.ctx.events.publish(&note, &pod.object_ref(&())).await {
             warn!(error = %e, "publishing an Event on a pod failed");
         }
     }

@@ -163,7 +163,7 @@ pub fn context(client: kube::Client) -> super::Context {
             credentials: kube::runtime::reflector::store().0,
             touched: Default::default(),
         },
-        kube::runtime::events::Recorder::new(client, reporter),
+        super::events::Publisher::new(client, reporter),
         reqwest::Client::new(),
         Default::default(),
     )

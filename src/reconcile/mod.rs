@@ -31,7 +31,6 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::Recorder;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
@@ -68,7 +67,7 @@ pub struct Context {
     /// Every RegistryCredential, for admission on any replica (the
     /// controller on the leader keeps its own store).
     pub credentials: Store<RegistryCredential>,
-    pub recorder: Recorder,
+    pub events: events::Publisher,
     /// HTTP client for provider calls without an SDK (ACR exchange) and registry checks.
     pub http: reqwest::Client,
     pub metrics: Arc<Metrics>,
@@ -111,7 +110,7 @@ impl Context {
         client: Client,
         credentials_namespace: String,
         caches: Caches,
-        recorder: Recorder,
+        events: events::Publisher,
         http: reqwest::Client,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -132,7 +131,7 @@ impl Context {
             managed_secrets,
             source_secrets,
             credentials,
-            recorder,
+            events,
             http,
             metrics,
             memory: state::Memory::default(),
@@ -419,7 +418,7 @@ pub async fn reconcile(rc: Arc<RegistryCredential>, ctx: Arc<Context>) -> Result
             }
         };
         // Every Event a reconcile raises goes out here, whatever its outcome.
-        events::publish(&ctx.recorder, &rc, notes).await;
+        events::publish(&ctx.events, &rc, notes).await;
         result
     })
     .await
