@@ -642,7 +642,11 @@ async fn a_controller_owned_pod_admitted_before_the_link_is_recreated_when_opted
             n.starts_with("Deleted pod dx-recreate/owned")
         })
         .await;
-    assert!(notes[0].contains("ReplicaSet app recreates it"), "{notes:?}");
+    let deleted = notes.iter().find(|n| n.starts_with("Deleted pod dx-recreate/owned"));
+    assert!(
+        deleted.is_some_and(|n| n.contains("ReplicaSet app recreates it")),
+        "{notes:?}"
+    );
     eventually(POD_TIMEOUT, "the owned pod deleted", || async {
         let now = pods.get_opt("owned").await.ok()?;
         (now.and_then(|p| p.metadata.uid) != owned.metadata.uid).then_some(())

@@ -204,6 +204,36 @@ async fn wait_enforced(regcred: &Client) {
         }
     })
     .await;
+    // The API server loads each policy and binding on its own: the one the
+    // chart applies last is probed too. Until it holds, the probe is given a
+    // token of regcred's own ServiceAccount, which it already has.
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    let own: Api<ServiceAccount> = Api::namespaced(regcred.clone(), CREDS_NS);
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec!["sts.amazonaws.com".into()],
+            expiration_seconds: Some(600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    eventually(WAIT, "the token policy enforced for regcred", || {
+        let (own, request) = (own.clone(), request.clone());
+        async move {
+            match own
+                .create_token_request(OPERATOR_SA, &PostParams::default(), &request)
+                .await
+            {
+                Err(kube::Error::Api(s))
+                    if s.code == 403 && s.message.contains("may not request ServiceAccount tokens") =>
+                {
+                    Some(())
+                }
+                _ => None,
+            }
+        }
+    })
+    .await;
 }
 
 /// The message of a request denied by the API server (403), or a panic
