@@ -45,28 +45,66 @@ fn says_no_credential_sent(event: &str) -> bool {
 impl Scene {
     /// Wait until the kubelet has failed the pod's pull: its `Failed to pull
     /// image` Event is there and the container waits in ErrImagePull or
-    /// ImagePullBackOff. Returns the Event's message.
+    /// ImagePullBackOff. Returns the newest such Event's message.
+    ///
+    /// When every Secret the pod names exists but the kubelet could not read
+    /// one (`FailedToRetrieveImagePullSecret`: on a loaded node its Secret
+    /// cache may not sync within the kubelet's one second, and it pulls
+    /// without), that pull is not the one the test set up: the kubelet's
+    /// next, carrying the credential, is waited for.
     async fn wait_pull_failed(&self, ns: &str, pod: &str) -> String {
         let pods = Api::<Pod>::namespaced(self.client.clone(), ns);
         let events = Api::<Event>::namespaced(self.client.clone(), ns);
+        let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(self.client.clone(), ns);
         eventually(
             POD_TIMEOUT,
             &format!("the kubelet to fail the pull of {ns}/{pod}"),
             || async {
                 let p = pods.get(pod).await.ok()?;
+                let named: Vec<String> = p
+                    .spec
+                    .as_ref()?
+                    .image_pull_secrets
+                    .iter()
+                    .flatten()
+                    .map(|r| r.name.clone())
+                    .collect();
                 let reason = p.status?.container_statuses?.first()?.state.clone()?.waiting?.reason?;
                 if reason != "ErrImagePull" && reason != "ImagePullBackOff" {
                     return None;
                 }
                 let params = ListParams::default().fields(&format!("involvedObject.name={pod}"));
-                events
-                    .list(&params)
-                    .await
-                    .ok()?
-                    .items
-                    .into_iter()
-                    .filter_map(|e| e.message)
-                    .find(|m| m.starts_with("Failed to pull image"))
+                let listed = events.list(&params).await.ok()?.items;
+                let newest = |wanted: &dyn Fn(&Event) -> bool| {
+                    listed
+                        .iter()
+                        .filter(|e| wanted(e))
+                        .max_by_key(|e| e.last_timestamp.as_ref().map(|t| t.0))
+                        .map(|e| {
+                            (
+                                e.last_timestamp.as_ref().map(|t| t.0),
+                                e.message.clone().unwrap_or_default(),
+                            )
+                        })
+                };
+                let (failed_at, message) = newest(&|e| {
+                    e.message
+                        .as_deref()
+                        .is_some_and(|m| m.starts_with("Failed to pull image"))
+                })?;
+                let unreadable = newest(&|e| e.reason.as_deref() == Some("FailedToRetrieveImagePullSecret"));
+                if let Some((unreadable_at, _)) = unreadable
+                    && failed_at <= unreadable_at
+                {
+                    let mut all_exist = true;
+                    for name in &named {
+                        all_exist &= secrets.get_opt(name).await.ok()?.is_some();
+                    }
+                    if all_exist {
+                        return None;
+                    }
+                }
+                Some(message)
             },
         )
         .await
