@@ -30,16 +30,19 @@ const EVENT_REASONS: [&str; 5] = [
     "InspectFailed",
 ];
 
+/// The statuses of `pod`'s init containers, then of its containers.
+fn container_statuses(pod: &Pod) -> impl Iterator<Item = &ContainerStatus> {
+    pod.status.iter().flat_map(|s| {
+        s.init_container_statuses
+            .iter()
+            .flatten()
+            .chain(s.container_statuses.iter().flatten())
+    })
+}
+
 /// The containers of `pod` waiting on a failed pull.
 fn failing_containers(pod: &Pod) -> Vec<&ContainerStatus> {
-    pod.status
-        .iter()
-        .flat_map(|s| {
-            s.init_container_statuses
-                .iter()
-                .flatten()
-                .chain(s.container_statuses.iter().flatten())
-        })
+    container_statuses(pod)
         .filter(|c| {
             c.state
                 .as_ref()
@@ -85,12 +88,7 @@ pub fn pull_state(pod: &Pod) -> PullState {
     if matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
         return PullState::Settled;
     }
-    let statuses: Vec<&ContainerStatus> = status
-        .init_container_statuses
-        .iter()
-        .flatten()
-        .chain(status.container_statuses.iter().flatten())
-        .collect();
+    let statuses: Vec<&ContainerStatus> = container_statuses(pod).collect();
     let declared = pod
         .spec
         .as_ref()
