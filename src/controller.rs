@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Event, Secret};
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::Reporter;
@@ -433,27 +433,49 @@ pub async fn run(
         tasks.spawn(diagnosis::watch::run(ctx.clone(), events));
     }
     info!(credentials_namespace = %config.credentials_namespace, "controller starting");
-    Controller::new(
+    let controller = Controller::new(
         Api::<RegistryCredential>::all(ctx.client.clone()),
         watcher::Config::default().any_semantic(),
-    )
-    .with_config(controller::Config::default().concurrency(config.concurrency))
-    .trigger_backoff(TriggerBackoff::default())
-    .reconcile_all_on(changes)
-    .reconcile_all_on(resyncs)
-    .graceful_shutdown_on(shutdown)
-    .run(reconcile::reconcile, reconcile::error_policy, ctx)
-    .for_each(|result| async move {
-        if let Err(e) = result {
-            match e {
-                controller::Error::ReconcilerFailed(..) => {} // logged by error_policy
-                other => warn!(error = %other, "controller"),
+    );
+    let shutdown = shutdown.shared();
+    let unstarted = stopped_before_first_list(controller.store(), shutdown.clone());
+    controller
+        .with_config(controller::Config::default().concurrency(config.concurrency))
+        .trigger_backoff(TriggerBackoff::default())
+        .reconcile_all_on(changes)
+        .reconcile_all_on(resyncs)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .take_until(unstarted)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                match e {
+                    controller::Error::ReconcilerFailed(..) => {} // logged by error_policy
+                    other => warn!(error = %other, "controller"),
+                }
             }
-        }
-    })
-    .await;
+        })
+        .await;
     tasks.abort_all();
     info!("controller stopped");
+}
+
+/// Resolves when `shutdown` comes before the controller's own store has
+/// listed the RegistryCredentials once; never otherwise.
+///
+/// kube holds the controller's reconciles until that first list, and its
+/// graceful shutdown stops the watch that would complete it: a stop in that
+/// window (SIGTERM a moment after winning the Lease) would wait forever for
+/// the graceful end, and the Lease would stay held. Nothing has run then,
+/// so the controller can end at once. The store is asked only after the
+/// stop, and once: a pending ask takes the one waker kube's store keeps
+/// (see [`Context::warm_up`]), which matters no longer once stopping.
+async fn stopped_before_first_list(store: Store<RegistryCredential>, shutdown: impl Future<Output = ()>) {
+    shutdown.await;
+    if store.wait_until_ready().now_or_never().is_some() {
+        std::future::pending::<()>().await;
+    }
+    info!("stopping before the first list of RegistryCredentials: no reconcile has begun");
 }
 
 #[cfg(test)]

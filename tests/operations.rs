@@ -221,6 +221,35 @@ async fn a_graceful_stop_hands_the_lease_over_at_once() {
     h.wait_pull_secrets("after", "default", &["hub"]).await;
 }
 
+/// A stop that comes before the controller has listed the
+/// RegistryCredentials once (SIGTERM a moment after winning the Lease, as
+/// CI once did) ends the controller at once: kube holds its reconciles
+/// until that first list, and a graceful shutdown stops the list, so
+/// waiting for the reconciles to finish would wait forever and leave the
+/// Lease held. Here the stop is there before the controller's first step.
+#[tokio::test]
+async fn a_stop_before_the_controllers_first_list_ends_it_at_once() {
+    let cp = Harness::control_plane().await;
+    let client = cp.client().await.unwrap();
+    let config = regcred::controller::ControllerConfig {
+        credentials_namespace: CREDS_NS.into(),
+        concurrency: 4,
+        http: reqwest::Client::new(),
+        health: regcred::telemetry::Health::new(Default::default()),
+        diagnose_pulls: true,
+        excluded_namespaces: Vec::new(),
+    };
+    let watches = regcred::controller::start(client, &config);
+    let started = Instant::now();
+    let run = regcred::controller::run(watches, config, std::future::ready(()));
+    let ended = tokio::time::timeout(Duration::from_secs(30), run).await;
+    assert!(
+        ended.is_ok(),
+        "the controller still ran 30 s after a stop that came before its first list"
+    );
+    println!("stopped before the first list: ended after {:?}", started.elapsed());
+}
+
 /// Behind a corporate proxy: HTTPS_PROXY is honoured, and NO_PROXY covering
 /// the API server means a direct connection, as with kubectl.
 #[tokio::test]
