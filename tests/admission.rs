@@ -274,7 +274,18 @@ async fn time_pods(client: &Client, ns: &str, prefix: &str, n: usize) -> Vec<Dur
         let started = Instant::now();
         let p = create_pod(client, ns, &pod(&format!("{prefix}-{i}"), &[], "default", &[]), false).await;
         took.push(started.elapsed());
-        assert!(named(&p).is_empty(), "admitted as it came");
+        if !named(&p).is_empty() {
+            let sa = Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), ns)
+                .get("default")
+                .await
+                .ok()
+                .and_then(|sa| sa.image_pull_secrets);
+            panic!(
+                "pod {ns}/{prefix}-{i} was changed at admission: it names {:?} after {:?}; ServiceAccount default references {sa:?}",
+                named(&p),
+                started.elapsed()
+            );
+        }
     }
     took
 }

@@ -188,7 +188,7 @@ impl Scene {
             .logs()
             .lines()
             .filter(|l| l.contains(&needle) || l.contains(&format!("\"{ns}\"")) || l.contains(&format!("={ns}")))
-            .map(|l| l.chars().take(400).collect())
+            .map(|l| l.chars().take(2500).collect())
             .collect();
         format!(
             "pod {ns}/{pod}: {state:?}\nits Events:\n  {}\nthe operator's log lines on {ns}:\n  {}",
@@ -879,6 +879,13 @@ async fn a_wrong_password_in_the_source_is_refused() {
         "no password in the output"
     );
     operator_says(&s, "dx-refused", "app", "CredentialRejected/Refused").await;
+    // The operator logs its diagnoses' evidence (debug): names, never values.
+    let logs = s.bed.operator.logs();
+    assert!(logs.contains("manifest HEAD"), "the diagnosis's evidence is logged");
+    assert!(
+        !logs.contains(&wrong) && !logs.contains(&right),
+        "no password in the operator's log"
+    );
     s.report();
 }
 

@@ -214,7 +214,7 @@ impl Watch {
             (Some(failed_at), Some(credential)) => {
                 self.ctx.changes.settled(&d.namespace, SETTLE).await;
                 let changes = self.ctx.changes.since(&d.namespace, &credential, failed_at);
-                debug!(pod = %format!("{}/{}", d.namespace, d.pod), %failed_at, changes = changes.len(), diagnosis = %d.label(), "regcred's changes since the pull failed");
+                debug!(pod = %format!("{}/{}", d.namespace, d.pod), %failed_at, changes = changes.len(), diagnosis = %d.label(), evidence = ?d.evidence, "regcred's changes since the pull failed");
                 history::recall(&mut d, &findings, failed_at, &changes)
             }
             _ => None,
