@@ -168,11 +168,10 @@ impl Scene {
             .map(|e| {
                 // The kubelet's Events carry lastTimestamp; the events.k8s.io
                 // ones regcred publishes carry eventTime only.
-                let at = match (e.last_timestamp, e.event_time) {
-                    (Some(t), _) => t.0.to_string(),
-                    (None, Some(t)) => t.0.to_string(),
-                    (None, None) => String::new(),
-                };
+                let at = (e.last_timestamp.map(|t| t.0))
+                    .or(e.event_time.map(|t| t.0))
+                    .map(|t| t.to_string())
+                    .unwrap_or_default();
                 let message: String = e.message.unwrap_or_default().chars().take(300).collect();
                 format!(
                     "{at} {} x{}: {message}",

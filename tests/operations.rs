@@ -223,7 +223,7 @@ async fn a_graceful_stop_hands_the_lease_over_at_once() {
 
 /// A stop that comes before the controller has listed the
 /// RegistryCredentials once (SIGTERM a moment after winning the Lease, as
-/// CI once did) ends the controller at once: kube holds its reconciles
+/// a fresh-clone run once did) ends the controller at once: kube holds its reconciles
 /// until that first list, and a graceful shutdown stops the list, so
 /// waiting for the reconciles to finish would wait forever and leave the
 /// Lease held. Here the stop is there before the controller's first step.
